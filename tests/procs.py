@@ -1,0 +1,156 @@
+"""Real server processes for tests: kvstore and Debian's etcd, each on a free loopback port."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_grpc(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Wait until a Maintenance.Status call succeeds (the server is really serving)."""
+    from kvstore.api import rpc_pb2, rpc_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before serving")
+        try:
+            with grpc.insecure_channel(endpoint) as ch:
+                rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=1)
+            return
+        except grpc.RpcError as e:  # not up yet
+            last = e
+            time.sleep(0.05)
+    raise TimeoutError(f"{endpoint} not serving after {timeout}s: {last}")
+
+
+class ServerProcess:
+    """Common start/stop/kill for a server child process whose output goes to a log file."""
+
+    name = "server"
+
+    def __init__(self, data_dir: Path, port: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.{self.name}.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError  # each server class says how it is started
+
+    def env(self) -> dict:
+        return dict(os.environ)
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                     env=self.env(), cwd=str(self.data_dir.parent))
+        log.close()
+        try:
+            wait_for_grpc(self.endpoint, self.proc, timeout)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"{self.name} failed to start; log:\n{self.log()}")
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except FileNotFoundError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class KvstoreProcess(ServerProcess):
+    name = "kvstore"
+
+    def __init__(self, data_dir: Path, port: int | None = None, backend: str = "lmdb",
+                 extra_args: list[str] | None = None):
+        super().__init__(data_dir, port)
+        self.backend = backend
+        self.extra_args = list(extra_args or [])
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "kvstore", "serve",
+                "--name", "test", "--data-dir", str(self.data_dir),
+                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                "--log-backend", self.backend, *self.extra_args]
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        return env
+
+
+class EtcdProcess(ServerProcess):
+    """Debian's etcd (3.4.x), the reference for differential tests."""
+
+    name = "etcd"
+
+    def __init__(self, data_dir: Path, port: int | None = None, extra_args: list[str] | None = None):
+        super().__init__(data_dir, port)
+        self.peer_port = free_port()
+        self.extra_args = list(extra_args or [])
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("etcd") is not None
+
+    def command(self) -> list[str]:
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        return ["etcd", "--name", "ref", "--data-dir", str(self.data_dir),
+                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"ref={peer}", "--log-level", "error",
+                *self.extra_args]
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.pop("ETCDCTL_API", None)
+        env["ETCD_UNSUPPORTED_ARCH"] = env.get("ETCD_UNSUPPORTED_ARCH", "")
+        return env
