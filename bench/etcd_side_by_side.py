@@ -1,0 +1,718 @@
+#!/usr/bin/env python3
+"""Side-by-side load test of kvstore and a real etcd, with etcd's own load generator.
+
+Starts Debian's etcd and kvstore (LMDB log) on free loopback ports, each with a fresh
+temporary data dir, and drives both with etcd v3.4's `tools/benchmark` (built by
+../shared/tools/build-etcd-benchmark.sh) for the workloads `put`, `range` and `txn-put` at
+several client counts. Reports throughput, p99 latency and requests per CPU-second of the
+server process (utime+stime from /proc, the process and its descendants) as a Markdown table,
+and optionally the raw results as JSON.
+
+Stdlib only. Every subprocess has a timeout; a run that hangs is killed and reported as
+failed; a server that fails to start or dies is reported in the table, not a crash; both
+servers are always stopped (also on Ctrl-C / SIGTERM).
+
+    python bench/etcd_side_by_side.py --total 5000
+    python bench/etcd_side_by_side.py --servers etcd --total 2000 --json /tmp/res.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = REPO.parent / "shared" / "tools" / "build-etcd-benchmark.sh"
+
+ALL_SERVERS = ("etcd", "kvstore")
+ALL_WORKLOADS = ("put", "range", "txn-put")
+DEFAULT_TOTALS = {"put": 20000, "range": 20000, "txn-put": 20000}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# `range` reads one existing key. The tool's own keys are binary varints padded with NUL bytes
+# (which cannot be passed on a command line), so the range seed writes 64 one-byte keys with
+# `put --key-size=1 --sequential-keys --key-space-size=64`: key i is the byte 2*i (zig-zag
+# varint), i.e. "\x00", "\x02", ..., "~". 'r' (0x72, i=57) is one of them.
+RANGE_KEY = "r"
+
+
+class Interrupted(Exception):
+    """SIGTERM (or SIGINT) received: stop everything and report what we have."""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, n: int = 3000) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-n:].decode(errors="replace")
+
+
+def child_env() -> dict:
+    env = dict(os.environ)
+    for k in list(env):  # loopback only: never let a proxy setting redirect the traffic
+        if k.lower() in ("http_proxy", "https_proxy", "all_proxy", "grpc_proxy"):
+            del env[k]
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+def kill_group(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
+    """Signal the process group of a child we started with start_new_session=True."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def proc_tree_cpu(pid: int) -> float | None:
+    """utime+stime (seconds) of pid and all its live descendants (+ reaped children's times)."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (ppid, cpu seconds)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()  # fields after "pid (comm) "
+        ppid = int(fields[1])
+        # utime, stime, cutime, cstime are stat fields 14..17 -> index 11..14 here
+        ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+        stats[int(entry)] = (ppid, ticks / CLK_TCK)
+    if pid not in stats:
+        return None
+    total, todo = 0.0, [pid]
+    children: dict[int, list[int]] = {}
+    for p, (pp, _) in stats.items():
+        children.setdefault(pp, []).append(p)
+    while todo:
+        p = todo.pop()
+        total += stats[p][1]
+        todo.extend(children.get(p, ()))
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# servers
+
+
+class Server:
+    name = "server"
+
+    def __init__(self, workdir: Path, pin: bool):
+        self.data_dir = workdir / f"{self.name}-data"
+        self.log_path = workdir / f"{self.name}.log"
+        self.port = free_port()
+        self.pin = pin
+        self.proc: subprocess.Popen | None = None
+        self.error: str | None = None  # set when the server is unusable (start failed, died)
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict:
+        return child_env()
+
+    def full_command(self) -> list[str]:
+        cmd = self.command()
+        return (["taskset", "-c", "0"] + cmd) if self.pin else cmd
+
+    def start(self) -> None:
+        cmd = self.full_command()
+        log(f"[{self.name}] starting: {shlex.join(cmd)}")
+        with open(self.log_path, "ab") as out:
+            # own session: a terminal Ctrl-C reaches only us; we stop the server ourselves
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=self.env(),
+                                         cwd=str(REPO), start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def died_reason(self) -> str | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            return f"{self.name} exited with status {self.proc.returncode}"
+        return None
+
+    def cpu(self) -> float | None:
+        return proc_tree_cpu(self.proc.pid) if self.alive() else None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            kill_group(self.proc, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                log(f"[{self.name}] did not stop in 10s after SIGTERM; SIGKILL")
+        kill_group(self.proc, signal.SIGKILL)  # also any stray child left in its group
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            log(f"[{self.name}] pid {self.proc.pid} did not exit after SIGKILL")
+
+
+class EtcdServer(Server):
+    name = "etcd"
+
+    def __init__(self, workdir: Path, pin: bool, etcd_bin: str, quota_bytes: int):
+        super().__init__(workdir, pin)
+        self.peer_port = free_port()
+        self.etcd_bin = etcd_bin
+        self.quota_bytes = quota_bytes
+
+    def command(self) -> list[str]:
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        return [self.etcd_bin, "--name", "bench", "--data-dir", str(self.data_dir),
+                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"bench={peer}", "--initial-cluster-state", "new",
+                "--log-level", "error", "--quota-backend-bytes", str(self.quota_bytes)]
+
+    def env(self) -> dict:
+        env = child_env()
+        for k in [k for k in env if k.startswith("ETCD")]:
+            del env[k]  # no stray ETCD_* configuration from the caller's environment
+        return env
+
+
+class KvstoreServer(Server):
+    name = "kvstore"
+
+    def __init__(self, workdir: Path, pin: bool, extra_args: list[str]):
+        super().__init__(workdir, pin)
+        self.extra_args = extra_args
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "kvstore", "serve", "--name", "bench",
+                "--data-dir", str(self.data_dir),
+                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                "--log-backend", "lmdb", *self.extra_args]
+
+    def env(self) -> dict:
+        env = child_env()
+        env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        return env
+
+
+# ---------------------------------------------------------------------------------------------
+# the load generator
+
+
+@dataclass
+class BenchOutput:
+    ok: bool
+    reason: str = ""
+    rc: int | None = None
+    elapsed_s: float = 0.0
+    client_cpu_s: float = 0.0
+    stats: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+
+
+def parse_report(text: str) -> tuple[dict, dict]:
+    """Parse pkg/report's summary: Summary (secs), Requests/sec, latency percentiles, errors."""
+    stats: dict = {"percentiles_s": {}}
+    errors: dict = {}
+    section = None
+    for raw in text.replace("\r", "\n").splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.endswith(":") and not raw.startswith(" "):
+            section = line[:-1]
+            continue
+        if section == "Summary" and ":" in line:
+            key, _, val = line.partition(":")
+            val = val.strip().removesuffix("secs.").strip()
+            try:
+                num = float(val)
+            except ValueError:
+                continue
+            stats[{"Total": "total_s", "Slowest": "slowest_s", "Fastest": "fastest_s",
+                   "Average": "average_s", "Stddev": "stddev_s",
+                   "Requests/sec": "requests_per_s"}.get(key.strip(), key.strip())] = num
+        elif section == "Latency distribution" and "% in " in line:
+            pct, _, rest = line.partition("% in ")
+            try:
+                stats["percentiles_s"][pct] = float(rest.split()[0])
+            except (ValueError, IndexError):
+                pass
+        elif section == "Error distribution" and line.startswith("["):
+            count, _, msg = line[1:].partition("]")
+            try:
+                errors[msg.strip()] = errors.get(msg.strip(), 0) + int(count)
+            except ValueError:
+                pass
+    stats["p99_s"] = stats["percentiles_s"].get("99")
+    return stats, errors
+
+
+def run_benchmark(cmd: list[str], timeout: float, outdir: Path, tag: str) -> BenchOutput:
+    out_path, err_path = outdir / f"{tag}.out", outdir / f"{tag}.err"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        env = child_env()
+        env["GRPC_GO_LOG_SEVERITY_LEVEL"] = "error"  # no per-connection INFO chatter
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+        try:
+            rc = proc.wait(timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:  # also on Ctrl-C: never leave a load generator running
+            kill_group(proc, signal.SIGKILL)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+    elapsed = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    text = out_path.read_bytes().decode(errors="replace")
+    stats, errors = parse_report(text)
+    res = BenchOutput(ok=True, rc=proc.returncode, elapsed_s=round(elapsed, 3),
+                      client_cpu_s=round((after.ru_utime + after.ru_stime)
+                                         - (before.ru_utime + before.ru_stime), 3),
+                      stats=stats, errors=errors,
+                      stdout_tail=text[-1500:] if not stats.get("requests_per_s") else "",
+                      stderr_tail=tail(err_path, 1500))
+    if timed_out:
+        res.ok, res.reason = False, f"timeout after {timeout:.0f}s (killed)"
+    elif proc.returncode != 0:
+        res.ok, res.reason = False, f"benchmark exited with status {proc.returncode}"
+    elif "requests_per_s" not in stats:
+        res.ok = False
+        res.reason = ("all requests failed: " + "; ".join(f"{n}x {m}" for m, n in errors.items())
+                      if errors else "no summary in benchmark output")
+    return res
+
+
+class Bench:
+    def __init__(self, args, binary: str, outdir: Path):
+        self.args = args
+        self.binary = binary
+        self.outdir = outdir
+        self.seq = 0
+
+    def command(self, server: Server, clients: int, conns: int, sub: list[str]) -> list[str]:
+        cmd = [self.binary, f"--endpoints={server.endpoint}", f"--conns={conns}",
+               f"--clients={clients}", "--precise", *sub]
+        return (["taskset", "-c", "1"] + cmd) if self.args.pin else cmd
+
+    def workload_args(self, workload: str, total: int) -> list[str]:
+        a = self.args
+        if workload == "put":
+            return ["put", f"--key-size={a.key_size}", f"--val-size={a.val_size}",
+                    f"--total={total}", "--sequential-keys=false",
+                    f"--key-space-size={a.key_space_size}"]
+        if workload == "range":
+            return ["range", RANGE_KEY, f"--total={total}", f"--consistency={a.consistency}"]
+        if workload == "txn-put":
+            return ["txn-put", f"--total={total}", f"--key-size={a.key_size}",
+                    f"--val-size={a.val_size}", f"--key-space-size={a.key_space_size}"]
+        raise ValueError(workload)
+
+    def run(self, server: Server, clients: int, conns: int, sub: list[str], timeout: float,
+            label: str) -> tuple[list[str], BenchOutput, float | None]:
+        self.seq += 1
+        cmd = self.command(server, clients, conns, sub)
+        log(f"[{server.name}] {label}: {shlex.join(cmd)}")
+        cpu0 = server.cpu()
+        res = run_benchmark(cmd, timeout, self.outdir, f"{self.seq:03d}-{server.name}-{label}")
+        cpu1 = server.cpu()
+        died = server.died_reason()
+        if died:
+            res.ok, res.reason = False, f"{died} during the run" + (f"; {res.reason}" if res.reason else "")
+        cpu = round(cpu1 - cpu0, 3) if cpu0 is not None and cpu1 is not None else None
+        return cmd, res, cpu
+
+    def probe(self, server: Server, timeout: float) -> str | None:
+        """One linearizable range through the real gRPC path. None if it worked, else why not."""
+        cmd = self.command(server, 1, 1, ["range", "bench-ready-probe", "--total=1"])
+        res = run_benchmark(cmd, timeout, self.outdir, f"probe-{server.name}")
+        if res.ok and not res.errors:
+            return None
+        return res.reason or "; ".join(f"{n}x {m}" for m, n in res.errors.items())
+
+    def wait_ready(self, server: Server, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        why = "port not open"
+        while time.monotonic() < deadline:
+            if (died := server.died_reason()):
+                return died
+            if tcp_open(server.port):
+                why = self.probe(server, min(5.0, max(1.0, deadline - time.monotonic())))
+                if why is None:
+                    return None
+            time.sleep(0.2)
+        return f"not serving after {timeout:.0f}s: {why}"
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+
+def parse_list(s: str, allowed=None, conv=str) -> list:
+    items = [conv(x.strip()) for x in s.split(",") if x.strip()]
+    if allowed is not None:
+        bad = [x for x in items if x not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {','.join(allowed)}")
+    return items
+
+
+def parse_totals(s: str) -> dict:
+    """'5000' (every workload) or 'put=20000,range=50000' (the rest keep their default)."""
+    totals = dict(DEFAULT_TOTALS)
+    if "=" not in s:
+        return {w: int(s) for w in totals}
+    for part in s.split(","):
+        k, _, v = part.partition("=")
+        if k.strip() not in totals:
+            raise argparse.ArgumentTypeError(f"unknown workload {k!r}")
+        totals[k.strip()] = int(v)
+    return totals
+
+
+def get_benchmark_binary(args) -> str:
+    if args.benchmark_bin:
+        return args.benchmark_bin
+    if not BUILD_SCRIPT.exists():
+        sys.exit(f"error: {BUILD_SCRIPT} not found (pass --benchmark-bin)")
+    log(f"building/locating etcd benchmark with {BUILD_SCRIPT}")
+    try:
+        r = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
+                           timeout=args.build_timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"error: {BUILD_SCRIPT} did not finish in {args.build_timeout}s")
+    lines = r.stdout.strip().splitlines()
+    if r.returncode != 0 or not lines or not os.access(lines[-1], os.X_OK):
+        sys.exit(f"error: {BUILD_SCRIPT} failed (status {r.returncode}):\n{r.stdout[-2000:]}\n"
+                 f"{r.stderr[-2000:]}")
+    return lines[-1]
+
+
+def fmt_rate(x) -> str:
+    return f"{x:,.0f}" if isinstance(x, (int, float)) else "–"
+
+
+def fmt_ms(x) -> str:
+    if not isinstance(x, (int, float)):
+        return "–"
+    ms = x * 1000
+    return f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
+
+
+def cell(r: dict | None, what: str) -> str:
+    if r is None:
+        return "–"
+    if what == "rps":
+        if not r["ok"]:
+            return "**FAIL**"
+        s = fmt_rate(r.get("requests_per_s"))
+        return s + (f" ({r['errors_total']} err)" if r.get("errors_total") else "")
+    if not r["ok"]:
+        return "–"
+    if what == "p99":
+        return fmt_ms(r.get("p99_s"))
+    if what == "per_cpu":
+        return fmt_rate(r.get("requests_per_cpu_s"))
+    raise ValueError(what)
+
+
+def markdown_table(results: list[dict], servers: list[str], workloads: list[str],
+                   clients_list: list[int]) -> str:
+    by = {(r["server"], r["workload"], r["clients"]): r for r in results}
+    head = ["workload", "clients"]
+    head += [f"{s} req/s" for s in servers]
+    both = servers == ["etcd", "kvstore"]
+    if both:
+        head.append("ratio (kvstore/etcd)")
+    head += [f"{s} p99" for s in servers]
+    head += [f"{s} req per CPU-s" for s in servers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    notes = []
+    for w in workloads:
+        for c in clients_list:
+            rs = {s: by.get((s, w, c)) for s in servers}
+            if all(v is None for v in rs.values()):
+                continue
+            row = [w, str(c)] + [cell(rs[s], "rps") for s in servers]
+            if both:
+                e, k = rs["etcd"], rs["kvstore"]
+                if e and k and e["ok"] and k["ok"] and e.get("requests_per_s"):
+                    row.append(f"{k['requests_per_s'] / e['requests_per_s']:.2f}")
+                else:
+                    row.append("–")
+            row += [cell(rs[s], "p99") for s in servers]
+            row += [cell(rs[s], "per_cpu") for s in servers]
+            lines.append("| " + " | ".join(row) + " |")
+            for s in servers:
+                r = rs[s]
+                if r and (not r["ok"] or r.get("errors")):
+                    detail = r.get("reason") or ""
+                    if r.get("errors"):
+                        detail += (" – " if detail else "") + "; ".join(
+                            f"{n}x {m}" for m, n in r["errors"].items())
+                    notes.append(f"- {s} {w} clients={c}: {detail}")
+    if notes:
+        lines += ["", "Failures / errors:", *notes]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--servers", type=lambda s: parse_list(s, ALL_SERVERS), default=list(ALL_SERVERS),
+                   help="comma list of etcd,kvstore (default both)")
+    p.add_argument("--workloads", type=lambda s: parse_list(s, ALL_WORKLOADS),
+                   default=list(ALL_WORKLOADS), help="comma list of put,range,txn-put (default all)")
+    p.add_argument("--clients", type=lambda s: parse_list(s, conv=int), default=[16, 64, 256],
+                   help="comma list of gRPC client counts (default 16,64,256)")
+    p.add_argument("--conns", default="auto",
+                   help="gRPC connections per run: an integer, or 'auto' = max(1, clients/4) (default)")
+    p.add_argument("--total", type=parse_totals, default=dict(DEFAULT_TOTALS),
+                   help="requests per run: N for every workload, or e.g. put=20000,range=50000 "
+                        f"(default {','.join(f'{k}={v}' for k, v in DEFAULT_TOTALS.items())})")
+    p.add_argument("--key-size", type=int, default=8)
+    p.add_argument("--val-size", type=int, default=256)
+    p.add_argument("--key-space-size", type=int, default=100000,
+                   help="random keys for put/txn-put are drawn from this many (default 100000)")
+    p.add_argument("--range-seed-keys", type=int, default=10000,
+                   help="keys written before the first range run (default 10000)")
+    p.add_argument("--consistency", choices=["l", "s"], default="l",
+                   help="range consistency: l(inearizable) or s(erializable) (default l)")
+    p.add_argument("--pin", action="store_true",
+                   help="pin the servers with taskset -c 0 and the load generator with taskset -c 1")
+    p.add_argument("--kvstore-args", default="", help="extra args for `kvstore serve` (shell-quoted)")
+    p.add_argument("--benchmark-bin", help="etcd benchmark binary (default: run build-etcd-benchmark.sh)")
+    p.add_argument("--etcd-bin", default=shutil.which("etcd") or "/usr/bin/etcd")
+    p.add_argument("--quota-backend-bytes", type=int, default=8 * 1024**3,
+                   help="etcd --quota-backend-bytes (default 8 GiB)")
+    p.add_argument("--run-timeout", type=float, default=180.0,
+                   help="seconds before a benchmark run is killed and reported failed (default 180)")
+    p.add_argument("--start-timeout", type=float, default=60.0,
+                   help="seconds for a server to start serving (default 60)")
+    p.add_argument("--build-timeout", type=float, default=1800.0)
+    p.add_argument("--json", metavar="PATH", help="write raw results as JSON here")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the temp dir (data dirs, server logs, benchmark outputs)")
+    args = p.parse_args(argv)
+
+    if args.pin and not shutil.which("taskset"):
+        sys.exit("error: --pin needs taskset (util-linux)")
+    if args.pin and (os.cpu_count() or 1) < 2:
+        sys.exit("error: --pin needs at least 2 CPUs")
+    if "range" in args.workloads and args.range_seed_keys < 1:
+        sys.exit("error: --range-seed-keys must be >= 1")
+
+    def conns_for(clients: int) -> int:
+        return max(1, clients // 4) if args.conns == "auto" else max(1, int(args.conns))
+
+    binary = get_benchmark_binary(args)
+    log(f"benchmark binary: {binary}")
+
+    def on_sigterm(signum, frame):
+        raise Interrupted(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    workdir = Path(tempfile.mkdtemp(prefix="kvstore-bench-"))
+    outdir = workdir / "runs"
+    outdir.mkdir()
+    bench = Bench(args, binary, outdir)
+    servers: dict[str, Server] = {}
+    results: list[dict] = []
+    interrupted = None
+    seeded: dict[str, str | None] = {}  # server -> None if seeded, else why not
+    meta = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+        "benchmark_bin": binary, "pin": args.pin, "servers": args.servers,
+        "workloads": args.workloads, "clients": args.clients, "conns": args.conns,
+        "totals": args.total, "key_size": args.key_size, "val_size": args.val_size,
+        "key_space_size": args.key_space_size, "range_key": RANGE_KEY,
+        "range_seed_keys": args.range_seed_keys, "consistency": args.consistency,
+        "workdir": str(workdir), "server_commands": {},
+    }
+    try:
+        try:
+            meta["etcd_version"] = subprocess.run(
+                [args.etcd_bin, "--version"], capture_output=True, text=True, timeout=10
+            ).stdout.strip().splitlines()[0]
+        except Exception as e:  # noqa: BLE001 - informational only
+            meta["etcd_version"] = f"unknown ({e})"
+
+        for name in args.servers:
+            if name == "etcd":
+                srv: Server = EtcdServer(workdir, args.pin, args.etcd_bin, args.quota_backend_bytes)
+            else:
+                srv = KvstoreServer(workdir, args.pin, shlex.split(args.kvstore_args))
+            servers[name] = srv
+            meta["server_commands"][name] = shlex.join(srv.full_command())
+            try:
+                srv.start()
+            except OSError as e:
+                srv.error = f"could not start: {e}"
+        for srv in servers.values():  # both start concurrently; wait for each
+            if srv.error:
+                continue
+            srv.error = bench.wait_ready(srv, args.start_timeout)
+            if srv.error:
+                srv.error = f"start failed: {srv.error}"
+                log(f"[{srv.name}] {srv.error}\n--- {srv.log_path} (tail) ---\n{tail(srv.log_path)}")
+                srv.stop()
+            else:
+                log(f"[{srv.name}] serving on {srv.endpoint} (pid {srv.proc.pid})")
+
+        for workload in args.workloads:
+            total = args.total[workload]
+            for clients in args.clients:
+                conns = conns_for(clients)
+                for name in args.servers:  # interleaved: etcd then kvstore for each row
+                    srv = servers[name]
+                    rec = {"server": name, "workload": workload, "clients": clients,
+                           "conns": conns, "total": total, "ok": False,
+                           "reason": "not run (interrupted)"}
+                    results.append(rec)
+                    if not srv.error and (died := srv.died_reason()):
+                        srv.error = died
+                    if srv.error:
+                        rec["reason"] = f"skipped: {srv.error}"
+                        continue
+                    if workload == "range" and name not in seeded:
+                        why = seed_range(bench, srv, args)
+                        seeded[name] = f"range seed failed: {why}" if why else None
+                        if why:
+                            log(f"[{name}] {seeded[name]}")
+                    if workload == "range" and seeded.get(name):
+                        rec["reason"] = seeded[name]
+                        continue
+                    sub = bench.workload_args(workload, total)
+                    cmd, res, cpu = bench.run(srv, clients, conns, sub, args.run_timeout,
+                                              f"{workload}-c{clients}")
+                    rps = res.stats.get("requests_per_s")
+                    n_err = sum(res.errors.values())
+                    n_ok = max(0, total - n_err) if res.ok else None
+                    rec.update({
+                        "command": shlex.join(cmd), "ok": res.ok, "reason": res.reason,
+                        "requests_per_s": rps, "average_s": res.stats.get("average_s"),
+                        "p99_s": res.stats.get("p99_s"), "total_s": res.stats.get("total_s"),
+                        "slowest_s": res.stats.get("slowest_s"),
+                        "percentiles_s": res.stats.get("percentiles_s"),
+                        "errors": res.errors, "errors_total": n_err,
+                        "server_cpu_s": cpu, "client_cpu_s": res.client_cpu_s,
+                        "elapsed_s": res.elapsed_s, "succeeded": n_ok,
+                        "requests_per_cpu_s": (round(n_ok / cpu, 1) if n_ok and cpu else None),
+                        "server_cpu_util": (round(cpu / res.stats["total_s"], 2)
+                                            if cpu and res.stats.get("total_s") else None),
+                    })
+                    if not res.ok:
+                        rec["stdout_tail"], rec["stderr_tail"] = res.stdout_tail, res.stderr_tail
+                    log(f"[{name}] {workload} c={clients}: "
+                        + (f"{fmt_rate(rps)} req/s, avg {fmt_ms(rec['average_s'])}, "
+                           f"p99 {fmt_ms(rec['p99_s'])}, server CPU {cpu}s"
+                           + (f", {n_err} errors" if n_err else "")
+                           if res.ok else f"FAILED: {res.reason}"))
+                    if not res.ok:
+                        log(f"    stderr tail: {res.stderr_tail[-500:].strip()}")
+                        if not srv.died_reason():  # wedged? check before spending more timeouts
+                            why = bench.probe(srv, 10.0)
+                            if why:
+                                srv.error = f"unresponsive after a failed run ({why})"
+                                log(f"[{name}] {srv.error}; skipping its remaining runs")
+                        else:
+                            srv.error = srv.died_reason()
+                            log(f"[{name}] {srv.error}\n--- log tail ---\n{tail(srv.log_path)}")
+    except (KeyboardInterrupt, Interrupted) as e:
+        interrupted = f"interrupted ({type(e).__name__} {e})".strip()
+        log(f"\n{interrupted}: stopping servers, reporting partial results")
+    finally:
+        for srv in servers.values():
+            srv.stop()
+            log(f"[{srv.name}] stopped")
+
+    for name, srv in servers.items():
+        meta.setdefault("server_errors", {})[name] = srv.error
+    meta["interrupted"] = interrupted
+    print()
+    print(f"etcd benchmark vs {'/'.join(args.servers)}: key {args.key_size} B, value "
+          f"{args.val_size} B, conns {'clients/4' if args.conns == 'auto' else args.conns}, "
+          f"totals {args.total}, pin={'on' if args.pin else 'off'}, range consistency "
+          f"{args.consistency}")
+    print()
+    print(markdown_table(results, args.servers, args.workloads, args.clients))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+        log(f"raw results: {args.json}")
+    if args.keep:
+        log(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if interrupted:
+        return 130
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def seed_range(bench: Bench, srv: Server, args) -> str | None:
+    """Write the keys the range workload reads: the 64 one-byte keys (RANGE_KEY among them) and a
+    bulk of --range-seed-keys 8-byte keys so that the store is not trivially small."""
+    seeds = [
+        ["put", "--key-size=1", f"--val-size={args.val_size}", "--sequential-keys",
+         "--key-space-size=64", "--total=64"],
+        ["put", f"--key-size={args.key_size}", f"--val-size={args.val_size}", "--sequential-keys",
+         f"--key-space-size={args.range_seed_keys}", f"--total={args.range_seed_keys}"],
+    ]
+    for sub in seeds:
+        _, res, _ = bench.run(srv, 16, 4, sub, args.run_timeout, "range-seed")
+        if not res.ok or res.errors:
+            return res.reason or "; ".join(f"{n}x {m}" for m, n in res.errors.items())
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

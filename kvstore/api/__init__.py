@@ -1,0 +1,1 @@
+"""etcd's wire messages, generated from proto/ by tools/gen_proto.py; do not edit."""

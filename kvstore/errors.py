@@ -1,0 +1,50 @@
+"""etcd's errors, as its clients see them: a status code name and etcd's exact message.
+
+The store raises these; the transport maps ``code`` (a gRPC status code name such as
+``INVALID_ARGUMENT``) onto its own status type. Nothing here knows about gRPC itself.
+"""
+from __future__ import annotations
+
+
+class EtcdError(Exception):
+    code = "UNKNOWN"
+    message = "etcdserver: unknown error"
+
+    def __init__(self, message: str | None = None):
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)
+
+
+def _error(name: str, code: str, message: str) -> type[EtcdError]:
+    return type(name, (EtcdError,), {"code": code, "message": message})
+
+
+# Request validation (etcd's api/v3rpc/rpctypes).
+EmptyKey = _error("EmptyKey", "INVALID_ARGUMENT", "etcdserver: key is not provided")
+KeyNotFound = _error("KeyNotFound", "INVALID_ARGUMENT", "etcdserver: key not found")
+ValueProvided = _error("ValueProvided", "INVALID_ARGUMENT", "etcdserver: value is provided")
+LeaseProvided = _error("LeaseProvided", "INVALID_ARGUMENT", "etcdserver: lease is provided")
+TooManyOps = _error("TooManyOps", "INVALID_ARGUMENT",
+                    "etcdserver: too many operations in txn request")
+DuplicateKey = _error("DuplicateKey", "INVALID_ARGUMENT",
+                      "etcdserver: duplicate key given in txn request")
+RequestTooLarge = _error("RequestTooLarge", "INVALID_ARGUMENT", "etcdserver: request is too large")
+InvalidSortOption = _error("InvalidSortOption", "INVALID_ARGUMENT", "etcdserver: invalid sort option")
+
+# MVCC.
+Compacted = _error("Compacted", "OUT_OF_RANGE",
+                   "etcdserver: mvcc: required revision has been compacted")
+FutureRev = _error("FutureRev", "OUT_OF_RANGE",
+                   "etcdserver: mvcc: required revision is a future revision")
+NoSpace = _error("NoSpace", "RESOURCE_EXHAUSTED", "etcdserver: mvcc: database space exceeded")
+
+# Leases.
+LeaseNotFound = _error("LeaseNotFound", "NOT_FOUND", "etcdserver: requested lease not found")
+LeaseExist = _error("LeaseExist", "FAILED_PRECONDITION", "etcdserver: lease already exists")
+LeaseTTLTooLarge = _error("LeaseTTLTooLarge", "OUT_OF_RANGE", "etcdserver: too large lease TTL")
+
+# Server state.
+Stopped = _error("Stopped", "UNAVAILABLE", "etcdserver: server stopped")
+Timeout = _error("Timeout", "UNAVAILABLE", "etcdserver: request timed out")
+Corrupt = _error("Corrupt", "DATA_LOSS", "etcdserver: corrupt cluster")

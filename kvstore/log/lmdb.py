@@ -1,0 +1,150 @@
+"""The embedded durable log: entries in an LMDB database, snapshots beside it as files.
+
+Every append is one LMDB write transaction, committed with fsync, on a single writer thread so
+the event loop keeps accepting proposals while the disk works (that is what makes group commit
+batch). Snapshots are written to a temporary file, fsynced, then renamed into place.
+"""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import lmdb
+
+from .base import Log
+
+_INDEX = struct.Struct(">Q")
+_SNAPSHOT_PREFIX = "snapshot-"
+_SNAPSHOT_SUFFIX = ".msgpack"
+
+
+class DataDirInUse(RuntimeError):
+    pass
+
+
+class LmdbLog(Log):
+    def __init__(self, data_dir: str | os.PathLike, map_size: int = 1 << 38):
+        self.dir = Path(data_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.dir / "lock", "wb")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise DataDirInUse(f"data dir {self.dir} is in use by another process") from None
+        self._env = lmdb.open(str(self.dir / "log"), map_size=map_size, max_dbs=4,
+                              subdir=True, sync=True, metasync=True, lock=True)
+        self._entries_db = self._env.open_db(b"entries")
+        self._meta_db = self._env.open_db(b"meta")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-log")
+        with self._env.begin(db=self._entries_db) as txn:
+            cur = txn.cursor()
+            self._last = _INDEX.unpack(cur.key())[0] if cur.last() else 0
+        snap = self._newest_snapshot_path()
+        if self._last == 0 and snap is not None:
+            self._last = int(snap.name[len(_SNAPSHOT_PREFIX):-len(_SNAPSHOT_SUFFIX)], 16)
+
+    @property
+    def durable(self) -> bool:
+        return True
+
+    @property
+    def last_index(self) -> int:
+        return self._last
+
+    async def append(self, entries: list[bytes]) -> int:
+        first = self._last + 1
+        self._last += len(entries)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._write, first, entries)
+        return first + len(entries) - 1
+
+    def _write(self, first: int, entries: list[bytes]) -> None:
+        with self._env.begin(write=True, db=self._entries_db) as txn:
+            cur = txn.cursor()
+            pack = _INDEX.pack
+            for i, entry in enumerate(entries, first):
+                cur.put(pack(i), entry, append=True)
+
+    def replay(self, after: int) -> Iterator[tuple[int, bytes]]:
+        with self._env.begin(db=self._entries_db, buffers=False) as txn:
+            cur = txn.cursor()
+            if not cur.set_range(_INDEX.pack(after + 1)):
+                return
+            for k, v in cur:
+                yield _INDEX.unpack(k)[0], v
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def _snapshot_paths(self) -> list[Path]:
+        return sorted(p for p in self.dir.iterdir()
+                      if p.name.startswith(_SNAPSHOT_PREFIX) and p.name.endswith(_SNAPSHOT_SUFFIX))
+
+    def _newest_snapshot_path(self) -> Path | None:
+        paths = self._snapshot_paths()
+        return paths[-1] if paths else None
+
+    async def save_snapshot(self, index: int, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._save_snapshot, index, data)
+
+    def _save_snapshot(self, index: int, data: bytes) -> None:
+        final = self.dir / f"{_SNAPSHOT_PREFIX}{index:016x}{_SNAPSHOT_SUFFIX}"
+        tmp = final.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        for old in self._snapshot_paths()[:-1]:
+            old.unlink(missing_ok=True)
+        self._drop_through(index)
+
+    def _drop_through(self, index: int) -> None:
+        """Deletes entries <= index (a snapshot covers them)."""
+        with self._env.begin(write=True, db=self._entries_db) as txn:
+            cur = txn.cursor()
+            cur.first()
+            while cur.key() and _INDEX.unpack(cur.key())[0] <= index:
+                cur.delete()  # moves to the next entry
+
+    def load_snapshot(self) -> tuple[int, bytes] | None:
+        path = self._newest_snapshot_path()
+        if path is None:
+            return None
+        index = int(path.name[len(_SNAPSHOT_PREFIX):-len(_SNAPSHOT_SUFFIX)], 16)
+        return index, path.read_bytes()
+
+    # -- member metadata -----------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> bytes | None:
+        with self._env.begin(db=self._meta_db) as txn:
+            return txn.get(key.encode())
+
+    def put_meta(self, key: str, value: bytes) -> None:
+        with self._env.begin(write=True, db=self._meta_db) as txn:
+            txn.put(key.encode(), value)
+
+    def size_bytes(self) -> int:
+        total = 0
+        for p in [*(self.dir / "log").iterdir(), *self._snapshot_paths()]:
+            try:
+                total += p.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    async def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._env.close()
+        self._lock_file.close()

@@ -1,0 +1,83 @@
+"""The `kvstore` command: `kvstore serve` with etcd's flag names."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from ..log import BACKENDS
+from ..log.lmdb import DataDirInUse
+from .config import ConfigError, ServerConfig, split_urls
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {n}")
+    return n
+
+
+def _urls(value: str) -> list[str]:
+    try:
+        return split_urls(value)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kvstore", description="An etcd-v3-compatible key-value store.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run a kvstore member")
+    s.add_argument("--name", default="default", help="human-readable name for this member")
+    s.add_argument("--data-dir", default=None, help="path to the data directory (default: NAME.kvstore)")
+    s.add_argument("--listen-client-urls", type=_urls, default=["http://127.0.0.1:2379"],
+                   help="comma-separated URLs to listen on for client traffic")
+    s.add_argument("--advertise-client-urls", type=_urls, default=None,
+                   help="comma-separated client URLs to advertise (default: the listen URLs)")
+    s.add_argument("--log-backend", choices=BACKENDS, default="lmdb",
+                   help="where writes are made durable: lmdb (default) or memory")
+    s.add_argument("--max-request-bytes", type=_positive_int, default=1536 * 1024,
+                   help="maximum client request size in bytes the server will accept")
+    s.add_argument("--max-txn-ops", type=_positive_int, default=128,
+                   help="maximum number of operations permitted in a transaction")
+    s.add_argument("--snapshot-count", type=_positive_int, default=10_000,
+                   help="applied entries between two MVCC snapshots")
+    s.add_argument("--etcd-version", default="3.5.21",
+                   help="etcd version reported by Maintenance.Status")
+    s.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = ServerConfig(
+        name=args.name, data_dir=args.data_dir, listen_client_urls=args.listen_client_urls,
+        advertise_client_urls=args.advertise_client_urls or args.listen_client_urls,
+        log_backend=args.log_backend, max_request_bytes=args.max_request_bytes,
+        max_txn_ops=args.max_txn_ops, snapshot_count=args.snapshot_count,
+        etcd_version=args.etcd_version, log_level=args.log_level)
+    logging.basicConfig(level={"warn": "WARNING"}.get(config.log_level, config.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .serve import serve
+
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:  # uvloop is a dependency; this only keeps odd platforms working
+        runner = asyncio.run
+    try:
+        runner(serve(config))
+    except (OSError, DataDirInUse, ConfigError) as e:
+        print(f"kvstore: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Server configuration from etcd-style flags."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ..store.store import (DEFAULT_ETCD_VERSION, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS,
+                           DEFAULT_SNAPSHOT_COUNT)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class ServerConfig:
+    name: str = "default"
+    data_dir: str | None = None
+    listen_client_urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    advertise_client_urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    log_backend: str = "lmdb"
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_txn_ops: int = DEFAULT_MAX_TXN_OPS
+    snapshot_count: int = DEFAULT_SNAPSHOT_COUNT
+    etcd_version: str = DEFAULT_ETCD_VERSION
+    log_level: str = "info"
+
+    def __post_init__(self):
+        if self.data_dir is None:
+            self.data_dir = f"{self.name}.kvstore"
+
+    def listen_addresses(self) -> list[tuple[str, int]]:
+        return [parse_client_url(u) for u in self.listen_client_urls]
+
+
+def parse_client_url(url: str) -> tuple[str, int]:
+    """``http://host:port`` -> (host, port); etcd's error wording for what it rejects."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"unexpected URL scheme in {url!r} (use http://host:port)")
+    if parts.scheme == "https":
+        raise ConfigError(f"TLS client URLs are not supported yet: {url!r}")
+    if parts.path not in ("", "/"):
+        raise ConfigError(f"URL must not contain a path: {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"invalid port in URL {url!r}") from None
+    if not parts.hostname or port is None:
+        raise ConfigError(f"URL address does not have the form \"host:port\": {url!r}")
+    return parts.hostname, port
+
+
+def split_urls(value: str) -> list[str]:
+    urls = [u.strip() for u in value.split(",") if u.strip()]
+    if not urls:
+        raise ConfigError("no URL given")
+    for u in urls:
+        parse_client_url(u)
+    return urls

@@ -1,0 +1,58 @@
+"""Runs one kvstore member: the store on its log, the services on the client URLs."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+from ..store import Store
+from ..log import open_log
+from .config import ServerConfig
+from .services import all_services
+from .transport.grpcio_server import GrpcioServer
+
+log = logging.getLogger("kvstore")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fails early, with etcd's wording, if something already listens there."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise OSError(f"listen tcp {host}:{port}: bind: {e.strerror.lower()}") from None
+
+
+async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    addresses = config.listen_addresses()
+    for host, port in addresses:
+        check_port_free(host, port)
+    wal = open_log(config.log_backend, config.data_dir)
+    store = Store(wal, name=config.name, max_request_bytes=config.max_request_bytes,
+                  max_txn_ops=config.max_txn_ops, snapshot_count=config.snapshot_count,
+                  etcd_version=config.etcd_version, client_urls=config.advertise_client_urls)
+    await store.start()
+    server = GrpcioServer(all_services(store), config.max_request_bytes)
+    try:
+        for host, port in addresses:
+            server.listen(host, port)
+        await server.start()
+        log.info("ready to serve client requests on %s (log %s, data dir %s, revision %d)",
+                 ",".join(config.listen_client_urls), config.log_backend, config.data_dir,
+                 store.mvcc.current_rev)
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await server.stop(1.0)
+        await store.close()

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from ...api import rpc_pb2 as pb
+
+
+class KVService:
+    service_name = "etcdserverpb.KV"
+
+    def __init__(self, store):
+        self.store = store
+
+    async def Range(self, request: pb.RangeRequest) -> pb.RangeResponse:
+        return self.store.range(request)
+
+    async def Put(self, request: pb.PutRequest) -> pb.PutResponse:
+        return await self.store.put(request)
+
+    async def DeleteRange(self, request: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        return await self.store.delete_range(request)
+
+    async def Txn(self, request: pb.TxnRequest) -> pb.TxnResponse:
+        return await self.store.txn(request)
+
+    async def Compact(self, request: pb.CompactionRequest) -> pb.CompactionResponse:
+        return await self.store.compact(request)

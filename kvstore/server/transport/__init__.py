@@ -1,0 +1,1 @@
+"""Transports: how request bytes reach the services. Only this package knows gRPC libraries."""

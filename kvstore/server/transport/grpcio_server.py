@@ -1,0 +1,104 @@
+"""The grpcio (grpc.aio) server transport, with generic handlers built from etcd's descriptors.
+
+Each registered service object gets a handler; its async methods are found by etcd's method
+names. EtcdErrors become gRPC statuses with etcd's code and message.
+"""
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from ... import errors
+from ...api import rpc_pb2
+from ...api.rpc_pb2 import DESCRIPTOR as _RPC
+
+log = logging.getLogger(__name__)
+
+# etcd lets a message exceed --max-request-bytes by this much at the gRPC layer.
+GRPC_OVERHEAD_BYTES = 512 * 1024
+_MAX_INT32 = 2**31 - 1
+
+
+def _message_class(descriptor):
+    return getattr(rpc_pb2, descriptor.name)
+
+
+def _status(e: errors.EtcdError) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, e.code, grpc.StatusCode.UNKNOWN)
+
+
+def _unary_unary(method):
+    async def handler(request, context: grpc.aio.ServicerContext):
+        try:
+            return await method(request)
+        except errors.EtcdError as e:
+            await context.abort(_status(e), e.message)
+
+    return handler
+
+
+def _unary_stream(method):
+    async def handler(request, context: grpc.aio.ServicerContext):
+        try:
+            async for response in method(request):
+                yield response
+        except errors.EtcdError as e:
+            await context.abort(_status(e), e.message)
+
+    return handler
+
+
+def _stream(method):
+    async def handler(request_iterator, context: grpc.aio.ServicerContext):
+        try:
+            async for response in method(request_iterator):
+                yield response
+        except errors.EtcdError as e:
+            await context.abort(_status(e), e.message)
+
+    return handler
+
+
+def generic_handler(service) -> grpc.GenericRpcHandler:
+    sdesc = _RPC.services_by_name[service.service_name.split(".")[-1]]
+    handlers = {}
+    for m in sdesc.methods:
+        method = getattr(service, m.name, None)
+        if method is None:
+            continue
+        deserialize = _message_class(m.input_type).FromString
+        serialize = _message_class(m.output_type).SerializeToString
+        if m.client_streaming:
+            handlers[m.name] = grpc.stream_stream_rpc_method_handler(
+                _stream(method), request_deserializer=deserialize, response_serializer=serialize)
+        elif m.server_streaming:
+            handlers[m.name] = grpc.unary_stream_rpc_method_handler(
+                _unary_stream(method), request_deserializer=deserialize, response_serializer=serialize)
+        else:
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+                _unary_unary(method), request_deserializer=deserialize, response_serializer=serialize)
+    return grpc.method_handlers_generic_handler(service.service_name, handlers)
+
+
+class GrpcioServer:
+    def __init__(self, services: list, max_request_bytes: int):
+        self._server = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
+            ("grpc.max_send_message_length", _MAX_INT32),
+            ("grpc.max_concurrent_streams", 2**31 - 1),
+        ])
+        self._server.add_generic_rpc_handlers([generic_handler(s) for s in services])
+
+    def listen(self, host: str, port: int) -> int:
+        bound = self._server.add_insecure_port(f"{host}:{port}")
+        if not bound:
+            raise OSError(f"listen tcp {host}:{port}: bind: address already in use")
+        return bound
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float = 1.0) -> None:
+        await self._server.stop(grace)

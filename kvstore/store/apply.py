@@ -1,0 +1,218 @@
+"""Applies etcd requests to the MVCC store and builds etcd's responses (etcd's applierV3).
+
+Deterministic: the outcome depends only on the request and the store's state, never on clocks
+or randomness, so replaying the log rebuilds exactly the state replies were given from.
+Headers carry only the revision here; the Store fills in the member's identity.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .. import errors
+from ..api import kv_pb2, rpc_pb2 as pb
+from ..mvcc import KeyValue, MVCCStore
+from .compare import compares_hold
+from .ranges import range_end
+from .validate import is_txn_readonly
+
+_KV = kv_pb2.KeyValue
+_NONE, _ASCEND, _DESCEND = pb.RangeRequest.NONE, pb.RangeRequest.ASCEND, pb.RangeRequest.DESCEND
+_SORT_KEYS = {
+    pb.RangeRequest.KEY: lambda kv: kv.key,
+    pb.RangeRequest.VERSION: lambda kv: kv.version,
+    pb.RangeRequest.CREATE: lambda kv: kv.create_revision,
+    pb.RangeRequest.MOD: lambda kv: kv.mod_revision,
+    pb.RangeRequest.VALUE: lambda kv: kv.value,
+}
+
+
+def kv_to_pb(kv: KeyValue, keys_only: bool = False) -> kv_pb2.KeyValue:
+    return _KV(key=kv.key, create_revision=kv.create_revision, mod_revision=kv.mod_revision,
+               version=kv.version, value=b"" if keys_only else kv.value, lease=kv.lease)
+
+
+class Applier:
+    def __init__(self, mvcc: MVCCStore, lease_exists: Callable[[int], bool] = lambda _id: False):
+        self.mvcc = mvcc
+        self.lease_exists = lease_exists
+
+    # -- single requests -----------------------------------------------------------------------
+
+    def range(self, r: pb.RangeRequest, view=None) -> pb.RangeResponse:
+        if view is None:
+            view = self.mvcc
+        limit = r.limit
+        filtered = (r.min_mod_revision or r.max_mod_revision or r.min_create_revision
+                    or r.max_create_revision)
+        if r.sort_order != _NONE or filtered:
+            limit = 0  # fetch everything; sort and truncate afterwards
+        if limit > 0:
+            limit += 1  # one extra tells whether there is more
+        rr = view.range(r.key, range_end(r.range_end), r.revision, limit, r.count_only)
+        kvs = rr.kvs
+        if filtered:
+            kvs = [kv for kv in kvs if _passes_revision_filters(r, kv)]
+        order = r.sort_order
+        if r.sort_target != pb.RangeRequest.KEY and order == _NONE:
+            order = _ASCEND
+        if order != _NONE and r.sort_target in _SORT_KEYS:
+            kvs = sorted(kvs, key=_SORT_KEYS[r.sort_target], reverse=(order == _DESCEND))
+        more = False
+        if r.limit > 0 and len(kvs) > r.limit:
+            kvs = kvs[:r.limit]
+            more = True
+        keys_only = r.keys_only
+        return pb.RangeResponse(header=pb.ResponseHeader(revision=rr.rev),
+                                kvs=[kv_to_pb(kv, keys_only) for kv in kvs],
+                                more=more, count=rr.count)
+
+    def put(self, r: pb.PutRequest, txn=None) -> pb.PutResponse:
+        if txn is None:
+            if r.lease and not self.lease_exists(r.lease):
+                raise errors.LeaseNotFound()
+            txn = self.mvcc.write()
+            try:
+                return self._put(r, txn)
+            finally:
+                txn.end()
+        return self._put(r, txn)
+
+    def _put(self, r: pb.PutRequest, txn) -> pb.PutResponse:
+        value, lease = r.value, r.lease
+        prev = None
+        if r.ignore_value or r.ignore_lease or r.prev_kv:
+            prev = txn.current(r.key)
+        if (r.ignore_value or r.ignore_lease) and prev is None:
+            raise errors.KeyNotFound()
+        if r.ignore_value:
+            value = prev.value
+        if r.ignore_lease:
+            lease = prev.lease
+        resp = pb.PutResponse()
+        if r.prev_kv and prev is not None:
+            resp.prev_kv.CopyFrom(kv_to_pb(prev))
+        txn.put(r.key, value, lease)
+        resp.header.revision = txn.rev
+        return resp
+
+    def delete_range(self, r: pb.DeleteRangeRequest, txn=None) -> pb.DeleteRangeResponse:
+        if txn is None:
+            txn = self.mvcc.write()
+            try:
+                return self._delete_range(r, txn)
+            finally:
+                txn.end()
+        return self._delete_range(r, txn)
+
+    def _delete_range(self, r: pb.DeleteRangeRequest, txn) -> pb.DeleteRangeResponse:
+        deleted = txn.delete_range(r.key, range_end(r.range_end))
+        resp = pb.DeleteRangeResponse(deleted=len(deleted))
+        if r.prev_kv:
+            resp.prev_kvs.extend(kv_to_pb(kv) for kv in deleted)
+        resp.header.revision = txn.rev if (deleted or txn.changes) else txn.store.current_rev
+        return resp
+
+    def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
+        self.mvcc.compact(r.revision)
+        return pb.CompactionResponse(header=pb.ResponseHeader(revision=self.mvcc.current_rev))
+
+    # -- transactions --------------------------------------------------------------------------
+
+    def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+        """Compares (every nested level) and checks run on the state before the txn; only if
+        all pass are the ops applied, in one revision."""
+        mvcc = self.mvcc
+        path = _compare_path(mvcc, r)
+        writes = not is_txn_readonly(r)
+        if writes:
+            _check_requests(r, path, self._check_put)
+        _check_requests(r, path, self._check_range)
+        if not writes:
+            resp, _ = self._apply_txn(mvcc, r, path)
+            resp.header.revision = mvcc.current_rev
+            return resp
+        txn = mvcc.write()
+        try:
+            resp, _ = self._apply_txn(txn, r, path)
+        finally:
+            txn.end()
+        resp.header.revision = mvcc.current_rev
+        return resp
+
+    def _check_put(self, op: pb.RequestOp) -> None:
+        if op.WhichOneof("request") != "request_put":
+            return
+        p = op.request_put
+        if (p.ignore_value or p.ignore_lease) and self.mvcc.get(p.key) is None:
+            raise errors.KeyNotFound()
+        if p.lease and not self.lease_exists(p.lease):
+            raise errors.LeaseNotFound()
+
+    def _check_range(self, op: pb.RequestOp) -> None:
+        if op.WhichOneof("request") != "request_range":
+            return
+        rev = op.request_range.revision
+        if rev == 0:
+            return
+        if rev > self.mvcc.current_rev:
+            raise errors.FutureRev()
+        if rev < self.mvcc.compact_rev:
+            raise errors.Compacted()
+
+    def _apply_txn(self, view, r: pb.TxnRequest, path: list[bool]) -> tuple[pb.TxnResponse, int]:
+        """Runs the chosen branch; returns the response and how many nested txns it consumed
+        from ``path``."""
+        succeeded = path[0]
+        resp = pb.TxnResponse(succeeded=succeeded, header=pb.ResponseHeader())
+        nested = 0
+        rest = path[1:]
+        for op in (r.success if succeeded else r.failure):
+            which = op.WhichOneof("request")
+            out = resp.responses.add()
+            if which == "request_range":
+                out.response_range.CopyFrom(self.range(op.request_range, view))
+            elif which == "request_put":
+                out.response_put.CopyFrom(self._put(op.request_put, view))
+            elif which == "request_delete_range":
+                out.response_delete_range.CopyFrom(self._delete_range(op.request_delete_range, view))
+            elif which == "request_txn":
+                sub, used = self._apply_txn(view, op.request_txn, rest)
+                out.response_txn.CopyFrom(sub)
+                nested += used + 1
+                rest = rest[used + 1:]
+        return resp, nested
+
+
+def _passes_revision_filters(r: pb.RangeRequest, kv: KeyValue) -> bool:
+    if r.max_mod_revision and kv.mod_revision > r.max_mod_revision:
+        return False
+    if r.min_mod_revision and kv.mod_revision < r.min_mod_revision:
+        return False
+    if r.max_create_revision and kv.create_revision > r.max_create_revision:
+        return False
+    if r.min_create_revision and kv.create_revision < r.min_create_revision:
+        return False
+    return True
+
+
+def _compare_path(view, r: pb.TxnRequest) -> list[bool]:
+    """The branch taken at this txn and at every nested txn on the way (etcd's compareToPath)."""
+    taken = compares_hold(view, r.compare)
+    path = [taken]
+    for op in (r.success if taken else r.failure):
+        if op.WhichOneof("request") == "request_txn":
+            path.extend(_compare_path(view, op.request_txn))
+    return path
+
+
+def _check_requests(r: pb.TxnRequest, path: list[bool], check) -> int:
+    nested = 0
+    rest = path[1:]
+    for op in (r.success if path[0] else r.failure):
+        if op.WhichOneof("request") == "request_txn":
+            used = _check_requests(op.request_txn, rest, check)
+            nested += used + 1
+            rest = rest[used + 1:]
+            continue
+        check(op)
+    return nested
