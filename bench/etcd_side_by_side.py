@@ -529,7 +529,7 @@ def main(argv=None) -> int:
                    help="range consistency: l(inearizable) or s(erializable) (default l)")
     p.add_argument("--pin", action="store_true",
                    help="pin the servers with taskset -c 0 and the load generator with taskset -c 1")
-    p.add_argument("--kvstore-args", default="", help="extra args for `kvstore serve` (shell-quoted)")
+    p.add_argument("--kvstore-args", default="", help="extra args for `kvstore serve`, one shell-quoted string; use the = form when it starts with a dash: --kvstore-args='--foo 1'")
     p.add_argument("--benchmark-bin", help="etcd benchmark binary (default: run build-etcd-benchmark.sh)")
     p.add_argument("--etcd-bin", default=shutil.which("etcd") or "/usr/bin/etcd")
     p.add_argument("--quota-backend-bytes", type=int, default=8 * 1024**3,
@@ -659,7 +659,10 @@ def main(argv=None) -> int:
                            + (f", {n_err} errors" if n_err else "")
                            if res.ok else f"FAILED: {res.reason}"))
                     if not res.ok:
-                        log(f"    stderr tail: {res.stderr_tail[-500:].strip()}")
+                        errtail = "\n".join(l for l in res.stderr_tail.splitlines()
+                                             if not l.startswith("INFO:"))
+                        if errtail.strip():
+                            log(f"    benchmark stderr (tail): {errtail[-500:].strip()}")
                         if not srv.died_reason():  # wedged? check before spending more timeouts
                             why = bench.probe(srv, 10.0)
                             if why:

@@ -18,8 +18,11 @@ log = logging.getLogger("kvstore")
 def check_port_free(host: str, port: int) -> None:
     """Fails early, with etcd's wording, if something already listens there."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        # As Go's listeners do: TIME_WAIT leftovers of a previous run do not count as busy.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
+            s.listen(1)
         except OSError as e:
             raise OSError(f"listen tcp {host}:{port}: bind: {e.strerror.lower()}") from None
 

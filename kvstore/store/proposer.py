@@ -28,6 +28,8 @@ class Proposer:
         self._task: asyncio.Task | None = None
         self._failed: BaseException | None = None
         self._closing = False
+        self.batches = 0  # log appends made (each one fsync on a durable log)
+        self.entries = 0  # entries appended
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="proposer")
@@ -52,6 +54,8 @@ class Proposer:
                 except BaseException as e:  # the log is gone: nothing more can be acknowledged
                     self._fail(batch, e)
                     return
+                self.batches += 1
+                self.entries += len(batch)
                 index = last - len(batch) + 1
                 for entry, kind, request, fut in batch:
                     try:

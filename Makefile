@@ -1,0 +1,19 @@
+# The two commands of the README: `make serve` and `make test`.
+PYTHON ?= python3
+DATA_DIR ?= ./default.kvstore
+LISTEN ?= http://127.0.0.1:2379
+
+.PHONY: serve test install install-test
+
+serve: install
+	$(PYTHON) -m kvstore serve --data-dir $(DATA_DIR) --listen-client-urls $(LISTEN) --advertise-client-urls $(LISTEN)
+
+test: install-test
+	$(PYTHON) -m pytest -q
+
+install:
+	$(PYTHON) -m pip install -q -e .
+
+install-test:
+	bash scripts/install-test-deps.sh
+	$(PYTHON) -m pip install -q -e '.[test]'

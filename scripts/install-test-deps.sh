@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# What the test suite needs beyond Python packages: Debian's etcd (the reference server for
+# differential tests) and etcdctl (the e2e client). Installed only when missing.
+set -euo pipefail
+need=()
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The Debian package may start an etcd service on 2379; the tests use their own ports, but a
+# stray service would take the port the README's serve command uses.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+  ${sudo:-} systemctl stop etcd || true
+fi
+etcd --version | head -1
+etcdctl version | head -1

@@ -1,0 +1,123 @@
+"""The embedded Store: write path through a real log, group commit, snapshots and recovery."""
+import asyncio
+
+import pytest
+
+import kvstore
+from kvstore import errors
+from kvstore.api import rpc_pb2 as pb
+
+
+async def open_lmdb(path, **opts):
+    return await kvstore.Store.open("lmdb", path, **opts)
+
+
+def values(store, key=b"", end=b"\x00"):
+    return {kv.key: kv.value for kv in store.range(pb.RangeRequest(key=key or b"\x00", range_end=end)).kvs}
+
+
+async def test_embedded_memory_store_put_get():
+    s = await kvstore.Store.open("memory")
+    try:
+        r = await s.put(pb.PutRequest(key=b"a", value=b"1"))
+        assert r.header.revision == 2 and r.header.member_id != 0
+        got = s.range(pb.RangeRequest(key=b"a"))
+        assert [(kv.key, kv.value) for kv in got.kvs] == [(b"a", b"1")]
+    finally:
+        await s.close()
+
+
+async def test_concurrent_puts_share_log_appends(tmp_path):
+    s = await open_lmdb(tmp_path / "d")
+    try:
+        await asyncio.gather(*(s.put(pb.PutRequest(key=b"k%d" % i, value=b"v")) for i in range(200)))
+        p = s._proposer
+        assert p.entries == 200
+        assert p.batches < 50, f"{p.batches} fsyncs for 200 concurrent puts: no group commit"
+        assert s.mvcc.current_rev == 201
+    finally:
+        await s.close()
+
+
+async def test_recovery_replays_log(tmp_path):
+    s = await open_lmdb(tmp_path / "d")
+    for i in range(50):
+        await s.put(pb.PutRequest(key=b"k%02d" % (i % 7), value=b"%d" % i))
+    await s.delete_range(pb.DeleteRangeRequest(key=b"k03"))
+    await s.compact(pb.CompactionRequest(revision=20))
+    before = values(s)
+    rev, ident = s.mvcc.current_rev, s.identity
+    await s.close()
+
+    s2 = await open_lmdb(tmp_path / "d")
+    try:
+        assert values(s2) == before
+        assert s2.mvcc.current_rev == rev and s2.mvcc.compact_rev == 20
+        assert (s2.identity.cluster_id, s2.identity.member_id) == (ident.cluster_id, ident.member_id)
+        assert s2.identity.term == ident.term + 1
+        with pytest.raises(errors.Compacted):
+            s2.range(pb.RangeRequest(key=b"k00", revision=19))
+    finally:
+        await s2.close()
+
+
+async def test_snapshot_then_tail_replay(tmp_path):
+    s = await open_lmdb(tmp_path / "d", snapshot_count=25)
+    for i in range(60):
+        await s.put(pb.PutRequest(key=b"k%02d" % (i % 10), value=b"%d" % i))
+    assert s.snapshot_index >= 50  # snapshots were taken
+    assert s.snapshot_index < s.applied_index  # and there is a tail after the last one
+    history = {rev: values_at(s, rev) for rev in range(2, s.mvcc.current_rev + 1)}
+    await s.close()
+
+    s2 = await open_lmdb(tmp_path / "d", snapshot_count=25)
+    try:
+        assert s2.snapshot_index == s.snapshot_index
+        for rev, vals in history.items():
+            assert values_at(s2, rev) == vals
+        first_logged = next(iter(s2.log.replay(0)))[0]
+        assert first_logged == s.snapshot_index + 1  # the snapshot let the log drop its prefix
+    finally:
+        await s2.close()
+
+
+def values_at(store, rev):
+    return {kv.key: kv.value for kv in
+            store.range(pb.RangeRequest(key=b"\x00", range_end=b"\x00", revision=rev)).kvs}
+
+
+async def test_request_too_large_and_too_many_ops():
+    s = await kvstore.Store.open("memory", max_request_bytes=1024, max_txn_ops=4)
+    try:
+        with pytest.raises(errors.RequestTooLarge):
+            await s.put(pb.PutRequest(key=b"a", value=b"x" * 2000))
+        ops = [pb.RequestOp(request_put=pb.PutRequest(key=b"k%d" % i)) for i in range(5)]
+        with pytest.raises(errors.TooManyOps):
+            await s.txn(pb.TxnRequest(success=ops))
+        assert s.mvcc.current_rev == 1  # nothing was written
+    finally:
+        await s.close()
+
+
+async def test_apply_error_is_answered_and_logged_deterministically(tmp_path):
+    s = await open_lmdb(tmp_path / "d")
+    with pytest.raises(errors.KeyNotFound):
+        await s.put(pb.PutRequest(key=b"nokey", ignore_value=True))
+    await s.put(pb.PutRequest(key=b"a", value=b"1"))
+    await s.close()
+    s2 = await open_lmdb(tmp_path / "d")
+    try:
+        assert values(s2) == {b"a": b"1"} and s2.mvcc.current_rev == 2
+    finally:
+        await s2.close()
+
+
+async def test_data_dir_is_locked(tmp_path):
+    from kvstore.log.lmdb import DataDirInUse
+
+    s = await open_lmdb(tmp_path / "d")
+    try:
+        with pytest.raises(DataDirInUse):
+            await open_lmdb(tmp_path / "d")
+    finally:
+        await s.close()
