@@ -8,8 +8,11 @@ LISTEN ?= http://127.0.0.1:2379
 serve: install
 	$(PYTHON) -m kvstore serve --data-dir $(DATA_DIR) --listen-client-urls $(LISTEN) --advertise-client-urls $(LISTEN)
 
+# The whole suite with the compiled hot paths, then the in-process tests again on their
+# pure-Python twins (KVSTORE_NO_EXT=1).
 test: install-test
 	$(PYTHON) -m pytest -q
+	KVSTORE_NO_EXT=1 $(PYTHON) -m pytest -q tests/test_mvcc.py tests/test_store.py tests/test_ext_twins.py
 
 install:
 	$(PYTHON) -m pip install -q -e .

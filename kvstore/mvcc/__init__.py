@@ -1,5 +1,5 @@
 """Multi-version concurrency control: the in-memory state machine of one keyspace."""
-from .kv import KeyValue
+from .core import COMPILED, KeyValue
 from .kvstore import MVCCStore, RangeResult, WriteTxn
 
-__all__ = ["KeyValue", "MVCCStore", "RangeResult", "WriteTxn"]
+__all__ = ["COMPILED", "KeyValue", "MVCCStore", "RangeResult", "WriteTxn"]

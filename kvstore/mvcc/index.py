@@ -5,8 +5,7 @@ from typing import Iterator
 
 from sortedcontainers import SortedList
 
-from .key_index import KeyIndex
-from .kv import KeyValue
+from .core import KeyIndex, KeyValue
 
 
 class TreeIndex:

@@ -86,3 +86,21 @@ class KeyIndex:
 
     def revision_count(self) -> int:
         return sum(len(g) for g in self.generations)
+
+
+def collect_visible(key_indexes, at_rev: int, limit: int, count_only: bool):
+    """(kvs, count) of the KeyValues visible at at_rev: the loop of every range read.
+
+    ``kvs`` holds at most ``limit`` of them (all if limit <= 0; none if count_only);
+    ``count`` counts every visible one.
+    """
+    kvs: list[KeyValue] = []
+    count = 0
+    for ki in key_indexes:
+        kv = ki.get(at_rev)
+        if kv is None:
+            continue
+        if not count_only and (limit <= 0 or count < limit):
+            kvs.append(kv)
+        count += 1
+    return kvs, count

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from .. import errors
 from .index import TreeIndex
-from .kv import KeyValue
+from .core import KeyValue, collect_visible
 
 
 class RangeResult(NamedTuple):
@@ -44,19 +44,7 @@ class MVCCStore:
         return self._range_at(key, end, at, limit, count_only)
 
     def _range_at(self, key, end, at, limit, count_only) -> RangeResult:
-        kvs: list[KeyValue] = []
-        count = 0
-        if count_only:
-            for _ in self.index.visible(key, end, at):
-                count += 1
-        elif limit > 0:
-            for kv in self.index.visible(key, end, at):
-                if count < limit:
-                    kvs.append(kv)
-                count += 1
-        else:
-            kvs = list(self.index.visible(key, end, at))
-            count = len(kvs)
+        kvs, count = collect_visible(self.index.scan(key, end), at, limit, count_only)
         return RangeResult(kvs, count, self.current_rev)
 
     def get(self, key: bytes, rev: int = 0) -> KeyValue | None:

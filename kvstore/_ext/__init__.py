@@ -1,0 +1,20 @@
+"""Compiled hot paths (built from ext/*.pyx) and the switch that turns them off.
+
+``KVSTORE_NO_EXT=1`` selects the pure-Python twins everywhere; the test suite runs both.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+DISABLED = os.environ.get("KVSTORE_NO_EXT", "") not in ("", "0")
+
+
+def compiled(name: str):
+    """The compiled module ``kvstore._ext.<name>``, or None when disabled or not built."""
+    if DISABLED:
+        return None
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ImportError:
+        return None

@@ -1,0 +1,24 @@
+"""Picks the compiled MVCC core (ext/mvcc_core.pyx) or its pure-Python twin.
+
+Everything in kvstore takes KeyValue and KeyIndex from here, so one switch
+(``KVSTORE_NO_EXT=1``) changes them together.
+"""
+from __future__ import annotations
+
+from .. import _ext
+from . import key_index as _py_key_index, kv as _py_kv
+
+_compiled = _ext.compiled("mvcc_core")
+
+if _compiled is not None:
+    KeyValue = _compiled.KeyValue
+    KeyIndex = _compiled.KeyIndex
+    collect_visible = _compiled.collect_visible
+else:
+    KeyValue = _py_kv.KeyValue
+    KeyIndex = _py_key_index.KeyIndex
+    collect_visible = _py_key_index.collect_visible
+
+COMPILED = _compiled is not None
+
+__all__ = ["KeyValue", "KeyIndex", "collect_visible", "COMPILED"]
