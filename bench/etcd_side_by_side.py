@@ -291,7 +291,10 @@ def parse_report(text: str) -> tuple[dict, dict]:
     return stats, errors
 
 
-def run_benchmark(cmd: list[str], timeout: float, outdir: Path, tag: str) -> BenchOutput:
+def run_benchmark(cmd: list[str], timeout: float, outdir: Path, tag: str,
+                  abort=None) -> BenchOutput:
+    """Run the load generator; kill it after `timeout` s, or as soon as abort() returns a reason
+    (the server died: the tool would otherwise retry against a closed port until the timeout)."""
     out_path, err_path = outdir / f"{tag}.out", outdir / f"{tag}.err"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -300,11 +303,19 @@ def run_benchmark(cmd: list[str], timeout: float, outdir: Path, tag: str) -> Ben
         env["GRPC_GO_LOG_SEVERITY_LEVEL"] = "error"  # no per-connection INFO chatter
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
+        deadline = t0 + timeout
+        timed_out = aborted = None
         try:
-            rc = proc.wait(timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            while True:
+                try:
+                    proc.wait(min(0.5, max(0.01, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        timed_out = True
+                        break
+                    if abort is not None and (aborted := abort()):
+                        break
         finally:  # also on Ctrl-C: never leave a load generator running
             kill_group(proc, signal.SIGKILL)
             try:
@@ -321,7 +332,9 @@ def run_benchmark(cmd: list[str], timeout: float, outdir: Path, tag: str) -> Ben
                       stats=stats, errors=errors,
                       stdout_tail=text[-1500:] if not stats.get("requests_per_s") else "",
                       stderr_tail=tail(err_path, 1500))
-    if timed_out:
+    if aborted:
+        res.ok, res.reason = False, f"aborted after {elapsed:.1f}s: {aborted}"
+    elif timed_out:
         res.ok, res.reason = False, f"timeout after {timeout:.0f}s (killed)"
     elif proc.returncode != 0:
         res.ok, res.reason = False, f"benchmark exited with status {proc.returncode}"
@@ -363,10 +376,11 @@ class Bench:
         cmd = self.command(server, clients, conns, sub)
         log(f"[{server.name}] {label}: {shlex.join(cmd)}")
         cpu0 = server.cpu()
-        res = run_benchmark(cmd, timeout, self.outdir, f"{self.seq:03d}-{server.name}-{label}")
+        res = run_benchmark(cmd, timeout, self.outdir, f"{self.seq:03d}-{server.name}-{label}",
+                            abort=server.died_reason)
         cpu1 = server.cpu()
         died = server.died_reason()
-        if died:
+        if died and not res.reason.startswith("aborted"):
             res.ok, res.reason = False, f"{died} during the run" + (f"; {res.reason}" if res.reason else "")
         cpu = round(cpu1 - cpu0, 3) if cpu0 is not None and cpu1 is not None else None
         return cmd, res, cpu
@@ -374,7 +388,8 @@ class Bench:
     def probe(self, server: Server, timeout: float) -> str | None:
         """One linearizable range through the real gRPC path. None if it worked, else why not."""
         cmd = self.command(server, 1, 1, ["range", "bench-ready-probe", "--total=1"])
-        res = run_benchmark(cmd, timeout, self.outdir, f"probe-{server.name}")
+        res = run_benchmark(cmd, timeout, self.outdir, f"probe-{server.name}",
+                            abort=server.died_reason)
         if res.ok and not res.errors:
             return None
         return res.reason or "; ".join(f"{n}x {m}" for m, n in res.errors.items())
@@ -632,6 +647,7 @@ def main(argv=None) -> int:
                     if workload == "range" and seeded.get(name):
                         rec["reason"] = seeded[name]
                         continue
+                    rec["loadavg_1m_before"] = round(os.getloadavg()[0], 2)
                     sub = bench.workload_args(workload, total)
                     cmd, res, cpu = bench.run(srv, clients, conns, sub, args.run_timeout,
                                               f"{workload}-c{clients}")
@@ -672,7 +688,7 @@ def main(argv=None) -> int:
                             srv.error = srv.died_reason()
                             log(f"[{name}] {srv.error}\n--- log tail ---\n{tail(srv.log_path)}")
     except (KeyboardInterrupt, Interrupted) as e:
-        interrupted = f"interrupted ({type(e).__name__} {e})".strip()
+        interrupted = f"interrupted ({e or type(e).__name__})"
         log(f"\n{interrupted}: stopping servers, reporting partial results")
     finally:
         for srv in servers.values():
@@ -682,11 +698,15 @@ def main(argv=None) -> int:
     for name, srv in servers.items():
         meta.setdefault("server_errors", {})[name] = srv.error
     meta["interrupted"] = interrupted
+    loads = [r["loadavg_1m_before"] for r in results if "loadavg_1m_before" in r]
     print()
     print(f"etcd benchmark vs {'/'.join(args.servers)}: key {args.key_size} B, value "
           f"{args.val_size} B, conns {'clients/4' if args.conns == 'auto' else args.conns}, "
           f"totals {args.total}, pin={'on' if args.pin else 'off'}, range consistency "
           f"{args.consistency}")
+    if loads and max(loads) > 1.5:
+        print(f"NOTE: 1-min load average before the runs reached {max(loads):.1f} on "
+              f"{os.cpu_count()} CPUs: other processes competed for the CPU; numbers are noisy.")
     print()
     print(markdown_table(results, args.servers, args.workloads, args.clients))
     if args.json:
