@@ -1,6 +1,13 @@
-"""Runs Debian's etcdctl (v3 API) as a subprocess against one endpoint, with a timeout."""
+"""Runs Debian's etcdctl (v3 API) as a subprocess against one endpoint, with a timeout.
+
+``Etcdctl`` drives one server. ``Differential`` drives kvstore and, when a reference etcd is
+given, runs every command against it too and asserts that both gave the same exit code, the
+same stdout and the same error text, after dropping what naturally differs between two
+clusters (cluster/member ids, raft term, the client's own log lines).
+"""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -9,11 +16,15 @@ import subprocess
 from dataclasses import dataclass
 
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
+TIMEOUT = 20.0  # seconds for one etcdctl run; its own --command-timeout is 5s
 
 # etcdctl's client logs each failed unary attempt as one JSON line on stderr (zap), e.g.
 # {"level":"warn",...,"msg":"retrying of unary invoker failed",...}. They carry random client
 # ids and timestamps, so comparisons drop them.
 _ZAP_LINE = re.compile(r'^\{"level":.*\}$')
+# -w fields lines that identify the cluster rather than describe the data.
+_FIELDS_IDS = re.compile(r'^"(ClusterID|MemberID|RaftTerm)" : ')
+_HEADER_IDS = ("cluster_id", "member_id", "raft_term")
 
 
 @dataclass
@@ -22,6 +33,7 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+    endpoint: str = ""
 
     @property
     def lines(self) -> list[str]:
@@ -36,26 +48,25 @@ class Result:
         return json.loads(self.stdout)
 
     def __str__(self) -> str:
-        return (f"etcdctl {' '.join(self.args)} -> rc={self.returncode}\n"
-                f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
+        return (f"etcdctl --endpoints={self.endpoint} {' '.join(map(repr, self.args))} "
+                f"-> rc={self.returncode}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
 
 
 class Etcdctl:
-    def __init__(self, endpoint: str, timeout: float = 15.0):
+    def __init__(self, endpoint: str, timeout: float = TIMEOUT):
         self.endpoint = endpoint
         self.timeout = timeout
 
-    def run(self, *args: str, input: str | None = None, check: bool = False,
-            timeout: float | None = None) -> Result:
-        env = dict(os.environ)
+    def run(self, *args: str, input: str | None = None, check: bool = False) -> Result:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
         env["ETCDCTL_API"] = "3"
-        for k in [k for k in env if k.startswith("ETCDCTL_") and k != "ETCDCTL_API"]:
-            del env[k]
         cmd = [ETCDCTL, f"--endpoints={self.endpoint}", "--dial-timeout=5s",
                "--command-timeout=5s", *args]
+        # surrogateescape: keys/values need not be UTF-8 (and -w protobuf is binary).
         p = subprocess.run(cmd, input=input if input is not None else "", capture_output=True,
-                           text=True, env=env, timeout=timeout or self.timeout)
-        r = Result(list(args), p.returncode, p.stdout, p.stderr)
+                           encoding="utf-8", errors="surrogateescape", env=env,
+                           timeout=self.timeout)
+        r = Result(list(args), p.returncode, p.stdout, p.stderr, self.endpoint)
         if check:
             assert r.returncode == 0, str(r)
         return r
@@ -70,3 +81,107 @@ class Etcdctl:
 
     def json(self, *args: str, input: str | None = None):
         return self.ok(*args, "-w", "json", input=input).json()
+
+    def revision(self) -> int:
+        """The store's current revision (from a Range header)."""
+        return self.json("get", "!rev-probe")["header"]["revision"]
+
+
+# -- normalisation ------------------------------------------------------------------------------
+
+def _strip_ids(obj, drop: tuple[str, ...]):
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k == "header" and isinstance(v, dict):
+                v = {hk: hv for hk, hv in v.items() if hk not in drop}
+            out[k] = _strip_ids(v, drop)
+        return out
+    if isinstance(obj, list):
+        return [_strip_ids(v, drop) for v in obj]
+    return obj
+
+
+def normalize_stdout(stdout: str, drop_header: tuple[str, ...] = ()) -> object:
+    """JSON output: parsed, without header ids. -w fields: without id lines. Else as is."""
+    drop = _HEADER_IDS + tuple(drop_header)
+    s = stdout.strip()
+    if s[:1] in ("{", "["):
+        try:
+            return _strip_ids(json.loads(s), drop)
+        except ValueError:
+            pass
+    lines = stdout.splitlines()
+    if any(_FIELDS_IDS.match(l) for l in lines):
+        return "\n".join(l for l in lines if not _FIELDS_IDS.match(l))
+    return stdout
+
+
+def comparable(r: Result, drop_header: tuple[str, ...] = ()) -> tuple:
+    return r.returncode, normalize_stdout(r.stdout, drop_header), r.error
+
+
+# -- decoding -json output ----------------------------------------------------------------------
+
+def b64(s: str | None) -> str:
+    return base64.b64decode(s or "").decode("utf-8", "surrogateescape")
+
+
+def kvs(resp: dict) -> list[dict]:
+    """The kvs of a -w json Range response, keys and values decoded, absent fields as 0/""."""
+    out = []
+    for kv in resp.get("kvs", []):
+        out.append({"key": b64(kv.get("key")), "value": b64(kv.get("value")),
+                    "create": kv.get("create_revision", 0), "mod": kv.get("mod_revision", 0),
+                    "version": kv.get("version", 0), "lease": kv.get("lease", 0)})
+    return out
+
+
+class Differential:
+    """etcdctl against kvstore, checked against the same command on a reference etcd.
+
+    Both servers are kept in lockstep (every write goes to both), so revisions given as
+    arguments (``--rev``, ``compaction REV``) mean the same on both. ``sync()`` re-aligns
+    them should a kvstore divergence have made one move ahead.
+    """
+
+    def __init__(self, kv: Etcdctl, ref: Etcdctl | None):
+        self.kv = kv
+        self.ref = ref
+
+    def sync(self) -> None:
+        if self.ref is None:
+            return
+        for _ in range(1000):
+            a, b = self.kv.revision(), self.ref.revision()
+            if a == b:
+                return
+            (self.kv if a < b else self.ref).ok("put", "!sync", "pad")
+        raise AssertionError("could not align revisions of kvstore and etcd")
+
+    def run(self, *args: str, input: str | None = None, drop_header: tuple[str, ...] = ()
+            ) -> Result:
+        r = self.kv.run(*args, input=input)
+        if self.ref is not None:
+            e = self.ref.run(*args, input=input)
+            assert comparable(r, drop_header) == comparable(e, drop_header), (
+                f"kvstore and etcd differ on `etcdctl {' '.join(map(repr, args))}`\n"
+                f"=== kvstore\n{r}\n=== etcd\n{e}")
+        return r
+
+    def ok(self, *args: str, input: str | None = None, **kw) -> Result:
+        r = self.run(*args, input=input, **kw)
+        assert r.returncode == 0, str(r)
+        return r
+
+    def fail(self, *args: str, input: str | None = None, **kw) -> Result:
+        r = self.run(*args, input=input, **kw)
+        assert r.returncode != 0, f"expected failure: {r}"
+        return r
+
+    def json(self, *args: str, input: str | None = None, **kw):
+        return self.ok(*args, "-w", "json", input=input, **kw).json()
+
+    def each(self):
+        """kvstore's Etcdctl, then etcd's (if any): for checks that hold on each on its own."""
+        return [c for c in (self.kv, self.ref) if c is not None]

@@ -29,6 +29,25 @@ DEFAULT_MAX_TXN_OPS = 128
 DEFAULT_SNAPSHOT_COUNT = 10_000
 
 
+def _varint_size(n: int) -> int:
+    size = 1
+    while n >= 0x80:
+        n >>= 7
+        size += 1
+    return size
+
+
+def etcd_proposal_size(request_size: int) -> int:
+    """What etcd compares with --max-request-bytes for a request of this encoded size.
+
+    etcd measures the InternalRaftRequest it proposes: the request as a length-delimited
+    field, plus a RequestHeader holding a 64-bit request id (up to a 10-byte varint, its size
+    depending on the member id; the largest is taken so the limit never depends on ids).
+    """
+    header = 2 + 1 + 1 + 10  # field 100 tag, length, id tag, id
+    return header + 1 + _varint_size(request_size) + request_size
+
+
 class Store:
     def __init__(self, wal: Log, *, name: str = "default", max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  max_txn_ops: int = DEFAULT_MAX_TXN_OPS, snapshot_count: int = DEFAULT_SNAPSHOT_COUNT,
@@ -117,7 +136,7 @@ class Store:
 
     async def _propose(self, kind: int, request):
         data = entry.encode(kind, request)
-        if len(data) > self.max_request_bytes:
+        if etcd_proposal_size(len(data) - 1) > self.max_request_bytes:
             raise errors.RequestTooLarge()
         if self._proposer is None:
             raise errors.Stopped()
