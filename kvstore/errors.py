@@ -44,6 +44,14 @@ LeaseNotFound = _error("LeaseNotFound", "NOT_FOUND", "etcdserver: requested leas
 LeaseExist = _error("LeaseExist", "FAILED_PRECONDITION", "etcdserver: lease already exists")
 LeaseTTLTooLarge = _error("LeaseTTLTooLarge", "OUT_OF_RANGE", "etcdserver: too large lease TTL")
 
+# Transport: a message over the receive limit (grpc-go's wording, as etcd's clients see it).
+class MessageTooLarge(EtcdError):
+    code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"grpc: received message larger than max ({size} vs. {limit})")
+
+
 # Server state.
 Stopped = _error("Stopped", "UNAVAILABLE", "etcdserver: server stopped")
 Timeout = _error("Timeout", "UNAVAILABLE", "etcdserver: request timed out")

@@ -149,3 +149,17 @@ class WriteTxn:
         if self.changes:
             self.store.current_rev = self.rev
         return self.changes
+
+    def abort(self) -> None:
+        """Undoes this txn's writes, newest first, instead of ``end()``: the store is left as if
+        the txn never ran (an op that fails half-way through a txn must not leave the others)."""
+        index = self.store.index
+        for kv in reversed(self.changes):
+            ki = index.get(kv.key)
+            gens = ki.generations
+            if kv.version == 0:  # a tombstone closed a generation and opened an empty one
+                gens.pop()
+            gens[-1].pop()
+            if ki.is_empty():  # the txn created the key
+                index.remove(kv.key)
+        self.changes = []

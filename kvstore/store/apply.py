@@ -134,8 +134,12 @@ class Applier:
         txn = mvcc.write()
         try:
             resp, _ = self._apply_txn(txn, r, path)
-        finally:
-            txn.end()
+        except BaseException:
+            # e.g. a put with ignore_value after a "\0"-ended delete of its key in the same txn
+            # (the duplicate-key check lets it through; etcd panics there): all or nothing
+            txn.abort()
+            raise
+        txn.end()
         resp.header.revision = mvcc.current_rev
         return resp
 

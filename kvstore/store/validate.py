@@ -8,9 +8,16 @@ from .. import errors
 from ..api import rpc_pb2 as pb
 
 
+_SORT_ORDERS = frozenset(pb.RangeRequest.SortOrder.values())
+_SORT_TARGETS = frozenset(pb.RangeRequest.SortTarget.values())
+
+
 def check_range(r: pb.RangeRequest) -> None:
     if not r.key:
         raise errors.EmptyKey()
+    # etcd >= 3.5 (3.4 ignores an unknown order and panics on an unknown target)
+    if r.sort_order not in _SORT_ORDERS or r.sort_target not in _SORT_TARGETS:
+        raise errors.InvalidSortOption()
 
 
 def check_put(r: pb.PutRequest) -> None:

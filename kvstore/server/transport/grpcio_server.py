@@ -17,7 +17,36 @@ log = logging.getLogger(__name__)
 
 # etcd lets a message exceed --max-request-bytes by this much at the gRPC layer.
 GRPC_OVERHEAD_BYTES = 512 * 1024
+# grpcio's own limit sits above ours so that our check, with grpc-go's wording, answers first.
+_GRPCIO_SLACK_BYTES = 64 * 1024 * 1024
 _MAX_INT32 = 2**31 - 1
+
+
+class _Oversized:
+    """Stands in for a request whose bytes exceeded the receive limit (never decoded)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, size: int, limit: int):
+        self.error = errors.MessageTooLarge(size, limit)
+
+
+def _deserializer(message_class, limit: int):
+    from_string = message_class.FromString
+
+    def deserialize(data: bytes):
+        if len(data) > limit:
+            return _Oversized(len(data), limit)
+        return from_string(data)
+
+    return deserialize
+
+
+async def _checked(request_iterator):
+    async for request in request_iterator:
+        if type(request) is _Oversized:
+            raise request.error
+        yield request
 
 
 def _message_class(descriptor):
@@ -31,6 +60,8 @@ def _status(e: errors.EtcdError) -> grpc.StatusCode:
 def _unary_unary(method):
     async def handler(request, context: grpc.aio.ServicerContext):
         try:
+            if type(request) is _Oversized:
+                raise request.error
             return await method(request)
         except errors.EtcdError as e:
             await context.abort(_status(e), e.message)
@@ -41,6 +72,8 @@ def _unary_unary(method):
 def _unary_stream(method):
     async def handler(request, context: grpc.aio.ServicerContext):
         try:
+            if type(request) is _Oversized:
+                raise request.error
             async for response in method(request):
                 yield response
         except errors.EtcdError as e:
@@ -52,7 +85,7 @@ def _unary_stream(method):
 def _stream(method):
     async def handler(request_iterator, context: grpc.aio.ServicerContext):
         try:
-            async for response in method(request_iterator):
+            async for response in method(_checked(request_iterator)):
                 yield response
         except errors.EtcdError as e:
             await context.abort(_status(e), e.message)
@@ -60,14 +93,14 @@ def _stream(method):
     return handler
 
 
-def generic_handler(service) -> grpc.GenericRpcHandler:
+def generic_handler(service, max_receive_bytes: int) -> grpc.GenericRpcHandler:
     sdesc = _RPC.services_by_name[service.service_name.split(".")[-1]]
     handlers = {}
     for m in sdesc.methods:
         method = getattr(service, m.name, None)
         if method is None:
             continue
-        deserialize = _message_class(m.input_type).FromString
+        deserialize = _deserializer(_message_class(m.input_type), max_receive_bytes)
         serialize = _message_class(m.output_type).SerializeToString
         if m.client_streaming:
             handlers[m.name] = grpc.stream_stream_rpc_method_handler(
@@ -83,13 +116,14 @@ def generic_handler(service) -> grpc.GenericRpcHandler:
 
 class GrpcioServer:
     def __init__(self, services: list, max_request_bytes: int):
+        max_receive = max_request_bytes + GRPC_OVERHEAD_BYTES
         self._server = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
+            ("grpc.max_receive_message_length", max_receive + _GRPCIO_SLACK_BYTES),
             ("grpc.max_send_message_length", _MAX_INT32),
             ("grpc.max_concurrent_streams", 2**31 - 1),
         ])
-        self._server.add_generic_rpc_handlers([generic_handler(s) for s in services])
+        self._server.add_generic_rpc_handlers([generic_handler(s, max_receive) for s in services])
 
     def listen(self, host: str, port: int) -> int:
         bound = self._server.add_insecure_port(f"{host}:{port}")
