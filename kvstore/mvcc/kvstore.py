@@ -5,7 +5,8 @@ It knows nothing of requests, logs or transports; etcd's mvcc package is the mod
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from bisect import bisect_left
+from typing import Callable, NamedTuple
 
 from .. import errors
 from .index import TreeIndex
@@ -18,12 +19,21 @@ class RangeResult(NamedTuple):
     rev: int  # the store revision the read was served at (the current one)
 
 
+# Called after every write revision with (rev, changes, prevs): changes in the order they
+# were made (etcd's sub-revision order), prevs[i] the live KeyValue changes[i] replaced or None.
+CommitObserver = Callable[[int, list, list], None]
+
+
 class MVCCStore:
     def __init__(self):
         self.index = TreeIndex()
         # etcd starts an empty store at revision 1, with nothing compacted (-1).
         self.current_rev = 1
         self.compact_rev = -1
+        # The changes of every revision since the compaction point, in revision order: what
+        # watchers catch up from (etcd reads the same from its backend by revision).
+        self.history: list[tuple[int, list[KeyValue]]] = []
+        self.observers: list[CommitObserver] = []
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -68,6 +78,30 @@ class MVCCStore:
         empty = [ki.key for ki in self.index.all() if ki.compact(rev)]
         for key in empty:
             self.index.remove(key)
+        self._compact_history(rev)
+
+    def _compact_history(self, rev: int) -> None:
+        """Drops revisions before ``rev``; at ``rev`` itself only the puts survive, as in etcd's
+        backend (a tombstone at the compaction revision is removed with its key)."""
+        h = self.history
+        i = bisect_left(h, rev, key=_first)
+        del h[:i]
+        if h and h[0][0] == rev:
+            kept = [kv for kv in h[0][1] if not kv.is_tombstone]
+            if kept:
+                h[0] = (rev, kept)
+            else:
+                del h[0]
+
+    def history_from(self, rev: int) -> int:
+        """Position in ``history`` of the first revision >= rev."""
+        return bisect_left(self.history, rev, key=_first)
+
+    def _commit(self, rev: int, changes: list, prevs: list) -> None:
+        self.current_rev = rev
+        self.history.append((rev, changes))
+        for observe in self.observers:
+            observe(rev, changes, prevs)
 
     # -- snapshot ------------------------------------------------------------------------------
 
@@ -77,18 +111,31 @@ class MVCCStore:
         for ki in self.index.all():
             keys.append([ki.key, [[[kv.create_revision, kv.mod_revision, kv.version, kv.value,
                                     kv.lease] for kv in g] for g in ki.generations]])
-        return {"current_rev": self.current_rev, "compact_rev": self.compact_rev, "keys": keys}
+        # History as keys in change order: the KeyValues themselves are in ``keys``.
+        history = [[rev, [kv.key for kv in changes]] for rev, changes in self.history]
+        return {"current_rev": self.current_rev, "compact_rev": self.compact_rev, "keys": keys,
+                "history": history}
 
     @classmethod
     def load(cls, state: dict) -> "MVCCStore":
         store = cls()
         store.current_rev = state["current_rev"]
         store.compact_rev = state["compact_rev"]
+        by_rev: dict[tuple[int, bytes], KeyValue] = {}
         for key, gens in state["keys"]:
             ki = store.index.get_or_create(key)
             ki.generations = [[KeyValue(key, c, m, v, val, lease) for c, m, v, val, lease in g]
                               for g in gens]
+            for g in ki.generations:
+                for kv in g:
+                    by_rev[(kv.mod_revision, key)] = kv
+        store.history = [(rev, [by_rev[(rev, key)] for key in keys])
+                         for rev, keys in state.get("history", [])]
         return store
+
+
+def _first(item):
+    return item[0]
 
 
 class WriteTxn:
@@ -97,12 +144,13 @@ class WriteTxn:
     ``end()`` advances the store revision only if something changed, as etcd does.
     """
 
-    __slots__ = ("store", "rev", "changes")
+    __slots__ = ("store", "rev", "changes", "prevs")
 
     def __init__(self, store: MVCCStore):
         self.store = store
         self.rev = store.current_rev + 1
         self.changes: list[KeyValue] = []
+        self.prevs: list[KeyValue | None] = []
 
     @property
     def read_rev(self) -> int:
@@ -133,6 +181,7 @@ class WriteTxn:
             kv = KeyValue(key, prev.create_revision, self.rev, prev.version + 1, value, lease)
         ki.put(kv)
         self.changes.append(kv)
+        self.prevs.append(prev)
         return kv
 
     def delete_range(self, key: bytes, end: bytes | None) -> list[KeyValue]:
@@ -143,11 +192,12 @@ class WriteTxn:
             tomb = KeyValue.tombstone(prev.key, self.rev)
             index.get(prev.key).tombstone(tomb)
             self.changes.append(tomb)
+            self.prevs.append(prev)
         return deleted
 
     def end(self) -> list[KeyValue]:
         if self.changes:
-            self.store.current_rev = self.rev
+            self.store._commit(self.rev, self.changes, self.prevs)
         return self.changes
 
     def abort(self) -> None:
@@ -163,3 +213,4 @@ class WriteTxn:
             if ki.is_empty():  # the txn created the key
                 index.remove(kv.key)
         self.changes = []
+        self.prevs = []

@@ -6,11 +6,10 @@ Headers carry only the revision here; the Store fills in the member's identity.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 from .. import errors
 from ..api import kv_pb2, rpc_pb2 as pb
 from ..mvcc import KeyValue, MVCCStore
+from ..mvcc.lease import LeaseTable
 from .compare import compares_hold
 from .ranges import range_end
 from .validate import is_txn_readonly
@@ -32,9 +31,12 @@ def kv_to_pb(kv: KeyValue, keys_only: bool = False) -> kv_pb2.KeyValue:
 
 
 class Applier:
-    def __init__(self, mvcc: MVCCStore, lease_exists: Callable[[int], bool] = lambda _id: False):
+    def __init__(self, mvcc: MVCCStore, leases: LeaseTable):
         self.mvcc = mvcc
-        self.lease_exists = lease_exists
+        self.leases = leases
+
+    def lease_exists(self, lease_id: int) -> bool:
+        return lease_id in self.leases
 
     # -- single requests -----------------------------------------------------------------------
 
@@ -115,6 +117,25 @@ class Applier:
     def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
         self.mvcc.compact(r.revision)
         return pb.CompactionResponse(header=pb.ResponseHeader(revision=self.mvcc.current_rev))
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        lease = self.leases.grant(r.ID, r.TTL)
+        return pb.LeaseGrantResponse(header=pb.ResponseHeader(revision=self.mvcc.current_rev),
+                                     ID=lease.id, TTL=lease.ttl)
+
+    def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        """Deletes every key the lease holds, in one revision, then forgets the lease."""
+        lease = self.leases.get(r.ID)
+        if lease is None:
+            raise errors.LeaseNotFound()
+        txn = self.mvcc.write()
+        for key in sorted(lease.keys):
+            txn.delete_range(key, None)
+        txn.end()
+        self.leases.remove(r.ID)
+        return pb.LeaseRevokeResponse(header=pb.ResponseHeader(revision=self.mvcc.current_rev))
 
     # -- transactions --------------------------------------------------------------------------
 

@@ -11,12 +11,16 @@ PUT = 0x50  # "P"
 DELETE_RANGE = 0x44  # "D"
 TXN = 0x54  # "T"
 COMPACT = 0x43  # "C"
+LEASE_GRANT = 0x47  # "G"
+LEASE_REVOKE = 0x52  # "R"
 
 MESSAGES = {
     PUT: pb.PutRequest,
     DELETE_RANGE: pb.DeleteRangeRequest,
     TXN: pb.TxnRequest,
     COMPACT: pb.CompactionRequest,
+    LEASE_GRANT: pb.LeaseGrantRequest,
+    LEASE_REVOKE: pb.LeaseRevokeRequest,
 }
 
 

@@ -6,8 +6,10 @@ newest snapshot, then replay of the log after it.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import random
 import time
 
 import msgpack
@@ -16,10 +18,13 @@ from .. import errors
 from ..api import rpc_pb2 as pb
 from ..log import Log, open_log
 from ..mvcc import MVCCStore
+from ..mvcc.lease import DEFAULT_MIN_TTL, LeaseTable, live_kvs
+from ..mvcc.watch_hub import WatchHub
 from . import entry, validate
 from .apply import Applier
 from .identity import Identity, load_identity
 from .proposer import Proposer
+from .watch_stream import WatchStream
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +32,8 @@ DEFAULT_ETCD_VERSION = "3.5.21"
 DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
 DEFAULT_MAX_TXN_OPS = 128
 DEFAULT_SNAPSHOT_COUNT = 10_000
+DEFAULT_PROGRESS_NOTIFY_INTERVAL = 600.0  # etcd's 10 minutes
+LEASE_CHECK_INTERVAL = 0.5  # etcd checks for expired leases every 500 ms
 
 
 def _varint_size(n: int) -> int:
@@ -51,7 +58,9 @@ def etcd_proposal_size(request_size: int) -> int:
 class Store:
     def __init__(self, wal: Log, *, name: str = "default", max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  max_txn_ops: int = DEFAULT_MAX_TXN_OPS, snapshot_count: int = DEFAULT_SNAPSHOT_COUNT,
-                 etcd_version: str = DEFAULT_ETCD_VERSION, client_urls: list[str] | None = None):
+                 etcd_version: str = DEFAULT_ETCD_VERSION, client_urls: list[str] | None = None,
+                 progress_notify_interval: float = DEFAULT_PROGRESS_NOTIFY_INTERVAL,
+                 min_lease_ttl: int = DEFAULT_MIN_TTL):
         self.log = wal
         self.name = name
         self.max_request_bytes = max_request_bytes
@@ -59,13 +68,22 @@ class Store:
         self.snapshot_count = snapshot_count
         self.etcd_version = etcd_version
         self.client_urls = list(client_urls or [])
-        self.mvcc = MVCCStore()
-        self.applier = Applier(self.mvcc)
+        self.progress_notify_interval = progress_notify_interval
+        self.leases = LeaseTable(min_lease_ttl)
+        self._set_mvcc(MVCCStore())
+        self.watch_streams: set[WatchStream] = set()
         self.applied_index = 0
         self.snapshot_index = 0
         self.identity: Identity | None = None
         self._proposer: Proposer | None = None
-        self._started_at = time.monotonic()
+        self._timers: list[asyncio.Task] = []
+        self._revoking: set[int] = set()
+
+    def _set_mvcc(self, mvcc: MVCCStore) -> None:
+        self.mvcc = mvcc
+        mvcc.observers.append(self.leases.on_commit)
+        self.watch_hub = WatchHub(mvcc)
+        self.applier = Applier(mvcc, self.leases)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -80,16 +98,22 @@ class Store:
     async def start(self) -> None:
         self.identity = load_identity(self.log, self.name)
         self._recover()
+        now = time.monotonic()
+        for lease in self.leases.leases.values():  # as after an etcd leader change: full TTLs
+            lease.expiry = now + lease.ttl
         self._proposer = Proposer(self.log, self._apply_entry, after_batch=self._maybe_snapshot)
         self._proposer.start()
+        self._timers = [asyncio.create_task(self._expire_leases(), name="lease-expiry"),
+                        asyncio.create_task(self._progress_notify(), name="watch-progress")]
 
     def _recover(self) -> None:
         snap = self.log.load_snapshot()
         if snap is not None:
             index, data = snap
             state = msgpack.unpackb(data, raw=False)
-            self.mvcc = MVCCStore.load(state["mvcc"])
-            self.applier = Applier(self.mvcc)
+            mvcc = MVCCStore.load(state["mvcc"])
+            self.leases.load(state.get("leases", []), live_kvs(mvcc.index))
+            self._set_mvcc(mvcc)
             self.applied_index = self.snapshot_index = index
         replayed = 0
         for index, data in self.log.replay(self.applied_index):
@@ -103,6 +127,10 @@ class Store:
                  self.snapshot_index, replayed, self.mvcc.current_rev)
 
     async def close(self) -> None:
+        for task in self._timers:
+            task.cancel()
+        for stream in list(self.watch_streams):
+            stream.close()
         if self._proposer is not None:
             await self._proposer.close()
             self._proposer = None
@@ -121,6 +149,10 @@ class Store:
             return a.txn(request)
         if kind == entry.COMPACT:
             return a.compact(request)
+        if kind == entry.LEASE_GRANT:
+            return a.lease_grant(request)
+        if kind == entry.LEASE_REVOKE:
+            return a.lease_revoke(request)
         raise errors.Corrupt(f"etcdserver: unknown log entry kind {kind}")
 
     async def _maybe_snapshot(self) -> None:
@@ -130,7 +162,8 @@ class Store:
     async def snapshot(self) -> None:
         """Saves the applied state so replay starts here (the log drops what it covers)."""
         index = self.applied_index
-        data = msgpack.packb({"index": index, "mvcc": self.mvcc.dump()}, use_bin_type=True)
+        data = msgpack.packb({"index": index, "mvcc": self.mvcc.dump(),
+                              "leases": self.leases.dump()}, use_bin_type=True)
         await self.log.save_snapshot(index, data)
         self.snapshot_index = index
 
@@ -152,6 +185,11 @@ class Store:
         if not h.revision:
             h.revision = self.mvcc.current_rev
         return resp
+
+    def header(self, revision: int) -> pb.ResponseHeader:
+        ident = self.identity
+        return pb.ResponseHeader(cluster_id=ident.cluster_id, member_id=ident.member_id,
+                                 raft_term=ident.term, revision=revision)
 
     # -- KV ------------------------------------------------------------------------------------
 
@@ -175,6 +213,81 @@ class Store:
 
     async def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
         return await self._propose(entry.COMPACT, r)
+
+    # -- watch ---------------------------------------------------------------------------------
+
+    def watch_stream(self) -> WatchStream:
+        """A new stream of watches; the caller feeds it requests and drains its responses."""
+        return WatchStream(self)
+
+    async def _progress_notify(self) -> None:
+        while True:
+            await asyncio.sleep(self.progress_notify_interval)
+            for stream in list(self.watch_streams):
+                stream.progress_tick()
+
+    # -- leases --------------------------------------------------------------------------------
+
+    async def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        if r.ID == 0:  # the server picks: a positive id not in use, fixed before proposing
+            r = pb.LeaseGrantRequest(TTL=r.TTL, ID=self._new_lease_id())
+        resp = await self._propose(entry.LEASE_GRANT, r)
+        lease = self.leases.get(resp.ID)
+        if lease is not None:
+            lease.expiry = time.monotonic() + lease.ttl
+        return resp
+
+    def _new_lease_id(self) -> int:
+        while True:
+            lease_id = random.getrandbits(63)
+            if lease_id and lease_id not in self.leases:
+                return lease_id
+
+    async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        return await self._propose(entry.LEASE_REVOKE, r)
+
+    def lease_keepalive(self, lease_id: int) -> pb.LeaseKeepAliveResponse:
+        """Renews a lease to its full TTL; TTL 0 when it is unknown or already expired."""
+        lease = self.leases.get(lease_id)
+        now = time.monotonic()
+        ttl = 0
+        if lease is not None and (lease.expiry is None or lease.expiry > now):
+            lease.expiry = now + lease.ttl
+            ttl = lease.ttl
+        return self._fill(pb.LeaseKeepAliveResponse(ID=lease_id, TTL=ttl))
+
+    def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+        lease = self.leases.get(r.ID)
+        if lease is None:
+            return self._fill(pb.LeaseTimeToLiveResponse(ID=r.ID, TTL=-1))
+        resp = pb.LeaseTimeToLiveResponse(ID=r.ID, TTL=lease.remaining(time.monotonic()),
+                                          grantedTTL=lease.ttl)
+        if r.keys:
+            resp.keys.extend(sorted(lease.keys))
+        return self._fill(resp)
+
+    def lease_leases(self) -> pb.LeaseLeasesResponse:
+        by_expiry = sorted(self.leases.leases.values(), key=lambda l: (l.expiry or 0, l.id))
+        return self._fill(pb.LeaseLeasesResponse(leases=[pb.LeaseStatus(ID=l.id) for l in by_expiry]))
+
+    async def _expire_leases(self) -> None:
+        """Proposes a revoke for every lease past its deadline (the decision is made here, on
+        the clock; the revoke itself is an ordinary log entry)."""
+        while True:
+            await asyncio.sleep(LEASE_CHECK_INTERVAL)
+            now = time.monotonic()
+            for lease in list(self.leases.leases.values()):
+                if lease.expiry is not None and lease.expiry <= now and lease.id not in self._revoking:
+                    self._revoking.add(lease.id)
+                    asyncio.create_task(self._revoke_expired(lease.id))
+
+    async def _revoke_expired(self, lease_id: int) -> None:
+        try:
+            await self.lease_revoke(pb.LeaseRevokeRequest(ID=lease_id))
+        except errors.EtcdError:
+            pass  # revoked meanwhile by a client, or the store is stopping
+        finally:
+            self._revoking.discard(lease_id)
 
     # -- member --------------------------------------------------------------------------------
 

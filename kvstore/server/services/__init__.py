@@ -6,11 +6,15 @@ UNIMPLEMENTED by the transport.
 """
 from .cluster import ClusterService
 from .kv import KVService
+from .lease import LeaseService
 from .maintenance import MaintenanceService
+from .watch import WatchService
 
 
 def all_services(store) -> list:
-    return [KVService(store), MaintenanceService(store), ClusterService(store)]
+    return [KVService(store), WatchService(store), LeaseService(store), MaintenanceService(store),
+            ClusterService(store)]
 
 
-__all__ = ["KVService", "MaintenanceService", "ClusterService", "all_services"]
+__all__ = ["KVService", "WatchService", "LeaseService", "MaintenanceService", "ClusterService",
+           "all_services"]

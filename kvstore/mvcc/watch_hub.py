@@ -1,0 +1,187 @@
+"""Watchers and their fan-out (etcd's watchableStore), with synced and unsynced groups.
+
+A synced watcher has been handed every event up to the current revision: new revisions are
+pushed to it as they commit. When its stream has no room (a slow reader), it becomes unsynced
+and catches up later from the store's history, in batches of at most ``BATCH_REVS`` revisions,
+when its stream drains. Nothing is buffered per watcher beyond the stream's bounded queue, so
+a slow reader costs bounded memory and never blocks writes or other watchers. A watcher that
+needs history that was compacted is told the compaction revision and removed.
+
+Delivery goes to the watcher's sink (its stream), which owns encoding:
+``has_room()``, ``deliver(w, rev, events) -> bool``, ``deliver_compacted(w, compact_rev)``,
+``synced(w)``. An event is a (kv, prev) pair; kv is a tombstone for a delete; prev is the
+revision it replaced (None for a create, or when it is not at hand).
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+BATCH_REVS = 1000  # etcd's watchBatchMaxRevs
+
+
+class Watcher:
+    __slots__ = ("id", "key", "end", "min_rev", "no_put", "no_delete", "sink", "synced",
+                 "removed", "data")
+
+    def __init__(self, watch_id: int, key: bytes, end: bytes | None, start_rev: int,
+                 sink, no_put: bool = False, no_delete: bool = False):
+        self.id = watch_id
+        self.key = key
+        self.end = end  # None: the single key; b"": every key >= key; else [key, end)
+        self.min_rev = start_rev  # the next revision this watcher needs
+        self.no_put = no_put
+        self.no_delete = no_delete
+        self.sink = sink
+        self.synced = False
+        self.removed = False
+        self.data: Any = None  # the sink's own per-watcher state
+
+    def covers(self, key: bytes) -> bool:
+        end = self.end
+        if end is None:
+            return key == self.key
+        return key >= self.key and (end == b"" or key < end)
+
+    def wants(self, kv) -> bool:
+        return not (self.no_delete if kv.version == 0 else self.no_put)
+
+
+class WatchHub:
+    def __init__(self, mvcc):
+        self.mvcc = mvcc
+        self._single: dict[bytes, set[Watcher]] = {}
+        self._ranges: set[Watcher] = set()
+        self._unsynced: set[Watcher] = set()
+        self._sync_handle: asyncio.Handle | None = None
+        mvcc.observers.append(self.notify)
+
+    def __len__(self) -> int:
+        return self.synced_count + len(self._unsynced)
+
+    @property
+    def synced_count(self) -> int:
+        return sum(len(ws) for ws in self._single.values()) + len(self._ranges)
+
+    @property
+    def unsynced_count(self) -> int:
+        return len(self._unsynced)
+
+    # -- membership ----------------------------------------------------------------------------
+
+    def add(self, w: Watcher) -> None:
+        """start_rev 0 means "from the next revision"; a past start replays history first."""
+        current = self.mvcc.current_rev
+        if w.min_rev == 0 or w.min_rev > current:
+            w.min_rev = max(w.min_rev, current + 1)
+            self._add_synced(w)
+        else:
+            self._unsynced.add(w)
+            self.request_sync()
+
+    def remove(self, w: Watcher) -> None:
+        w.removed = True
+        if w.synced:
+            self._remove_synced(w)
+        else:
+            self._unsynced.discard(w)
+
+    def _add_synced(self, w: Watcher) -> None:
+        w.synced = True
+        if w.end is None:
+            self._single.setdefault(w.key, set()).add(w)
+        else:
+            self._ranges.add(w)
+
+    def _remove_synced(self, w: Watcher) -> None:
+        w.synced = False
+        if w.end is None:
+            ws = self._single.get(w.key)
+            if ws is not None:
+                ws.discard(w)
+                if not ws:
+                    del self._single[w.key]
+        else:
+            self._ranges.discard(w)
+
+    # -- live fan-out --------------------------------------------------------------------------
+
+    def notify(self, rev: int, changes: list, prevs: list) -> None:
+        """Pushes one committed revision to the synced watchers it concerns."""
+        batches: dict[Watcher, list] = {}
+        single, ranges = self._single, self._ranges
+        for kv, prev in zip(changes, prevs):
+            ws = single.get(kv.key)
+            if ws:
+                for w in ws:
+                    if w.wants(kv) and rev >= w.min_rev:
+                        batches.setdefault(w, []).append((kv, prev))
+            if ranges:
+                for w in ranges:
+                    if w.covers(kv.key) and w.wants(kv) and rev >= w.min_rev:
+                        batches.setdefault(w, []).append((kv, prev))
+        for w, events in batches.items():
+            if w.sink.deliver(w, rev, events):
+                w.min_rev = rev + 1
+            else:  # slow reader: catch up from history once its stream drains
+                w.min_rev = rev
+                self._remove_synced(w)
+                self._unsynced.add(w)
+
+    # -- catch-up ------------------------------------------------------------------------------
+
+    def request_sync(self) -> None:
+        if self._unsynced and self._sync_handle is None:
+            self._sync_handle = asyncio.get_running_loop().call_soon(self._sync)
+
+    def _sync(self) -> None:
+        self._sync_handle = None
+        self.sync()
+
+    def sync(self) -> None:
+        """Moves unsynced watchers forward from history, as far as their streams have room."""
+        mvcc = self.mvcc
+        current, compact = mvcc.current_rev, mvcc.compact_rev
+        for w in list(self._unsynced):
+            if not w.sink.has_room():
+                continue
+            if w.min_rev < compact:
+                self._unsynced.discard(w)
+                w.removed = True
+                w.sink.deliver_compacted(w, compact)
+                continue
+            events, next_rev = self._history_events(w, current)
+            if events:
+                w.sink.deliver(w, current, events)
+            w.min_rev = next_rev
+            if next_rev > current:
+                self._unsynced.discard(w)
+                self._add_synced(w)
+                w.sink.synced(w)
+        if self._unsynced and any(w.sink.has_room() for w in self._unsynced):
+            self.request_sync()
+
+    def _history_events(self, w: Watcher, current: int) -> tuple[list, int]:
+        """Events for w from w.min_rev, at most BATCH_REVS revisions; and the next revision."""
+        mvcc = self.mvcc
+        history = mvcc.history
+        i = mvcc.history_from(w.min_rev)
+        stop = min(len(history), i + BATCH_REVS)
+        events = []
+        index = mvcc.index
+        for rev, changes in history[i:stop]:
+            for kv in changes:
+                if w.covers(kv.key) and w.wants(kv):
+                    events.append((kv, _prev_of(index, kv, rev)))
+        next_rev = history[stop - 1][0] + 1 if stop > i else current + 1
+        if stop == len(history):
+            next_rev = current + 1
+        return events, next_rev
+
+
+def _prev_of(index, kv, rev: int):
+    """The revision a change replaced; None for a create (etcd's IsCreateEvent)."""
+    if kv.version == 1:
+        return None
+    ki = index.get(kv.key)
+    return ki.get(rev - 1) if ki is not None else None

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+from ...api import rpc_pb2 as pb
+
+
+class LeaseService:
+    service_name = "etcdserverpb.Lease"
+
+    def __init__(self, store):
+        self.store = store
+
+    async def LeaseGrant(self, request: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        return await self.store.lease_grant(request)
+
+    async def LeaseRevoke(self, request: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        return await self.store.lease_revoke(request)
+
+    async def LeaseKeepAlive(self, requests: AsyncIterator[pb.LeaseKeepAliveRequest]
+                             ) -> AsyncIterator[pb.LeaseKeepAliveResponse]:
+        async for request in requests:
+            yield self.store.lease_keepalive(request.ID)
+
+    async def LeaseTimeToLive(self, request: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+        return self.store.lease_time_to_live(request)
+
+    async def LeaseLeases(self, request: pb.LeaseLeasesRequest) -> pb.LeaseLeasesResponse:
+        return self.store.lease_leases()

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+from ...api import rpc_pb2 as pb
+
+
+class WatchService:
+    service_name = "etcdserverpb.Watch"
+
+    def __init__(self, store):
+        self.store = store
+
+    async def Watch(self, requests: AsyncIterator[pb.WatchRequest]) -> AsyncIterator[pb.WatchResponse]:
+        stream = self.store.watch_stream()
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    stream.handle(request)
+            except Exception:
+                stream.close()  # the connection broke: end the stream
+            # A client that only half-closes keeps receiving, as with etcd.
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await stream.next()) is not None:
+                yield response
+        finally:
+            reader.cancel()
+            stream.close()
