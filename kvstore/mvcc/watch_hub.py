@@ -18,6 +18,10 @@ import asyncio
 from typing import Any
 
 BATCH_REVS = 1000  # etcd's watchBatchMaxRevs
+# Catch-up responses also stop growing past this many key+value bytes (whole revisions only):
+# unlike etcd, which bounds only revisions, so that clients with a 4 MiB receive limit (the
+# gRPC default outside Go) are not sent 1000 revisions of large values in one message.
+BATCH_BYTES = 1 << 20
 
 
 class Watcher:
@@ -169,14 +173,18 @@ class WatchHub:
         stop = min(len(history), i + BATCH_REVS)
         events = []
         index = mvcc.index
-        for rev, changes in history[i:stop]:
+        size = 0
+        j = i
+        while j < stop and size < BATCH_BYTES:
+            rev, changes = history[j]
             for kv in changes:
                 if w.covers(kv.key) and w.wants(kv):
                     events.append((kv, _prev_of(index, kv, rev)))
-        next_rev = history[stop - 1][0] + 1 if stop > i else current + 1
-        if stop == len(history):
-            next_rev = current + 1
-        return events, next_rev
+                    size += len(kv.key) + len(kv.value)
+            j += 1
+        if j == len(history):
+            return events, current + 1
+        return events, history[j][0]
 
 
 def _prev_of(index, kv, rev: int):

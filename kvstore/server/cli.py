@@ -21,6 +21,24 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _duration(value: str) -> float:
+    """Go-style durations as etcd takes them: 10m, 1.5s, 100ms (a bare number is seconds)."""
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    for suffix, scale in units:
+        if value.endswith(suffix) and not (suffix == "s" and value.endswith("ms")):
+            number = value[: -len(suffix)]
+            break
+    else:
+        number, scale = value, 1.0
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {value!r}") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value!r}")
+    return max(seconds, 0.1)  # etcd's minimum progress interval is 100 ms
+
+
 def _urls(value: str) -> list[str]:
     try:
         return split_urls(value)
@@ -46,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="maximum number of operations permitted in a transaction")
     s.add_argument("--snapshot-count", type=_positive_int, default=10_000,
                    help="applied entries between two MVCC snapshots")
+    s.add_argument("--watch-progress-notify-interval", type=_duration, default=600.0,
+                   help="interval of progress notifications to idle progress_notify watches "
+                        "(etcd's --experimental-watch-progress-notify-interval; e.g. 10m, 1s)")
     s.add_argument("--etcd-version", default="3.5.21",
                    help="etcd version reported by Maintenance.Status")
     s.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
@@ -59,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         advertise_client_urls=args.advertise_client_urls or args.listen_client_urls,
         log_backend=args.log_backend, max_request_bytes=args.max_request_bytes,
         max_txn_ops=args.max_txn_ops, snapshot_count=args.snapshot_count,
-        etcd_version=args.etcd_version, log_level=args.log_level)
+        etcd_version=args.etcd_version, log_level=args.log_level,
+        watch_progress_notify_interval=args.watch_progress_notify_interval)
     logging.basicConfig(level={"warn": "WARNING"}.get(config.log_level, config.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .serve import serve

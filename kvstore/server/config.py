@@ -24,6 +24,7 @@ class ServerConfig:
     snapshot_count: int = DEFAULT_SNAPSHOT_COUNT
     etcd_version: str = DEFAULT_ETCD_VERSION
     log_level: str = "info"
+    watch_progress_notify_interval: float = 600.0
 
     def __post_init__(self):
         if self.data_dir is None:

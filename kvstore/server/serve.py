@@ -35,7 +35,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
     wal = open_log(config.log_backend, config.data_dir)
     store = Store(wal, name=config.name, max_request_bytes=config.max_request_bytes,
                   max_txn_ops=config.max_txn_ops, snapshot_count=config.snapshot_count,
-                  etcd_version=config.etcd_version, client_urls=config.advertise_client_urls)
+                  etcd_version=config.etcd_version, client_urls=config.advertise_client_urls,
+                  progress_notify_interval=config.watch_progress_notify_interval)
     await store.start()
     server = GrpcioServer(all_services(store), config.max_request_bytes)
     try:
