@@ -3,10 +3,12 @@
 
 Starts Debian's etcd and kvstore (LMDB log) on free loopback ports, each with a fresh
 temporary data dir, and drives both with etcd v3.4's `tools/benchmark` (built by
-../shared/tools/build-etcd-benchmark.sh) for the workloads `put`, `range` and `txn-put` at
-several client counts. Reports throughput, p99 latency and requests per CPU-second of the
-server process (utime+stime from /proc, the process and its descendants) as a Markdown table,
-and optionally the raw results as JSON.
+../shared/tools/build-etcd-benchmark.sh) for the workloads `put`, `range` and `txn-put` (the
+default) and `watch`, `watch-latency` and `lease-keepalive` (--workloads, or --all) at several
+client counts. Reports throughput, p99 latency and requests per CPU-second of the server process
+(utime+stime from /proc, the process and its descendants) as a Markdown table, and optionally
+the raw results as JSON. A run counts only if the tool exited cleanly, printed its summary, got
+exactly the expected number of results, and reported no errors (on stdout or stderr).
 
 Stdlib only. Every subprocess has a timeout; a run that hangs is killed and reported as
 failed; a server that fails to start or dies is reported in the table, not a crash; both
@@ -14,6 +16,7 @@ servers are always stopped (also on Ctrl-C / SIGTERM).
 
     python bench/etcd_side_by_side.py --total 5000
     python bench/etcd_side_by_side.py --servers etcd --total 2000 --json /tmp/res.json
+    python bench/etcd_side_by_side.py --workloads watch,watch-latency,lease-keepalive
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +41,27 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO.parent / "shared" / "tools" / "build-etcd-benchmark.sh"
 
 ALL_SERVERS = ("etcd", "kvstore")
-ALL_WORKLOADS = ("put", "range", "txn-put")
-DEFAULT_TOTALS = {"put": 20000, "range": 20000, "txn-put": 20000}
+KV_WORKLOADS = ("put", "range", "txn-put")
+WATCH_LEASE_WORKLOADS = ("watch", "watch-latency", "lease-keepalive")
+ALL_WORKLOADS = KV_WORKLOADS + WATCH_LEASE_WORKLOADS
+DEFAULT_WORKLOADS = KV_WORKLOADS
+# --total means: requests for put/range/txn-put/lease-keepalive; puts for watch and watch-latency
+# (each put fans out to its key's watchers).
+DEFAULT_TOTALS = {"put": 20000, "range": 20000, "txn-put": 20000,
+                  "watch": 4000, "watch-latency": 1000, "lease-keepalive": 10000}
+# Table rows per workload. `watch` prints two summaries (watch creation, then events received).
+ROWS = {w: (w,) for w in ALL_WORKLOADS}
+ROWS["watch"] = ("watch create", "watch events")
+# What one "request" is in each row (legend under the table).
+ROW_UNITS = {"watch create": "watch created (Watch() call returned)",
+             "watch events": "watch event received by a watcher",
+             "watch-latency": "watch event received by a watcher",
+             "lease-keepalive": "LeaseKeepAlive round trip (KeepAliveOnce)"}
+WATCH_CREATE_MARK = "Watch creation summary:"
+WATCH_EVENTS_MARK = "Watch events received summary:"
+# benchmark v3.4's `watch` panics with its default --put-rate=0 ("rate: Wait(n=1) exceeds
+# limiter's burst 0"); "no limit" is passed as this rate instead.
+UNLIMITED_PUT_RATE = 1_000_000_000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # `range` reads one existing key. The tool's own keys are binary varints padded with NUL bytes
@@ -251,10 +274,31 @@ class BenchOutput:
     errors: dict = field(default_factory=dict)
     stdout_tail: str = ""
     stderr_tail: str = ""
+    text: str = ""  # the tool's whole stdout
+    stderr_errors: list = field(default_factory=list)    # stderr lines that are not INFO/WARNING
+    stderr_warnings: list = field(default_factory=list)  # WARNING:/warning: lines on stderr
+    phase_cpu: dict = field(default_factory=dict)  # marker -> server CPU s from run start to it
+
+
+def classify_stderr(text: str) -> tuple[list[str], list[str]]:
+    """(error lines, warning lines) of the tool's stderr. grpc-go's INFO chatter is ignored; a
+    clean run prints nothing else. Anything not INFO/WARNING (a panic, "Failed to ...", grpc
+    ERROR lines) is an error."""
+    errors, warnings = [], []
+    for line in text.replace("\r", "\n").splitlines():
+        line = line.rstrip()
+        if not line.strip() or line.startswith("INFO:"):
+            continue
+        if line.startswith("WARNING:") or line.lower().startswith("warning:"):
+            warnings.append(line)
+        else:
+            errors.append(line)
+    return errors, warnings
 
 
 def parse_report(text: str) -> tuple[dict, dict]:
-    """Parse pkg/report's summary: Summary (secs), Requests/sec, latency percentiles, errors."""
+    """Parse pkg/report's summary: Summary (secs), Requests/sec, latency percentiles, errors, and
+    `count`, the number of successful results (the sum of the response time histogram)."""
     stats: dict = {"percentiles_s": {}}
     errors: dict = {}
     section = None
@@ -275,6 +319,12 @@ def parse_report(text: str) -> tuple[dict, dict]:
             stats[{"Total": "total_s", "Slowest": "slowest_s", "Fastest": "fastest_s",
                    "Average": "average_s", "Stddev": "stddev_s",
                    "Requests/sec": "requests_per_s"}.get(key.strip(), key.strip())] = num
+        elif section == "Response time histogram" and "[" in line and "]" in line:
+            try:
+                n = int(line[line.index("[") + 1:line.index("]")])
+            except ValueError:
+                continue
+            stats["count"] = stats.get("count", 0) + n
         elif section == "Latency distribution" and "% in " in line:
             pct, _, rest = line.partition("% in ")
             try:
@@ -291,11 +341,23 @@ def parse_report(text: str) -> tuple[dict, dict]:
     return stats, errors
 
 
+def split_watch_output(text: str) -> dict[str, str | None]:
+    """`benchmark watch` prints "Watch creation summary:" + report, then a progress bar for the
+    events, then "Watch events received summary:" + report. None for a summary never printed."""
+    i, j = text.find(WATCH_CREATE_MARK), text.find(WATCH_EVENTS_MARK)
+    create = None if i < 0 else text[i + len(WATCH_CREATE_MARK):j if j > i else None]
+    events = None if j < 0 else text[j + len(WATCH_EVENTS_MARK):]
+    return {"watch create": create, "watch events": events}
+
+
 def run_benchmark(cmd: list[str], timeout: float, outdir: Path, tag: str,
-                  abort=None) -> BenchOutput:
+                  abort=None, markers: tuple[str, ...] = (), on_marker=None) -> BenchOutput:
     """Run the load generator; kill it after `timeout` s, or as soon as abort() returns a reason
-    (the server died: the tool would otherwise retry against a closed port until the timeout)."""
+    (the server died: the tool would otherwise retry against a closed port until the timeout).
+    on_marker(m) is called as soon as the string m appears on the tool's stdout (watched every
+    20 ms), e.g. to read the server's CPU time between the phases of one run."""
     out_path, err_path = outdir / f"{tag}.out", outdir / f"{tag}.err"
+    pending = list(markers)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
@@ -308,9 +370,16 @@ def run_benchmark(cmd: list[str], timeout: float, outdir: Path, tag: str,
         try:
             while True:
                 try:
-                    proc.wait(min(0.5, max(0.01, deadline - time.monotonic())))
+                    proc.wait(min(0.02 if pending else 0.5,
+                                  max(0.01, deadline - time.monotonic())))
                     break
                 except subprocess.TimeoutExpired:
+                    if pending:
+                        seen = out_path.read_bytes().decode(errors="replace")
+                        for m in [m for m in pending if m in seen]:
+                            pending.remove(m)
+                            if on_marker is not None:
+                                on_marker(m)
                     if time.monotonic() >= deadline:
                         timed_out = True
                         break
@@ -326,18 +395,26 @@ def run_benchmark(cmd: list[str], timeout: float, outdir: Path, tag: str,
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     text = out_path.read_bytes().decode(errors="replace")
     stats, errors = parse_report(text)
+    stderr_errors, stderr_warnings = classify_stderr(tail(err_path, 200_000))
     res = BenchOutput(ok=True, rc=proc.returncode, elapsed_s=round(elapsed, 3),
                       client_cpu_s=round((after.ru_utime + after.ru_stime)
                                          - (before.ru_utime + before.ru_stime), 3),
                       stats=stats, errors=errors,
                       stdout_tail=text[-1500:] if not stats.get("requests_per_s") else "",
-                      stderr_tail=tail(err_path, 1500))
+                      stderr_tail=tail(err_path, 1500), text=text,
+                      stderr_errors=stderr_errors, stderr_warnings=stderr_warnings)
     if aborted:
         res.ok, res.reason = False, f"aborted after {elapsed:.1f}s: {aborted}"
     elif timed_out:
         res.ok, res.reason = False, f"timeout after {timeout:.0f}s (killed)"
     elif proc.returncode != 0:
         res.ok, res.reason = False, f"benchmark exited with status {proc.returncode}"
+        if stderr_errors:
+            res.reason += ": " + " | ".join(stderr_errors[:3])
+    elif stderr_errors:
+        res.ok = False
+        res.reason = (f"benchmark printed {len(stderr_errors)} error line(s) on stderr: "
+                      + " | ".join(stderr_errors[:3]))
     elif "requests_per_s" not in stats:
         res.ok = False
         res.reason = ("all requests failed: " + "; ".join(f"{n}x {m}" for m, n in errors.items())
@@ -368,17 +445,48 @@ class Bench:
         if workload == "txn-put":
             return ["txn-put", f"--total={total}", f"--key-size={a.key_size}",
                     f"--val-size={a.val_size}", f"--key-space-size={a.key_space_size}"]
+        if workload == "watch":
+            # --sequential-keys with --key-space-size = --watched-key-total: the watched keys are
+            # distinct, so the expected event count is exact (see expected_counts)
+            rate = a.watch_put_rate if a.watch_put_rate > 0 else UNLIMITED_PUT_RATE
+            return ["watch", f"--streams={a.watch_streams}",
+                    f"--watch-per-stream={a.watch_per_stream}",
+                    f"--watched-key-total={a.watch_keys}", "--sequential-keys",
+                    f"--key-space-size={a.watch_keys}", f"--put-total={total}",
+                    f"--put-rate={rate}"]
+        if workload == "watch-latency":
+            return ["watch-latency", f"--total={total}", f"--put-rate={a.watch_latency_put_rate}"]
+        if workload == "lease-keepalive":
+            return ["lease-keepalive", f"--total={total}"]
         raise ValueError(workload)
 
+    def expected_counts(self, workload: str, total: int, clients: int) -> dict[str, int]:
+        """Results each table row of a run must report (successes + errors), as the v3.4 tool
+        computes them."""
+        a = self.args
+        if workload == "watch":
+            watchers = a.watch_streams * a.watch_per_stream
+            keys = [i % a.watch_keys for i in range(a.watch_keys)]  # --sequential-keys
+            per_key = Counter(keys[i % len(keys)] for i in range(watchers))
+            events = sum(per_key[keys[i % len(keys)]] for i in range(total))
+            return {"watch create": watchers, "watch events": events}
+        if workload == "watch-latency":  # each put is seen by every client's watcher
+            return {"watch-latency": total * clients}
+        return {workload: total}
+
     def run(self, server: Server, clients: int, conns: int, sub: list[str], timeout: float,
-            label: str) -> tuple[list[str], BenchOutput, float | None]:
+            label: str, markers: tuple[str, ...] = ()) -> tuple[list[str], BenchOutput, float | None]:
         self.seq += 1
         cmd = self.command(server, clients, conns, sub)
         log(f"[{server.name}] {label}: {shlex.join(cmd)}")
         cpu0 = server.cpu()
+        at_marker: dict[str, float | None] = {}
         res = run_benchmark(cmd, timeout, self.outdir, f"{self.seq:03d}-{server.name}-{label}",
-                            abort=server.died_reason)
+                            abort=server.died_reason, markers=markers,
+                            on_marker=lambda m: at_marker.__setitem__(m, server.cpu()))
         cpu1 = server.cpu()
+        res.phase_cpu = {m: round(c - cpu0, 3) for m, c in at_marker.items()
+                         if c is not None and cpu0 is not None}
         died = server.died_reason()
         if died and not res.reason.startswith("aborted"):
             res.ok, res.reason = False, f"{died} during the run" + (f"; {res.reason}" if res.reason else "")
@@ -463,26 +571,77 @@ def fmt_ms(x) -> str:
     return f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
 
 
+def evaluate_rows(workload: str, res: BenchOutput, expected: dict[str, int],
+                  cpu: float | None) -> dict[str, dict]:
+    """The table rows of one run, with their numbers and whether each is a valid measurement:
+    the tool exited cleanly (no timeout, status 0, no error lines on stderr, server alive),
+    printed the row's summary, reported no errors, and counted exactly the expected results
+    (histogram sum + errors). `watch` has two rows; the server CPU of the run is split at the
+    moment "Watch creation summary:" appeared."""
+    texts = split_watch_output(res.text) if workload == "watch" else {workload: res.text}
+    # process-level failures (the row-level ones are found again below, per row)
+    proc_reason = res.reason if not res.ok and not res.reason.startswith(
+        ("all requests failed", "no summary")) else ""
+    create_cpu = res.phase_cpu.get(WATCH_CREATE_MARK)
+    rows = {}
+    for row, txt in texts.items():
+        stats, errors = parse_report(txt) if txt is not None else ({"percentiles_s": {}}, {})
+        n_err = sum(errors.values())
+        count = stats.get("count", 0)
+        if workload != "watch":
+            row_cpu = cpu
+        elif row == "watch create":
+            row_cpu = create_cpu
+        else:
+            row_cpu = round(cpu - create_cpu, 3) if cpu is not None and create_cpu is not None else None
+        problems = [proc_reason] if proc_reason else []
+        if txt is None:
+            problems.append("the tool printed no summary" + (f" ({WATCH_EVENTS_MARK!r} missing)"
+                                                               if row == "watch events" else ""))
+        elif "requests_per_s" not in stats and not errors:
+            problems.append("summary without any result")
+        else:
+            if n_err:
+                problems.append(f"the tool reported {n_err} error(s): " + "; ".join(
+                    f"{n}x {m}" for m, n in errors.items()))
+            if count + n_err != expected[row]:
+                problems.append(f"wrong count: the tool reported {count} results + {n_err} "
+                                f"errors, expected {expected[row]}")
+        ok = not problems
+        rows[row] = {
+            "ok": ok, "reason": "; ".join(problems),
+            "requests_per_s": stats.get("requests_per_s"), "average_s": stats.get("average_s"),
+            "p99_s": stats.get("p99_s"), "total_s": stats.get("total_s"),
+            "slowest_s": stats.get("slowest_s"), "percentiles_s": stats.get("percentiles_s"),
+            # v3.4 `watch` times an event from the arrival of its WatchResponse at the client
+            "p99_is_latency": row != "watch events",
+            "errors": errors, "errors_total": n_err, "count": count, "expected": expected[row],
+            "succeeded": count if ok else None, "server_cpu_s": row_cpu,
+            "requests_per_cpu_s": round(count / row_cpu, 1) if ok and count and row_cpu else None,
+            "server_cpu_util": (round(row_cpu / stats["total_s"], 2)
+                                if row_cpu and stats.get("total_s") else None),
+        }
+    return rows
+
+
 def cell(r: dict | None, what: str) -> str:
     if r is None:
         return "–"
     if what == "rps":
-        if not r["ok"]:
-            return "**FAIL**"
-        s = fmt_rate(r.get("requests_per_s"))
-        return s + (f" ({r['errors_total']} err)" if r.get("errors_total") else "")
+        return fmt_rate(r.get("requests_per_s")) if r["ok"] else "**FAIL**"
     if not r["ok"]:
         return "–"
     if what == "p99":
+        if r.get("p99_is_latency") is False:
+            return "n/a†"
         return fmt_ms(r.get("p99_s"))
     if what == "per_cpu":
         return fmt_rate(r.get("requests_per_cpu_s"))
     raise ValueError(what)
 
 
-def markdown_table(results: list[dict], servers: list[str], workloads: list[str],
-                   clients_list: list[int]) -> str:
-    by = {(r["server"], r["workload"], r["clients"]): r for r in results}
+def markdown_table(results: list[dict], servers: list[str], workloads: list[str]) -> str:
+    by = {(r["server"], r.get("row", r["workload"]), r["clients"]): r for r in results}
     head = ["workload", "clients"]
     head += [f"{s} req/s" for s in servers]
     both = servers == ["etcd", "kvstore"]
@@ -491,30 +650,47 @@ def markdown_table(results: list[dict], servers: list[str], workloads: list[str]
     head += [f"{s} p99" for s in servers]
     head += [f"{s} req per CPU-s" for s in servers]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    notes = []
+    notes, legend, dagger = [], [], False
     for w in workloads:
-        for c in clients_list:
-            rs = {s: by.get((s, w, c)) for s in servers}
-            if all(v is None for v in rs.values()):
-                continue
-            row = [w, str(c)] + [cell(rs[s], "rps") for s in servers]
-            if both:
-                e, k = rs["etcd"], rs["kvstore"]
-                if e and k and e["ok"] and k["ok"] and e.get("requests_per_s"):
-                    row.append(f"{k['requests_per_s'] / e['requests_per_s']:.2f}")
-                else:
-                    row.append("–")
-            row += [cell(rs[s], "p99") for s in servers]
-            row += [cell(rs[s], "per_cpu") for s in servers]
-            lines.append("| " + " | ".join(row) + " |")
-            for s in servers:
-                r = rs[s]
-                if r and (not r["ok"] or r.get("errors")):
-                    detail = r.get("reason") or ""
-                    if r.get("errors"):
-                        detail += (" – " if detail else "") + "; ".join(
-                            f"{n}x {m}" for m, n in r["errors"].items())
-                    notes.append(f"- {s} {w} clients={c}: {detail}")
+        clients_seen = list(dict.fromkeys(r["clients"] for r in results if r["workload"] == w))
+        for row_name in ROWS[w]:
+            for c in clients_seen:
+                rs = {s: by.get((s, row_name, c)) for s in servers}
+                if all(v is None for v in rs.values()):
+                    continue
+                if row_name in ROW_UNITS and row_name not in legend:
+                    legend.append(row_name)
+                shown_c = f"{c} (watchers)" if w == "watch-latency" else str(c)
+                row = [row_name, shown_c] + [cell(rs[s], "rps") for s in servers]
+                if both:
+                    e, k = rs["etcd"], rs["kvstore"]
+                    if e and k and e["ok"] and k["ok"] and e.get("requests_per_s"):
+                        row.append(f"{k['requests_per_s'] / e['requests_per_s']:.2f}")
+                    else:
+                        row.append("–")
+                row += [cell(rs[s], "p99") for s in servers]
+                row += [cell(rs[s], "per_cpu") for s in servers]
+                dagger |= any("n/a†" in x for x in row)
+                lines.append("| " + " | ".join(row) + " |")
+                for s in servers:
+                    r = rs[s]
+                    if r is None:
+                        continue
+                    if not r["ok"]:
+                        detail = r.get("reason") or ""
+                        if r.get("requests_per_s") is not None:
+                            detail += (f" (not counted: the tool's summary said "
+                                       f"{fmt_rate(r['requests_per_s'])}/s over "
+                                       f"{r.get('count', 0)} results)")
+                        notes.append(f"- {s} {row_name} clients={c}: {detail}")
+                    for wl in r.get("stderr_warnings") or ():
+                        notes.append(f"- {s} {row_name} clients={c}: stderr warning: {wl}")
+    if legend:
+        lines += ["", "One request is: " + "; ".join(f"{n}: {ROW_UNITS[n]}" for n in legend) + "."]
+    if dagger:
+        lines.append("† etcd's benchmark v3.4 times a watch event from the arrival of its "
+                     "WatchResponse at the client to handing it on, not from the put: its p99 "
+                     "is not a server latency (see watch-latency for that).")
     if notes:
         lines += ["", "Failures / errors:", *notes]
     return "\n".join(lines)
@@ -525,15 +701,35 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", type=lambda s: parse_list(s, ALL_SERVERS), default=list(ALL_SERVERS),
                    help="comma list of etcd,kvstore (default both)")
-    p.add_argument("--workloads", type=lambda s: parse_list(s, ALL_WORKLOADS),
-                   default=list(ALL_WORKLOADS), help="comma list of put,range,txn-put (default all)")
+    wl = p.add_mutually_exclusive_group()
+    wl.add_argument("--workloads", type=lambda s: parse_list(s, ALL_WORKLOADS),
+                    default=list(DEFAULT_WORKLOADS),
+                    help=f"comma list of {','.join(ALL_WORKLOADS)} "
+                         f"(default {','.join(DEFAULT_WORKLOADS)})")
+    wl.add_argument("--all", action="store_true", help="run every workload")
     p.add_argument("--clients", type=lambda s: parse_list(s, conv=int), default=[16, 64, 256],
-                   help="comma list of gRPC client counts (default 16,64,256)")
+                   help="comma list of gRPC client counts (default 16,64,256); not for "
+                        "watch-latency, see --watch-latency-watchers")
     p.add_argument("--conns", default="auto",
-                   help="gRPC connections per run: an integer, or 'auto' = max(1, clients/4) (default)")
+                   help="gRPC connections per run: an integer, or 'auto' = max(1, clients/4) "
+                        "(default; watch-latency: one per watcher)")
     p.add_argument("--total", type=parse_totals, default=dict(DEFAULT_TOTALS),
-                   help="requests per run: N for every workload, or e.g. put=20000,range=50000 "
+                   help="requests per run (puts for watch and watch-latency): N for every "
+                        "workload, or e.g. put=20000,watch=2000 "
                         f"(default {','.join(f'{k}={v}' for k, v in DEFAULT_TOTALS.items())})")
+    p.add_argument("--watch-streams", type=int, default=64,
+                   help="watch: gRPC watch streams (default 64)")
+    p.add_argument("--watch-per-stream", type=int, default=64,
+                   help="watch: watchers per stream (default 64, i.e. 4096 watchers)")
+    p.add_argument("--watch-keys", type=int, default=256,
+                   help="watch: distinct watched keys (default 256, i.e. 16 watchers per key)")
+    p.add_argument("--watch-put-rate", type=int, default=0,
+                   help="watch: puts per second, 0 = no limit (default)")
+    p.add_argument("--watch-latency-watchers", type=int, default=4,
+                   help="watch-latency: watchers (the tool's --clients), each on its own "
+                        "connection unless --conns is a number (default 4)")
+    p.add_argument("--watch-latency-put-rate", type=int, default=200,
+                   help="watch-latency: puts per second (default 200)")
     p.add_argument("--key-size", type=int, default=8)
     p.add_argument("--val-size", type=int, default=256)
     p.add_argument("--key-space-size", type=int, default=100000,
@@ -563,11 +759,24 @@ def main(argv=None) -> int:
         sys.exit("error: --pin needs taskset (util-linux)")
     if args.pin and (os.cpu_count() or 1) < 2:
         sys.exit("error: --pin needs at least 2 CPUs")
+    if args.all:
+        args.workloads = list(ALL_WORKLOADS)
     if "range" in args.workloads and args.range_seed_keys < 1:
         sys.exit("error: --range-seed-keys must be >= 1")
+    for opt in ("watch_streams", "watch_per_stream", "watch_keys", "watch_latency_watchers",
+                "watch_latency_put_rate"):
+        if getattr(args, opt) < 1:
+            sys.exit(f"error: --{opt.replace('_', '-')} must be >= 1")
+    if any(args.total[w] < 1 for w in args.workloads):
+        sys.exit("error: --total must be >= 1")
 
-    def conns_for(clients: int) -> int:
-        return max(1, clients // 4) if args.conns == "auto" else max(1, int(args.conns))
+    def clients_for(workload: str) -> list[int]:
+        return [args.watch_latency_watchers] if workload == "watch-latency" else args.clients
+
+    def conns_for(workload: str, clients: int) -> int:
+        if args.conns != "auto":
+            return max(1, int(args.conns))
+        return clients if workload == "watch-latency" else max(1, clients // 4)
 
     binary = get_benchmark_binary(args)
     log(f"benchmark binary: {binary}")
@@ -592,6 +801,10 @@ def main(argv=None) -> int:
         "totals": args.total, "key_size": args.key_size, "val_size": args.val_size,
         "key_space_size": args.key_space_size, "range_key": RANGE_KEY,
         "range_seed_keys": args.range_seed_keys, "consistency": args.consistency,
+        "watch_streams": args.watch_streams, "watch_per_stream": args.watch_per_stream,
+        "watch_keys": args.watch_keys, "watch_put_rate": args.watch_put_rate,
+        "watch_latency_watchers": args.watch_latency_watchers,
+        "watch_latency_put_rate": args.watch_latency_put_rate,
         "workdir": str(workdir), "server_commands": {},
     }
     try:
@@ -626,18 +839,24 @@ def main(argv=None) -> int:
 
         for workload in args.workloads:
             total = args.total[workload]
-            for clients in args.clients:
-                conns = conns_for(clients)
+            for clients in clients_for(workload):
+                conns = conns_for(workload, clients)
+                expected = bench.expected_counts(workload, total, clients)
                 for name in args.servers:  # interleaved: etcd then kvstore for each row
                     srv = servers[name]
-                    rec = {"server": name, "workload": workload, "clients": clients,
-                           "conns": conns, "total": total, "ok": False,
-                           "reason": "not run (interrupted)"}
-                    results.append(rec)
+                    recs = {row: {"server": name, "workload": workload, "row": row,
+                                  "clients": clients, "conns": conns, "total": total,
+                                  "expected": expected[row], "ok": False,
+                                  "reason": "not run (interrupted)"} for row in ROWS[workload]}
+                    results.extend(recs.values())
+
+                    def set_all(**kw):
+                        for r in recs.values():
+                            r.update(kw)
                     if not srv.error and (died := srv.died_reason()):
                         srv.error = died
                     if srv.error:
-                        rec["reason"] = f"skipped: {srv.error}"
+                        set_all(reason=f"skipped: {srv.error}")
                         continue
                     if workload == "range" and name not in seeded:
                         why = seed_range(bench, srv, args)
@@ -645,48 +864,45 @@ def main(argv=None) -> int:
                         if why:
                             log(f"[{name}] {seeded[name]}")
                     if workload == "range" and seeded.get(name):
-                        rec["reason"] = seeded[name]
+                        set_all(reason=seeded[name])
                         continue
-                    rec["loadavg_1m_before"] = round(os.getloadavg()[0], 2)
+                    set_all(loadavg_1m_before=round(os.getloadavg()[0], 2))
                     sub = bench.workload_args(workload, total)
-                    cmd, res, cpu = bench.run(srv, clients, conns, sub, args.run_timeout,
-                                              f"{workload}-c{clients}")
-                    rps = res.stats.get("requests_per_s")
-                    n_err = sum(res.errors.values())
-                    n_ok = max(0, total - n_err) if res.ok else None
-                    rec.update({
-                        "command": shlex.join(cmd), "ok": res.ok, "reason": res.reason,
-                        "requests_per_s": rps, "average_s": res.stats.get("average_s"),
-                        "p99_s": res.stats.get("p99_s"), "total_s": res.stats.get("total_s"),
-                        "slowest_s": res.stats.get("slowest_s"),
-                        "percentiles_s": res.stats.get("percentiles_s"),
-                        "errors": res.errors, "errors_total": n_err,
-                        "server_cpu_s": cpu, "client_cpu_s": res.client_cpu_s,
-                        "elapsed_s": res.elapsed_s, "succeeded": n_ok,
-                        "requests_per_cpu_s": (round(n_ok / cpu, 1) if n_ok and cpu else None),
-                        "server_cpu_util": (round(cpu / res.stats["total_s"], 2)
-                                            if cpu and res.stats.get("total_s") else None),
-                    })
-                    if not res.ok:
-                        rec["stdout_tail"], rec["stderr_tail"] = res.stdout_tail, res.stderr_tail
-                    log(f"[{name}] {workload} c={clients}: "
-                        + (f"{fmt_rate(rps)} req/s, avg {fmt_ms(rec['average_s'])}, "
-                           f"p99 {fmt_ms(rec['p99_s'])}, server CPU {cpu}s"
-                           + (f", {n_err} errors" if n_err else "")
-                           if res.ok else f"FAILED: {res.reason}"))
-                    if not res.ok:
-                        errtail = "\n".join(l for l in res.stderr_tail.splitlines()
-                                             if not l.startswith("INFO:"))
-                        if errtail.strip():
-                            log(f"    benchmark stderr (tail): {errtail[-500:].strip()}")
-                        if not srv.died_reason():  # wedged? check before spending more timeouts
-                            why = bench.probe(srv, 10.0)
-                            if why:
-                                srv.error = f"unresponsive after a failed run ({why})"
-                                log(f"[{name}] {srv.error}; skipping its remaining runs")
+                    cmd, res, cpu = bench.run(
+                        srv, clients, conns, sub, args.run_timeout, f"{workload}-c{clients}",
+                        markers=(WATCH_CREATE_MARK,) if workload == "watch" else ())
+                    rows = evaluate_rows(workload, res, expected, cpu)
+                    set_all(command=shlex.join(cmd), client_cpu_s=res.client_cpu_s,
+                            elapsed_s=res.elapsed_s, run_server_cpu_s=cpu, rc=res.rc)
+                    for row, m in rows.items():
+                        recs[row].update(m)
+                        r = recs[row]
+                        if r["ok"]:
+                            lat = (f"avg {fmt_ms(r['average_s'])}, p99 {fmt_ms(r['p99_s'])}, "
+                                   if r["p99_is_latency"] else "")
+                            log(f"[{name}] {row} c={clients}: {fmt_rate(r['requests_per_s'])} "
+                                f"req/s, {lat}{r['count']} results, server CPU "
+                                f"{r['server_cpu_s']}s")
                         else:
-                            srv.error = srv.died_reason()
-                            log(f"[{name}] {srv.error}\n--- log tail ---\n{tail(srv.log_path)}")
+                            log(f"[{name}] {row} c={clients}: FAILED: {r['reason']}")
+                    last = recs[ROWS[workload][-1]]
+                    if res.stderr_warnings:
+                        last["stderr_warnings"] = res.stderr_warnings[:5]
+                    if all(r["ok"] for r in rows.values()):
+                        continue
+                    last["stdout_tail"], last["stderr_tail"] = res.text[-1500:], res.stderr_tail
+                    errtail = "\n".join(l for l in res.stderr_tail.splitlines()
+                                         if not l.startswith("INFO:"))
+                    if errtail.strip():
+                        log(f"    benchmark stderr (tail): {errtail[-500:].strip()}")
+                    if not srv.died_reason():  # wedged? check before spending more timeouts
+                        why = bench.probe(srv, 10.0)
+                        if why:
+                            srv.error = f"unresponsive after a failed run ({why})"
+                            log(f"[{name}] {srv.error}; skipping its remaining runs")
+                    else:
+                        srv.error = srv.died_reason()
+                        log(f"[{name}] {srv.error}\n--- log tail ---\n{tail(srv.log_path)}")
     except (KeyboardInterrupt, Interrupted) as e:
         interrupted = f"interrupted ({e or type(e).__name__})"
         log(f"\n{interrupted}: stopping servers, reporting partial results")
@@ -700,15 +916,27 @@ def main(argv=None) -> int:
     meta["interrupted"] = interrupted
     loads = [r["loadavg_1m_before"] for r in results if "loadavg_1m_before" in r]
     print()
-    print(f"etcd benchmark vs {'/'.join(args.servers)}: key {args.key_size} B, value "
-          f"{args.val_size} B, conns {'clients/4' if args.conns == 'auto' else args.conns}, "
-          f"totals {args.total}, pin={'on' if args.pin else 'off'}, range consistency "
-          f"{args.consistency}")
+    totals = {w: args.total[w] for w in args.workloads}
+    print(f"etcd benchmark vs {'/'.join(args.servers)}: workloads {','.join(args.workloads)}, "
+          f"conns {'clients/4' if args.conns == 'auto' else args.conns}, totals {totals}, "
+          f"pin={'on' if args.pin else 'off'}")
+    if set(args.workloads) & set(KV_WORKLOADS):
+        print(f"put/range/txn-put: key {args.key_size} B, value {args.val_size} B, range "
+              f"consistency {args.consistency}")
+    if "watch" in args.workloads:
+        print(f"watch: {args.watch_streams} streams x {args.watch_per_stream} watchers = "
+              f"{args.watch_streams * args.watch_per_stream} watchers on {args.watch_keys} keys, "
+              f"{args.total['watch']} puts, put rate "
+              f"{args.watch_put_rate if args.watch_put_rate > 0 else 'unlimited'}")
+    if "watch-latency" in args.workloads:
+        print(f"watch-latency: {args.watch_latency_watchers} watchers on one key, "
+              f"{args.total['watch-latency']} puts at {args.watch_latency_put_rate}/s "
+              f"(conns {conns_for('watch-latency', args.watch_latency_watchers)})")
     if loads and max(loads) > 1.5:
         print(f"NOTE: 1-min load average before the runs reached {max(loads):.1f} on "
               f"{os.cpu_count()} CPUs: other processes competed for the CPU; numbers are noisy.")
     print()
-    print(markdown_table(results, args.servers, args.workloads, args.clients))
+    print(markdown_table(results, args.servers, args.workloads))
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
         log(f"raw results: {args.json}")
