@@ -12,7 +12,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
@@ -57,11 +60,19 @@ class Etcdctl:
         self.endpoint = endpoint
         self.timeout = timeout
 
-    def run(self, *args: str, input: str | None = None, check: bool = False) -> Result:
+    def command(self, *args: str) -> tuple[list[str], dict]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
         env["ETCDCTL_API"] = "3"
         cmd = [ETCDCTL, f"--endpoints={self.endpoint}", "--dial-timeout=5s",
                "--command-timeout=5s", *args]
+        return cmd, env
+
+    def start(self, *args: str) -> "Background":
+        """Starts etcdctl in the background (watch, keep-alive, elect, lock...)."""
+        return Background(self, args)
+
+    def run(self, *args: str, input: str | None = None, check: bool = False) -> Result:
+        cmd, env = self.command(*args)
         # surrogateescape: keys/values need not be UTF-8 (and -w protobuf is binary).
         p = subprocess.run(cmd, input=input if input is not None else "", capture_output=True,
                            encoding="utf-8", errors="surrogateescape", env=env,
@@ -185,3 +196,80 @@ class Differential:
     def each(self):
         """kvstore's Etcdctl, then etcd's (if any): for checks that hold on each on its own."""
         return [c for c in (self.kv, self.ref) if c is not None]
+
+
+class Background:
+    """etcdctl running in the background, in its own process group; stdout and stderr are
+    collected line by line as they come. Always ``kill()`` it (in a finally)."""
+
+    def __init__(self, ctl: Etcdctl, args):
+        self.args = list(args)
+        self.endpoint = ctl.endpoint
+        cmd, env = ctl.command(*args)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env, start_new_session=True)
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._readers = [threading.Thread(target=self._read, args=(f, buf), daemon=True)
+                         for f, buf in ((self.proc.stdout, self._out),
+                                        (self.proc.stderr, self._err))]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _read(f, buf: list) -> None:
+        for raw in iter(f.readline, b""):
+            buf.append(raw.decode("utf-8", "surrogateescape").rstrip("\n"))
+        f.close()
+
+    @property
+    def lines(self) -> list[str]:
+        """stdout lines so far."""
+        return list(self._out)
+
+    @property
+    def error(self) -> str:
+        """stderr so far, without the client's zap log lines."""
+        return "\n".join(l for l in self._err if not _ZAP_LINE.match(l.strip()))
+
+    def wait_for(self, predicate, timeout: float = 10.0, what: str = "output") -> list[str]:
+        """Waits until predicate(stdout lines) holds; returns the lines."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.lines
+            if predicate(lines):
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}: {self}")
+            time.sleep(0.02)
+
+    def wait_lines(self, n: int, timeout: float = 10.0) -> list[str]:
+        return self.wait_for(lambda lines: len(lines) >= n, timeout, f"{n} lines")
+
+    def signal(self, sig=signal.SIGINT) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        """Waits for the exit; returns the exit code (output fully read)."""
+        rc = self.proc.wait(timeout)
+        for t in self._readers:
+            t.join(5)
+        return rc
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group (etcdctl and any command it runs)."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def __str__(self) -> str:
+        return (f"etcdctl --endpoints={self.endpoint} {' '.join(map(repr, self.args))} "
+                f"(rc={self.proc.poll()})\n--- stdout\n" + "\n".join(self._out) +
+                "\n--- stderr\n" + "\n".join(self._err))

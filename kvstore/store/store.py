@@ -34,6 +34,9 @@ DEFAULT_MAX_TXN_OPS = 128
 DEFAULT_SNAPSHOT_COUNT = 10_000
 DEFAULT_PROGRESS_NOTIFY_INTERVAL = 600.0  # etcd's 10 minutes
 LEASE_CHECK_INTERVAL = 0.5  # etcd checks for expired leases every 500 ms
+# What a member that becomes leader adds to every lease's TTL (etcd: lessor.Promote(election
+# timeout), 1 s by default): recovered leases get their TTL plus this.
+LEASE_PROMOTE_EXTENSION = 1.0
 
 
 def _varint_size(n: int) -> int:
@@ -100,7 +103,7 @@ class Store:
         self._recover()
         now = time.monotonic()
         for lease in self.leases.leases.values():  # as after an etcd leader change: full TTLs
-            lease.expiry = now + lease.ttl
+            lease.expiry = now + lease.ttl + LEASE_PROMOTE_EXTENSION
         self._proposer = Proposer(self.log, self._apply_entry, after_batch=self._maybe_snapshot)
         self._proposer.start()
         self._timers = [asyncio.create_task(self._expire_leases(), name="lease-expiry"),

@@ -23,7 +23,6 @@ INVALID_WATCH_ID = -1  # clientv3.InvalidWatchID
 _PUT, _DELETE = kv_pb2.Event.PUT, kv_pb2.Event.DELETE
 _NOPUT, _NODELETE = pb.WatchCreateRequest.NOPUT, pb.WatchCreateRequest.NODELETE
 
-ERR_COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
 ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 
@@ -50,6 +49,9 @@ class WatchStream:
         self._next_id = 0
         self._progress_pending = False
         self.watchers: dict[int, Watcher] = {}
+        # ids of watchers canceled for compaction: as in etcd they stay taken, and a cancel of
+        # them is answered, until the client cancels them
+        self._compacted_ids: set[int] = set()
         self.max_fragment_bytes = store.max_request_bytes + 512 * 1024
         store.watch_streams.add(self)
 
@@ -69,19 +71,16 @@ class WatchStream:
         key = c.key or b"\x00"  # \x00 is the smallest key
         end = range_end(c.range_end)
         current = self._store.mvcc.current_rev
-        if c.start_revision < 0:
-            self._created_error(ERR_COMPACTED)
-            return
         if end and key >= end:
             self._created_error(ERR_EMPTY_RANGE)
             return
         watch_id = c.watch_id
         if watch_id == 0:  # AutoWatchID: the lowest id not in use from the stream's counter
-            while self._next_id in self.watchers:
+            while self._next_id in self.watchers or self._next_id in self._compacted_ids:
                 self._next_id += 1
             watch_id = self._next_id
             self._next_id += 1
-        elif watch_id in self.watchers:
+        elif watch_id in self.watchers or watch_id in self._compacted_ids:
             self._created_error(ERR_DUPLICATE_ID)
             return
         filters = set(c.filters)
@@ -99,9 +98,12 @@ class WatchStream:
 
     def cancel(self, watch_id: int) -> None:
         w = self.watchers.pop(watch_id, None)
-        if w is None:
+        if w is not None:
+            self._hub.remove(w)
+        elif watch_id in self._compacted_ids:
+            self._compacted_ids.discard(watch_id)
+        else:
             return  # etcd answers nothing for an unknown id
-        self._hub.remove(w)
         self._push(pb.WatchResponse(header=self._header(self._store.mvcc.current_rev),
                                     watch_id=watch_id, canceled=True))
 
@@ -150,6 +152,7 @@ class WatchStream:
 
     def deliver_compacted(self, w: Watcher, compact_rev: int) -> None:
         self.watchers.pop(w.id, None)
+        self._compacted_ids.add(w.id)
         # etcd sends this with an empty header revision
         self._push(pb.WatchResponse(header=self._header(0), watch_id=w.id,
                                     compact_revision=compact_rev, canceled=True))
@@ -198,6 +201,7 @@ class WatchStream:
         for w in self.watchers.values():
             self._hub.remove(w)
         self.watchers.clear()
+        self._compacted_ids.clear()
         self._queue.clear()
         self._ready.set()
         self._store.watch_streams.discard(self)
