@@ -273,3 +273,31 @@ class Background:
         return (f"etcdctl --endpoints={self.endpoint} {' '.join(map(repr, self.args))} "
                 f"(rc={self.proc.poll()})\n--- stdout\n" + "\n".join(self._out) +
                 "\n--- stderr\n" + "\n".join(self._err))
+
+
+# -- fixtures shared by the etcdctl test modules (imported there: one server pair per module) --
+
+import pytest  # noqa: E402
+
+from procs import EtcdProcess, KvstoreProcess  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def kv_server(tmp_path_factory):
+    with KvstoreProcess(tmp_path_factory.mktemp("etcdctl-kv") / "kv") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def ref_server(tmp_path_factory):
+    # Debian's etcd is installed by the project's test set-up (scripts/install-test-deps.sh).
+    assert EtcdProcess.available(), "etcd is missing: run `make test` (it installs etcd-server)"
+    with EtcdProcess(tmp_path_factory.mktemp("etcdctl-etcd") / "etcd") as server:
+        yield server
+
+
+@pytest.fixture
+def ctl(kv_server, ref_server) -> "Differential":
+    d = Differential(Etcdctl(kv_server.endpoint), Etcdctl(ref_server.endpoint))
+    d.sync()
+    return d

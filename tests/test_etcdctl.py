@@ -38,25 +38,7 @@ EXIT_ERROR, EXIT_INVALID_INPUT, EXIT_BAD_FEATURE, EXIT_BAD_ARGS = 1, 3, 4, 128
 
 # -- fixtures -----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def kv_server(tmp_path_factory):
-    with KvstoreProcess(tmp_path_factory.mktemp("etcdctl-kv") / "kv") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def ref_server(tmp_path_factory):
-    # Debian's etcd is installed by the project's test set-up (scripts/install-test-deps.sh).
-    assert EtcdProcess.available(), "etcd is missing: run `make test` (it installs etcd-server)"
-    with EtcdProcess(tmp_path_factory.mktemp("etcdctl-etcd") / "etcd") as server:
-        yield server
-
-
-@pytest.fixture
-def ctl(kv_server, ref_server) -> Differential:
-    d = Differential(Etcdctl(kv_server.endpoint), Etcdctl(ref_server.endpoint))
-    d.sync()
-    return d
+from etcdctl import ctl, kv_server, ref_server  # noqa: F401,E402  (module-scoped pair of servers)
 
 
 def rev_of_put(ctl: Differential, key: str, value: str) -> int:

@@ -33,24 +33,7 @@ EXIT_WATCH_CANCELED = 5  # what etcdctl 3.4 exits with when the server cancels i
 
 # -- fixtures -----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def kv_server(tmp_path_factory):
-    with KvstoreProcess(tmp_path_factory.mktemp("etcdctl-wl-kv") / "kv") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def ref_server(tmp_path_factory):
-    assert EtcdProcess.available(), "etcd is missing: run `make test` (it installs etcd-server)"
-    with EtcdProcess(tmp_path_factory.mktemp("etcdctl-wl-etcd") / "etcd") as server:
-        yield server
-
-
-@pytest.fixture
-def ctl(kv_server, ref_server) -> Differential:
-    d = Differential(Etcdctl(kv_server.endpoint), Etcdctl(ref_server.endpoint))
-    d.sync()
-    return d
+from etcdctl import ctl, kv_server, ref_server  # noqa: F401,E402  (module-scoped pair of servers)
 
 
 class Names:
