@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from etcdctl import Differential, Etcdctl, b64, kvs
-from procs import EtcdProcess, KvstoreProcess
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from etcdctl import Background, Differential, Etcdctl
-from procs import EtcdProcess, KvstoreProcess
 
 pytestmark = pytest.mark.timeout(120)
 
