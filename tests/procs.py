@@ -116,10 +116,12 @@ class KvstoreProcess(ServerProcess):
         self.extra_args = list(extra_args or [])
 
     def command(self) -> list[str]:
+        # KVSTORE_TEST_TRANSPORT runs the whole suite over one server transport or the other.
+        transport = os.environ.get("KVSTORE_TEST_TRANSPORT", "h2")
         return [sys.executable, "-m", "kvstore", "serve",
                 "--name", "test", "--data-dir", str(self.data_dir),
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-                "--log-backend", self.backend, *self.extra_args]
+                "--log-backend", self.backend, "--transport", transport, *self.extra_args]
 
     def env(self) -> dict:
         env = dict(os.environ)

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--watch-progress-notify-interval", type=_duration, default=600.0,
                    help="interval of progress notifications to idle progress_notify watches "
                         "(etcd's --experimental-watch-progress-notify-interval; e.g. 10m, 1s)")
+    s.add_argument("--transport", choices=("h2", "grpcio"), default="h2",
+                   help="server transport: h2 (kvstore's own HTTP/2, default) or grpcio")
     s.add_argument("--etcd-version", default="3.5.21",
                    help="etcd version reported by Maintenance.Status")
     s.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         log_backend=args.log_backend, max_request_bytes=args.max_request_bytes,
         max_txn_ops=args.max_txn_ops, snapshot_count=args.snapshot_count,
         etcd_version=args.etcd_version, log_level=args.log_level,
-        watch_progress_notify_interval=args.watch_progress_notify_interval)
+        watch_progress_notify_interval=args.watch_progress_notify_interval,
+        transport=args.transport)
     logging.basicConfig(level={"warn": "WARNING"}.get(config.log_level, config.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .serve import serve

@@ -25,6 +25,7 @@ class ServerConfig:
     etcd_version: str = DEFAULT_ETCD_VERSION
     log_level: str = "info"
     watch_progress_notify_interval: float = 600.0
+    transport: str = "h2"
 
     def __post_init__(self):
         if self.data_dir is None:

@@ -9,8 +9,12 @@ import socket
 from ..store import Store
 from ..log import open_log
 from .config import ServerConfig
+from .http import HttpEndpoints
 from .services import all_services
 from .transport.grpcio_server import GrpcioServer
+from .transport.h2.server import H2Server
+
+TRANSPORTS = {"grpcio": GrpcioServer, "h2": H2Server}
 
 log = logging.getLogger("kvstore")
 
@@ -38,7 +42,9 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
                   etcd_version=config.etcd_version, client_urls=config.advertise_client_urls,
                   progress_notify_interval=config.watch_progress_notify_interval)
     await store.start()
-    server = GrpcioServer(all_services(store), config.max_request_bytes)
+    http = HttpEndpoints(store)
+    server = TRANSPORTS[config.transport](all_services(store), config.max_request_bytes,
+                                          http1=http.respond)
     try:
         for host, port in addresses:
             server.listen(host, port)

@@ -31,6 +31,10 @@ class Proposer:
         self.batches = 0  # log appends made (each one fsync on a durable log)
         self.entries = 0  # entries appended
 
+    @property
+    def healthy(self) -> bool:
+        return self._failed is None and not self._closing
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="proposer")
 

@@ -297,6 +297,15 @@ class Store:
     def db_size(self) -> int:
         return self.log.size_bytes()
 
+    def healthy(self) -> bool:
+        return self._proposer is not None and self._proposer.healthy
+
+    def log_appends(self) -> int:
+        return self._proposer.batches if self._proposer is not None else 0
+
+    def log_entries(self) -> int:
+        return self._proposer.entries if self._proposer is not None else 0
+
     def status(self) -> pb.StatusResponse:
         ident = self.identity
         size = self.db_size()

@@ -115,7 +115,8 @@ def generic_handler(service, max_receive_bytes: int) -> grpc.GenericRpcHandler:
 
 
 class GrpcioServer:
-    def __init__(self, services: list, max_request_bytes: int):
+    def __init__(self, services: list, max_request_bytes: int, http1=None):
+        # grpcio cannot share its port with plain HTTP: the HTTP endpoints need --transport h2
         max_receive = max_request_bytes + GRPC_OVERHEAD_BYTES
         self._server = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),

@@ -1,0 +1,49 @@
+"""etcd's plain HTTP endpoints on the client URL: /health, /version, /metrics.
+
+Transport-independent: ``respond(method, path)`` returns (status, content type, body).
+"""
+from __future__ import annotations
+
+import json
+
+
+class HttpEndpoints:
+    def __init__(self, store, cluster_version: str = "3.5.0"):
+        self.store = store
+        self.cluster_version = cluster_version
+
+    def respond(self, method: str, path: str) -> tuple[int, str, bytes]:
+        path = path.split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain; charset=utf-8", b"Method Not Allowed\n"
+        if path in ("/health", "/livez", "/readyz"):
+            ok = self.store.healthy()
+            body = {"health": "true" if ok else "false", "reason": "" if ok else "store stopped"}
+            return (200 if ok else 503), "application/json", json.dumps(body, separators=(",", ":")).encode()
+        if path == "/version":
+            body = {"etcdserver": self.store.etcd_version, "etcdcluster": self.cluster_version}
+            return 200, "application/json", json.dumps(body, separators=(",", ":")).encode()
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics().encode()
+        return 404, "text/plain; charset=utf-8", b"404 page not found\n"
+
+    def metrics(self) -> str:
+        s = self.store
+        rows = [
+            ("etcd_server_has_leader", "gauge", "Whether or not a leader exists.", 1),
+            ("etcd_server_is_leader", "gauge", "Whether or not this member is a leader.", 1),
+            ("etcd_mvcc_db_total_size_in_bytes", "gauge", "Total size of the underlying database.", s.db_size()),
+            ("etcd_debugging_mvcc_current_revision", "gauge", "The current revision of store.", s.mvcc.current_rev),
+            ("etcd_debugging_mvcc_compact_revision", "gauge", "The revision of the last compaction.", s.mvcc.compact_rev),
+            ("etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.", len(s.mvcc.index)),
+            ("etcd_debugging_mvcc_watcher_total", "gauge", "Total number of watchers.", len(s.watch_hub)),
+            ("etcd_debugging_mvcc_slow_watcher_total", "gauge", "Total number of unsynced slow watchers.", s.watch_hub.unsynced_count),
+            ("etcd_debugging_lease_total", "gauge", "Number of leases.", len(s.leases.leases)),
+            ("kvstore_log_appends_total", "counter", "Log appends (one fsync each on a durable log).", s.log_appends()),
+            ("kvstore_log_entries_total", "counter", "Entries appended to the log.", s.log_entries()),
+            ("kvstore_applied_index", "gauge", "Index of the last applied log entry.", s.applied_index),
+        ]
+        out = []
+        for name, kind, help_text, value in rows:
+            out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n")
+        return "".join(out)

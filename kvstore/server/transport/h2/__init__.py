@@ -1,0 +1,1 @@
+"""Our HTTP/2 server transport."""

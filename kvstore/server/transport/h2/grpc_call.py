@@ -1,0 +1,337 @@
+"""gRPC over one HTTP/2 stream: request headers, length-prefixed messages, status trailers.
+
+A GrpcCall is the stream handler the connection feeds. It finds the method, decodes request
+messages as they complete, runs the service method (unary, server-streaming or bidirectional)
+and writes responses and the status. Response headers and trailers are HPACK blocks built
+from literals that never touch the dynamic table, so they can be pre-encoded.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import zlib
+from urllib.parse import quote
+
+from .... import errors
+from . import frames as f
+
+log = logging.getLogger(__name__)
+
+_PREFIX = struct.Struct(">BL")
+
+# Status codes (grpc's codes.Code).
+OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED = 0, 1, 2, 3, 4
+RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 8, 12, 13, 14
+CODE_NUMBERS = {"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3,
+                "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5, "ALREADY_EXISTS": 6,
+                "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9,
+                "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13,
+                "UNAVAILABLE": 14, "DATA_LOSS": 15, "UNAUTHENTICATED": 16}
+
+
+def _int(n: int, prefix_bits: int, first: int) -> bytes:
+    """An HPACK integer (RFC 7541 §5.1) with ``first`` holding the pattern bits."""
+    limit = (1 << prefix_bits) - 1
+    if n < limit:
+        return bytes((first | n,))
+    out = bytearray((first | limit,))
+    n -= limit
+    while n >= 128:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def literal(name: bytes, value: bytes) -> bytes:
+    """Literal header field without indexing, new name (RFC 7541 §6.2.2), no Huffman."""
+    return b"\x00" + _int(len(name), 7, 0) + name + _int(len(value), 7, 0) + value
+
+
+def literal_indexed_name(index: int, value: bytes) -> bytes:
+    """Literal header field without indexing, name from the static table."""
+    return _int(index, 4, 0) + _int(len(value), 7, 0) + value
+
+
+STATUS_200 = b"\x88"  # :status 200, static table index 8
+CONTENT_TYPE_GRPC = literal_indexed_name(31, b"application/grpc")
+RESPONSE_HEADERS = STATUS_200 + CONTENT_TYPE_GRPC
+TRAILERS_OK = literal(b"grpc-status", b"0")
+
+
+def status_block(code: int, message: str = "") -> bytes:
+    block = literal(b"grpc-status", str(code).encode())
+    if message:
+        # percent-encoding as gRPC specifies: printable ASCII except % stays as is
+        block += literal(b"grpc-message", quote(message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode())
+    return block
+
+
+def parse_timeout(value: bytes) -> float | None:
+    """grpc-timeout: up to 8 digits and a unit (H M S m u n)."""
+    if not 2 <= len(value) <= 9 or not value[:-1].isdigit():
+        return None
+    scale = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}.get(value[-1:])
+    if scale is None:
+        return None
+    return int(value[:-1]) * scale
+
+
+class Method:
+    """A service method as the transport calls it."""
+
+    __slots__ = ("func", "decode", "kind")
+
+    def __init__(self, func, decode, kind: str):
+        self.func = func
+        self.decode = decode  # bytes -> request message
+        self.kind = kind  # "unary", "server_stream", "bidi"
+
+
+class RequestStream:
+    """The async iterator of request messages a streaming method reads."""
+
+    def __init__(self):
+        self._items: list = []
+        self._waiter: asyncio.Future | None = None
+        self._ended = False
+
+    def push(self, message) -> None:
+        self._items.append(message)
+        self._wake()
+
+    def end(self) -> None:
+        self._ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while not self._items:
+            if self._ended:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._items.pop(0)
+
+
+class GrpcCall:
+    __slots__ = ("conn", "stream", "method", "max_receive", "_buf", "_requests", "_task",
+                 "_timer", "_gzip", "_sent_headers", "_done", "_unary_request")
+
+    def __init__(self, conn, stream, headers, methods: dict, max_receive: int):
+        self.conn = conn
+        self.stream = stream
+        self.max_receive = max_receive
+        self._buf = bytearray()
+        self._requests: RequestStream | None = None
+        self._task: asyncio.Task | None = None
+        self._timer = None
+        self._gzip = False
+        self._sent_headers = False
+        self._done = False
+        self._unary_request = None
+        self.method = None
+        path = content_type = None
+        method_name = b""
+        timeout = None
+        for name, value in headers:
+            if name == b":path":
+                path = value
+            elif name == b":method":
+                method_name = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"grpc-timeout":
+                timeout = parse_timeout(value)
+            elif name == b"grpc-encoding":
+                self._gzip = value == b"gzip"
+        if method_name != b"POST" or path is None:
+            self._http_error(b"405" if path is not None else b"400")
+            return
+        if content_type is None or not content_type.startswith(b"application/grpc"):
+            self._http_error(b"415")
+            return
+        method = methods.get(path)
+        if method is None:
+            self._finish(UNIMPLEMENTED, _unknown_method(path))
+            return
+        self.method = method
+        if method.kind == "bidi":
+            self._requests = RequestStream()
+            self._start(self._run_bidi())
+        if timeout is not None:
+            self._timer = conn.loop.call_later(timeout, self._deadline)
+
+    # -- from the connection -------------------------------------------------------------------
+
+    def data(self, payload: bytes) -> None:
+        if self._done or self.method is None:
+            return
+        buf = self._buf
+        buf += payload
+        pos = 0
+        n = len(buf)
+        while n - pos >= 5:
+            compressed, length = _PREFIX.unpack_from(buf, pos)
+            if length > self.max_receive:
+                self._finish(RESOURCE_EXHAUSTED, "grpc: received message larger than max "
+                                                 f"({length} vs. {self.max_receive})")
+                return
+            if n - pos - 5 < length:
+                break
+            raw = bytes(buf[pos + 5:pos + 5 + length])
+            pos += 5 + length
+            if compressed:
+                if not self._gzip:
+                    self._finish(INTERNAL, "grpc: compressed flag set with identity or empty encoding")
+                    return
+                try:
+                    raw = zlib.decompress(raw, 31)
+                except zlib.error as e:
+                    self._finish(INTERNAL, f"grpc: failed to decompress the received message: {e}")
+                    return
+            try:
+                message = self.method.decode(raw)
+            except Exception as e:  # a malformed protobuf
+                self._finish(INTERNAL, f"grpc: error unmarshalling request: {e}")
+                return
+            self._on_message(message)
+            if self._done:
+                return
+        del buf[:pos]
+
+    def _on_message(self, message) -> None:
+        if self._requests is not None:
+            self._requests.push(message)
+        elif self._unary_request is None:
+            self._unary_request = message
+        else:
+            self._finish(UNIMPLEMENTED, "grpc: too many request messages for a unary call")
+
+    def end_of_requests(self) -> None:
+        if self._done or self.method is None:
+            return
+        if self._requests is not None:
+            self._requests.end()
+            return
+        if self._unary_request is None:
+            self._finish(INTERNAL, "grpc: no request message received for a unary call")
+            return
+        if self.method.kind == "unary":
+            self._start(self._run_unary(self._unary_request))
+        else:
+            self._start(self._run_server_stream(self._unary_request))
+
+    def cancel(self) -> None:
+        """The client reset the stream or the connection went away."""
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+        if self._requests is not None:
+            self._requests.end()
+
+    # -- running the method --------------------------------------------------------------------
+
+    def _start(self, coro) -> None:
+        self._task = self.conn.loop.create_task(coro)
+
+    async def _run_unary(self, request) -> None:
+        try:
+            response = await self.method.func(request)
+        except errors.EtcdError as e:
+            self._finish(CODE_NUMBERS.get(e.code, UNKNOWN), e.message)
+        except asyncio.CancelledError:
+            pass
+        except Exception as e:
+            log.exception("handler failed")
+            self._finish(UNKNOWN, f"Unexpected {type(e).__name__}: {e}")
+        else:
+            if self._done:
+                return
+            body = response.SerializeToString()
+            conn, stream = self.conn, self.stream
+            # headers, message and trailers in one write when the windows allow
+            conn.send_headers(stream, RESPONSE_HEADERS)
+            conn.send_data(stream, _PREFIX.pack(0, len(body)) + body)
+            self._sent_headers = True
+            self._finish(OK)
+
+    async def _run_server_stream(self, request) -> None:
+        await self._stream_responses(self.method.func(request))
+
+    async def _run_bidi(self) -> None:
+        await self._stream_responses(self.method.func(self._requests))
+
+    async def _stream_responses(self, responses) -> None:
+        conn, stream = self.conn, self.stream
+        try:
+            async for response in responses:
+                if self._done:
+                    break
+                if not self._sent_headers:
+                    conn.send_headers(stream, RESPONSE_HEADERS)
+                    self._sent_headers = True
+                body = response.SerializeToString()
+                if not conn.send_data(stream, _PREFIX.pack(0, len(body)) + body):
+                    await conn.writable(stream)
+                elif conn._write_paused:
+                    await conn.writable(stream)
+        except errors.EtcdError as e:
+            self._finish(CODE_NUMBERS.get(e.code, UNKNOWN), e.message)
+            return
+        except asyncio.CancelledError:
+            return
+        except Exception as e:
+            log.exception("streaming handler failed")
+            self._finish(UNKNOWN, f"Unexpected {type(e).__name__}: {e}")
+            return
+        finally:
+            if hasattr(responses, "aclose"):
+                await responses.aclose()
+        self._finish(OK)
+
+    # -- ending --------------------------------------------------------------------------------
+
+    def _deadline(self) -> None:
+        self._timer = None
+        if not self._done:
+            if self._task is not None:
+                self._task.cancel()
+            self._finish(DEADLINE_EXCEEDED, "context deadline exceeded")
+
+    def _finish(self, code: int, message: str = "") -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._requests is not None:
+            self._requests.end()
+        block = TRAILERS_OK if code == OK and not message else status_block(code, message)
+        if not self._sent_headers:  # trailers-only response
+            block = RESPONSE_HEADERS + block
+            self._sent_headers = True
+        self.conn.send_headers(self.stream, block, end_stream=True)
+
+    def _http_error(self, status: bytes) -> None:
+        self._done = True
+        block = literal_indexed_name(8, status) + CONTENT_TYPE_GRPC + status_block(
+            INTERNAL if status != b"415" else UNKNOWN, f"invalid gRPC request ({status.decode()})")
+        self.conn.send_headers(self.stream, block, end_stream=True)
+
+
+def _unknown_method(path: bytes) -> str:
+    text = path.decode(errors="replace").lstrip("/")
+    service, _, method = text.rpartition("/")
+    if not service:
+        return f"malformed method name: {path.decode(errors='replace')!r}"
+    return f"unknown method {method} for service {service}"

@@ -1,0 +1,71 @@
+"""The HTTP/2 gRPC server: listens, makes one H2Connection per client, routes calls."""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from ....api import rpc_pb2
+from ....api.rpc_pb2 import DESCRIPTOR as _RPC
+from .connection import H2Connection
+from .grpc_call import GrpcCall, Method
+
+# etcd lets a message exceed --max-request-bytes by this much at the gRPC layer.
+GRPC_OVERHEAD_BYTES = 512 * 1024
+
+
+def method_table(services) -> dict[bytes, Method]:
+    """b"/etcdserverpb.KV/Range" -> Method, for every method a service object defines."""
+    table = {}
+    for service in services:
+        sdesc = _RPC.services_by_name[service.service_name.split(".")[-1]]
+        for m in sdesc.methods:
+            func = getattr(service, m.name, None)
+            if func is None:
+                continue
+            kind = "bidi" if m.client_streaming else "server_stream" if m.server_streaming else "unary"
+            decode = getattr(rpc_pb2, m.input_type.name).FromString
+            table[f"/{service.service_name}/{m.name}".encode()] = Method(func, decode, kind)
+    return table
+
+
+class H2Server:
+    def __init__(self, services: list, max_request_bytes: int, http1=None):
+        self._http1 = http1
+        self._methods = method_table(services)
+        self._max_receive = max_request_bytes + GRPC_OVERHEAD_BYTES
+        self._listen: list[tuple[str, int]] = []
+        self._servers: list[asyncio.AbstractServer] = []
+        self.connections: set[H2Connection] = set()
+
+    def _make_call(self, conn, stream, headers):
+        return GrpcCall(conn, stream, headers, self._methods, self._max_receive)
+
+    def _protocol(self) -> H2Connection:
+        conn = H2Connection(self._make_call, on_close=self.connections.discard, http1=self._http1)
+        self.connections.add(conn)
+        return conn
+
+    def listen(self, host: str, port: int) -> None:
+        self._listen.append((host, port))
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for host, port in self._listen:
+            server = await loop.create_server(self._protocol, host, port, reuse_address=True,
+                                              backlog=1024)
+            for sock in server.sockets:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._servers.append(server)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.goaway()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.abort()
+        for server in self._servers:
+            await server.wait_closed()
