@@ -21,7 +21,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_grpc(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def channel(endpoint: str, root_ca: Path | None = None) -> grpc.Channel:
+    if root_ca is None:
+        return grpc.insecure_channel(endpoint)
+    return grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(Path(root_ca).read_bytes()))
+
+
+def wait_for_grpc(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0,
+                  root_ca: Path | None = None) -> None:
     """Wait until a Maintenance.Status call succeeds (the server is really serving)."""
     from kvstore.api import rpc_pb2, rpc_pb2_grpc
 
@@ -31,7 +38,7 @@ def wait_for_grpc(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0) 
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before serving")
         try:
-            with grpc.insecure_channel(endpoint) as ch:
+            with channel(endpoint, root_ca) as ch:
                 rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=1)
             return
         except grpc.RpcError as e:  # not up yet
@@ -44,6 +51,7 @@ class ServerProcess:
     """Common start/stop/kill for a server child process whose output goes to a log file."""
 
     name = "server"
+    root_ca: Path | None = None  # set when the server speaks TLS
 
     def __init__(self, data_dir: Path, port: int | None = None):
         self.data_dir = Path(data_dir)
@@ -57,7 +65,7 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.root_ca else 'http'}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         raise NotImplementedError  # each server class says how it is started
@@ -72,7 +80,7 @@ class ServerProcess:
                                      env=self.env(), cwd=str(self.data_dir.parent))
         log.close()
         try:
-            wait_for_grpc(self.endpoint, self.proc, timeout)
+            wait_for_grpc(self.endpoint, self.proc, timeout, self.root_ca)
         except Exception:
             self.stop()
             raise RuntimeError(f"{self.name} failed to start; log:\n{self.log()}")
@@ -110,10 +118,14 @@ class KvstoreProcess(ServerProcess):
     name = "kvstore"
 
     def __init__(self, data_dir: Path, port: int | None = None, backend: str = "lmdb",
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, tls: tuple[Path, Path, Path] | None = None):
+        """``tls``: (CA, certificate, key) to serve https:// with."""
         super().__init__(data_dir, port)
         self.backend = backend
         self.extra_args = list(extra_args or [])
+        if tls is not None:
+            self.root_ca = tls[0]
+            self.extra_args += ["--cert-file", str(tls[1]), "--key-file", str(tls[2])]
 
     def command(self) -> list[str]:
         # KVSTORE_TEST_TRANSPORT runs the whole suite over one server transport or the other.

@@ -160,3 +160,14 @@ def test_gzip_compressed_requests_are_accepted(h2_server):
         kv = rpc.KVStub(ch)
         kv.Put(pb.PutRequest(key=b"gz", value=b"y" * 5000))
         assert kv.Range(pb.RangeRequest(key=b"gz")).kvs[0].value == b"y" * 5000
+
+
+def test_ping_flood_gets_goaway_enhance_your_calm(h2_server):
+    c = RawH2(h2_server.port)
+    for i in range(4):  # no open stream: pings closer than 2 h apart are strikes
+        c.frame(f.PING, 0, 0, b"%08d" % i)
+    frames = c.frames_until(lambda fr: fr[0] == f.GOAWAY)
+    code = struct.unpack(">LL", frames[-1][3][:8])[1]
+    assert code == f.ENHANCE_YOUR_CALM and frames[-1][3][8:] == b"too_many_pings"
+    assert [fr[0] for fr in frames].count(f.PING) == 3  # two strikes are tolerated
+    assert still_serves(h2_server)

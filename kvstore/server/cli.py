@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(etcd's --experimental-watch-progress-notify-interval; e.g. 10m, 1s)")
     s.add_argument("--transport", choices=("h2", "grpcio"), default="h2",
                    help="server transport: h2 (kvstore's own HTTP/2, default) or grpcio")
+    s.add_argument("--cert-file", default=None, help="path to the client server TLS cert file")
+    s.add_argument("--key-file", default=None, help="path to the client server TLS key file")
+    s.add_argument("--trusted-ca-file", default=None, help="path to the client server TLS trusted CA file")
+    s.add_argument("--client-cert-auth", action="store_true", help="require client certificates")
     s.add_argument("--etcd-version", default="3.5.21",
                    help="etcd version reported by Maintenance.Status")
     s.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
@@ -84,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         max_txn_ops=args.max_txn_ops, snapshot_count=args.snapshot_count,
         etcd_version=args.etcd_version, log_level=args.log_level,
         watch_progress_notify_interval=args.watch_progress_notify_interval,
-        transport=args.transport)
+        transport=args.transport, cert_file=args.cert_file, key_file=args.key_file,
+        trusted_ca_file=args.trusted_ca_file, client_cert_auth=args.client_cert_auth)
     logging.basicConfig(level={"warn": "WARNING"}.get(config.log_level, config.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .serve import serve

@@ -26,13 +26,41 @@ class ServerConfig:
     log_level: str = "info"
     watch_progress_notify_interval: float = 600.0
     transport: str = "h2"
+    cert_file: str | None = None
+    key_file: str | None = None
+    trusted_ca_file: str | None = None
+    client_cert_auth: bool = False
 
     def __post_init__(self):
         if self.data_dir is None:
             self.data_dir = f"{self.name}.kvstore"
 
-    def listen_addresses(self) -> list[tuple[str, int]]:
-        return [parse_client_url(u) for u in self.listen_client_urls]
+    def listen_addresses(self) -> list[tuple[str, int, bool]]:
+        """(host, port, tls) for each client URL."""
+        out = []
+        for url in self.listen_client_urls:
+            host, port = parse_client_url(url)
+            tls = url.startswith("https://")
+            if tls and not (self.cert_file and self.key_file):
+                raise ConfigError(f"TLS key/cert (--cert-file, --key-file) must be provided for "
+                                  f"client url {url} with HTTPS scheme")
+            out.append((host, port, tls))
+        return out
+
+    def ssl_context(self):
+        """The server's TLS context (ALPN h2, and http/1.1 for /health), or None."""
+        if not (self.cert_file and self.key_file):
+            return None
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        if self.trusted_ca_file:
+            ctx.load_verify_locations(self.trusted_ca_file)
+        if self.client_cert_auth:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
 
 
 def parse_client_url(url: str) -> tuple[str, int]:
@@ -40,8 +68,6 @@ def parse_client_url(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"unexpected URL scheme in {url!r} (use http://host:port)")
-    if parts.scheme == "https":
-        raise ConfigError(f"TLS client URLs are not supported yet: {url!r}")
     if parts.path not in ("", "/"):
         raise ConfigError(f"URL must not contain a path: {url!r}")
     try:

@@ -34,7 +34,8 @@ def check_port_free(host: str, port: int) -> None:
 async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     addresses = config.listen_addresses()
-    for host, port in addresses:
+    ssl_context = config.ssl_context()
+    for host, port, _tls in addresses:
         check_port_free(host, port)
     wal = open_log(config.log_backend, config.data_dir)
     store = Store(wal, name=config.name, max_request_bytes=config.max_request_bytes,
@@ -46,8 +47,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
     server = TRANSPORTS[config.transport](all_services(store), config.max_request_bytes,
                                           http1=http.respond)
     try:
-        for host, port in addresses:
-            server.listen(host, port)
+        for host, port, tls in addresses:
+            server.listen(host, port, ssl_context if tls else None)
         await server.start()
         log.info("ready to serve client requests on %s (log %s, data dir %s, revision %d)",
                  ",".join(config.listen_client_urls), config.log_backend, config.data_dir,

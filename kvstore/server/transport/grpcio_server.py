@@ -126,7 +126,9 @@ class GrpcioServer:
         ])
         self._server.add_generic_rpc_handlers([generic_handler(s, max_receive) for s in services])
 
-    def listen(self, host: str, port: int) -> int:
+    def listen(self, host: str, port: int, ssl_context=None) -> int:
+        if ssl_context is not None:
+            raise OSError("TLS client URLs need --transport h2")
         bound = self._server.add_insecure_port(f"{host}:{port}")
         if not bound:
             raise OSError(f"listen tcp {host}:{port}: bind: address already in use")

@@ -25,6 +25,12 @@ OUR_MAX_CONCURRENT_STREAMS = 10_000
 OUR_MAX_HEADER_LIST = 64 * 1024
 # Window updates are sent once this much of a window has been consumed.
 _ACK_THRESHOLD = 64 * 1024
+# Keepalive enforcement as etcd configures grpc-go: pings closer than MIN_PING_INTERVAL apart
+# (2 h with no open stream) are strikes unless we sent something in between; past
+# MAX_PING_STRIKES the connection gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings".
+MIN_PING_INTERVAL = 5.0
+IDLE_PING_INTERVAL = 2 * 3600.0
+MAX_PING_STRIKES = 2
 
 
 class Stream:
@@ -74,6 +80,9 @@ class H2Connection(asyncio.Protocol):
         self._write_waiters: list[asyncio.Future] = []
         self._going_away = False
         self._closed = False
+        self._last_ping = float("-inf")
+        self._ping_strikes = 0
+        self._sent_since_ping = False
         self.loop = asyncio.get_event_loop()
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
@@ -206,6 +215,7 @@ class H2Connection(asyncio.Protocol):
             if len(payload) != 8:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "PING payload is not 8 bytes")
             if not flags & f.ACK:
+                self._police_ping()
                 self.transport.write(f.ping_ack(payload))
         elif ftype == f.RST_STREAM:
             if sid == 0:
@@ -228,6 +238,19 @@ class H2Connection(asyncio.Protocol):
         elif ftype == f.PUSH_PROMISE:
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "PUSH_PROMISE from a client")
         # unknown frame types are ignored (§4.1)
+
+    def _police_ping(self) -> None:
+        now = self.loop.time()
+        last, self._last_ping = self._last_ping, now
+        if self._sent_since_ping:
+            self._sent_since_ping = False
+            self._ping_strikes = 0
+            return
+        min_gap = MIN_PING_INTERVAL if self.streams else IDLE_PING_INTERVAL
+        if now - last < min_gap:
+            self._ping_strikes += 1
+            if self._ping_strikes > MAX_PING_STRIKES:
+                raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "too_many_pings")
 
     def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0 or sid % 2 == 0:
@@ -372,6 +395,7 @@ class H2Connection(asyncio.Protocol):
         if end_stream and stream.pending:
             stream.pending_trailers = block
             return
+        self._sent_since_ping = True
         self.transport.write(self._header_frames(stream.id, block, end_stream))
         if end_stream:
             self._close_local(stream)
@@ -424,6 +448,7 @@ class H2Connection(asyncio.Protocol):
         self._conn_send_window -= sent
         stream.send_window -= sent
         if out:
+            self._sent_since_ping = True
             self.transport.write(b"".join(out))
         if pos < size:
             return data[pos:]
@@ -493,6 +518,7 @@ class H2Connection(asyncio.Protocol):
     def _fail(self, code: int, message: str) -> None:
         log.debug("http2 connection error %d: %s", code, message)
         if not self._closed:
+            # like grpc-go, the debug data of ENHANCE_YOUR_CALM is the bare reason
             self.transport.write(f.goaway(self._last_stream_id, code, message.encode()[:256]))
             self.transport.close()
         self._closed = True

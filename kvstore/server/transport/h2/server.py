@@ -33,7 +33,7 @@ class H2Server:
         self._http1 = http1
         self._methods = method_table(services)
         self._max_receive = max_request_bytes + GRPC_OVERHEAD_BYTES
-        self._listen: list[tuple[str, int]] = []
+        self._listen: list[tuple[str, int, object]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self.connections: set[H2Connection] = set()
 
@@ -45,14 +45,14 @@ class H2Server:
         self.connections.add(conn)
         return conn
 
-    def listen(self, host: str, port: int) -> None:
-        self._listen.append((host, port))
+    def listen(self, host: str, port: int, ssl_context=None) -> None:
+        self._listen.append((host, port, ssl_context))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for host, port in self._listen:
+        for host, port, ssl_context in self._listen:
             server = await loop.create_server(self._protocol, host, port, reuse_address=True,
-                                              backlog=1024)
+                                              backlog=1024, ssl=ssl_context)
             for sock in server.sockets:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._servers.append(server)
