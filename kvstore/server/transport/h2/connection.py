@@ -400,6 +400,26 @@ class H2Connection(asyncio.Protocol):
         if end_stream:
             self._close_local(stream)
 
+    def send_response(self, stream: Stream, head: bytes, body: bytes, trailers: bytes) -> None:
+        """A whole unary response; one write when it fits the windows and one frame."""
+        if stream.closed or self._closed:
+            return
+        n = len(body)
+        sid = stream.id
+        if (not stream.pending and n <= self._conn_send_window and n <= stream.send_window
+                and n <= self.peer_max_frame and len(head) + len(trailers) <= self.peer_max_frame):
+            self._conn_send_window -= n
+            stream.send_window -= n
+            self._sent_since_ping = True
+            self.transport.write(f.frame(f.HEADERS, f.END_HEADERS, sid, head)
+                                 + f.frame(f.DATA, 0, sid, body)
+                                 + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, sid, trailers))
+            self._close_local(stream)
+            return
+        self.send_headers(stream, head)
+        self.send_data(stream, body)
+        self.send_headers(stream, trailers, end_stream=True)
+
     def _header_frames(self, sid: int, block: bytes, end_stream: bool) -> bytes:
         limit = self.peer_max_frame
         flags = f.END_STREAM if end_stream else 0

@@ -258,12 +258,11 @@ class GrpcCall:
             if self._done:
                 return
             body = response.SerializeToString()
-            conn, stream = self.conn, self.stream
-            # headers, message and trailers in one write when the windows allow
-            conn.send_headers(stream, RESPONSE_HEADERS)
-            conn.send_data(stream, _PREFIX.pack(0, len(body)) + body)
-            self._sent_headers = True
-            self._finish(OK)
+            self._done = self._sent_headers = True
+            if self._timer is not None:
+                self._timer.cancel()
+            self.conn.send_response(self.stream, RESPONSE_HEADERS,
+                                    _PREFIX.pack(0, len(body)) + body, TRAILERS_OK)
 
     async def _run_server_stream(self, request) -> None:
         await self._stream_responses(self.method.func(request))
