@@ -13,7 +13,7 @@ serve: install
 test: install-test
 	KVSTORE_TEST_TRANSPORT=h2 $(PYTHON) -m pytest -q
 	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q
-	KVSTORE_NO_EXT=1 $(PYTHON) -m pytest -q tests/test_mvcc.py tests/test_store.py tests/test_ext_twins.py tests/test_hpack.py tests/test_watch_hub.py
+	KVSTORE_NO_EXT=1 $(PYTHON) -m pytest -q tests/test_mvcc.py tests/test_store.py tests/test_ext_twins.py tests/test_hpack.py tests/test_frame_reader.py tests/test_watch_hub.py
 
 install:
 	$(PYTHON) -m pip install -q -e .

@@ -13,6 +13,7 @@ import logging
 from collections import deque
 
 from . import frames as f
+from .frame_reader_select import FrameReader
 from .hpack_select import Decoder, HPACKError
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ class H2Connection(asyncio.Protocol):
         self._http1 = http1  # (method, path) -> (status, content type, body), as etcd's cmux
         self._http1_mode = False
         self.transport: asyncio.Transport | None = None
-        self._buf = bytearray()
+        self._buf = bytearray()  # before the preface only (and for HTTP/1.1 requests)
+        self._reader = FrameReader(OUR_MAX_FRAME)
         self._preface_seen = False
         self._decoder = Decoder(max_table_size=4096, max_header_list_size=OUR_MAX_HEADER_LIST)
         self.streams: dict[int, Stream] = {}
@@ -122,14 +124,14 @@ class H2Connection(asyncio.Protocol):
                 fut.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
         if self._http1_mode:
+            self._buf += data
             self._http1_request()
             return
         try:
-            pos = 0
             if not self._preface_seen:
+                buf = self._buf
+                buf += data
                 if self._http1 is not None and bytes(buf[:8]).startswith(_HTTP1_METHODS):
                     self._http1_mode = True
                     self._http1_request()
@@ -142,22 +144,18 @@ class H2Connection(asyncio.Protocol):
                     raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad connection preface")
                 self._preface_seen = True
                 self._send_preface()
-                pos = len(f.PREFACE)
-            n = len(buf)
-            while n - pos >= 9:
-                length, ftype, flags, sid = f.parse_header(buf, pos)
-                if length > OUR_MAX_FRAME:
-                    raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
-                end = pos + 9 + length
-                if end > n:
-                    break
-                payload = bytes(buf[pos + 9:end])
-                pos = end
+                data = bytes(buf[len(f.PREFACE):])
+                self._buf = bytearray()
+            frames, error = self._reader.feed(data)
+            for ftype, flags, sid, payload in frames:
                 try:
                     self._frame(ftype, flags, sid, payload)
                 except f.StreamError as e:
                     self._reset(e.stream_id, e.code)
-            del buf[:pos]
+                if self._closed:
+                    return
+            if error is not None:
+                raise error
             self._send_window_updates()
         except f.ConnectionError_ as e:
             self._fail(e.code, str(e))

@@ -1,0 +1,24 @@
+"""Picks the compiled HTTP/2 frame reader (ext/h2frames.pyx) or its pure-Python twin
+(frame_reader.py).
+
+The connection takes FrameReader and FrameError from here; ``KVSTORE_NO_EXT=1`` selects the
+pure twin. FrameError is one class either way (the compiled module re-exports it), and it is a
+frames.ConnectionError_.
+"""
+from __future__ import annotations
+
+from .... import _ext
+from . import frame_reader as _py_frame_reader
+
+_c = _ext.compiled("h2frames")
+
+if _c is not None:
+    FrameReader = _c.FrameReader
+    FrameError = _c.FrameError
+else:
+    FrameReader = _py_frame_reader.FrameReader
+    FrameError = _py_frame_reader.FrameError
+
+COMPILED = _c is not None
+
+__all__ = ["FrameReader", "FrameError", "COMPILED"]
