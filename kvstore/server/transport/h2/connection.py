@@ -307,7 +307,7 @@ class H2Connection(asyncio.Protocol):
         if stream is None:
             if sid > self._last_stream_id:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on an idle stream")
-            raise f.StreamError(sid, f.STREAM_CLOSED, "DATA on a closed stream")
+            return  # a stream we answered and reset: its in-flight DATA is ignored (§5.4.2)
         if stream.remote_closed:
             raise f.StreamError(sid, f.STREAM_CLOSED, "DATA after END_STREAM")
         stream.recv_window -= size
@@ -505,6 +505,9 @@ class H2Connection(asyncio.Protocol):
             await fut
 
     def _close_local(self, stream: Stream) -> None:
+        if not stream.remote_closed and not self._closed:
+            # answered before the request ended: ask the client to stop sending (§8.1)
+            self.transport.write(f.rst_stream(stream.id, f.NO_ERROR))
         stream.closed = True
         self.streams.pop(stream.id, None)
         self._blocked.pop(stream.id, None)
