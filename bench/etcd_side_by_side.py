@@ -2,19 +2,23 @@
 """Side-by-side load test of kvstore and a real etcd, with etcd's own load generator.
 
 Starts Debian's etcd and kvstore (LMDB log) on free loopback ports, each with a fresh
-temporary data dir, and drives both with etcd v3.4's `tools/benchmark` (built by
+temporary data dir, and drives them with etcd v3.4's `tools/benchmark` (built by
 ../shared/tools/build-etcd-benchmark.sh) for the workloads `put`, `range` and `txn-put` (the
 default) and `watch`, `watch-latency` and `lease-keepalive` (--workloads, or --all) at several
-client counts. Reports throughput, p99 latency and requests per CPU-second of the server process
-(utime+stime from /proc, the process and its descendants) as a Markdown table, and optionally
-the raw results as JSON. A run counts only if the tool exited cleanly, printed its summary, got
-exactly the expected number of results, and reported no errors (on stdout or stderr).
+client counts. --kvstore-transports h2,grpcio runs one kvstore server per transport
+(kvstore-h2, kvstore-grpcio), each on its own port and data dir. Reports throughput, p99
+latency, the server's CPU-seconds during the run and requests per CPU-second of the server
+process (utime+stime from /proc, the process and its descendants), each kvstore with its
+ratios to etcd, as Markdown tables, and optionally the raw results as JSON. A run counts only
+if the tool exited cleanly, printed its summary, got exactly the expected number of results,
+and reported no errors (on stdout or stderr).
 
 Stdlib only. Every subprocess has a timeout; a run that hangs is killed and reported as
 failed; a server that fails to start or dies is reported in the table, not a crash; both
 servers are always stopped (also on Ctrl-C / SIGTERM).
 
     python bench/etcd_side_by_side.py --total 5000
+    python bench/etcd_side_by_side.py --kvstore-transports h2,grpcio --pin
     python bench/etcd_side_by_side.py --servers etcd --total 2000 --json /tmp/res.json
     python bench/etcd_side_by_side.py --workloads watch,watch-latency,lease-keepalive
 """
@@ -41,6 +45,12 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO.parent / "shared" / "tools" / "build-etcd-benchmark.sh"
 
 ALL_SERVERS = ("etcd", "kvstore")
+KVSTORE_TRANSPORTS = ("h2", "grpcio")  # `kvstore serve --transport`
+BASELINE = "etcd"  # the server every other one is compared with
+# The goal the headline table checks: requests per server CPU-second >= GOAL_PER_CPU x etcd's,
+# and p99 no worse than etcd's, on these workloads.
+GOAL_PER_CPU = 1.5
+GOAL_WORKLOADS = ("put", "range")
 KV_WORKLOADS = ("put", "range", "txn-put")
 WATCH_LEASE_WORKLOADS = ("watch", "watch-latency", "lease-keepalive")
 ALL_WORKLOADS = KV_WORKLOADS + WATCH_LEASE_WORKLOADS
@@ -147,6 +157,29 @@ def proc_tree_cpu(pid: int) -> float | None:
     return total
 
 
+def cpu_busy() -> dict[str, float]:
+    """Busy seconds per CPU ("cpu0", ...) since boot, from /proc/stat; {} if unreadable. Counts
+    user+nice+system+irq+softirq+steal (steal: the hypervisor ran something else). Interrupt
+    time is also charged to the task it interrupted (the loopback traffic of a run mostly to
+    the server and the load generator), so process CPU times and this add up."""
+    busy = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *vals = line.split()
+                if name.startswith("cpu") and name != "cpu":
+                    v = [int(x) for x in vals[:8]]
+                    busy[name] = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return {}
+    return busy
+
+
+# A run is flagged as noisy when processes other than the loaded server and the load generator
+# used more than this many cores on average during it (see Bench.run: other_cpu_s).
+OTHER_CPU_NOISY = 0.10
+
+
 # ---------------------------------------------------------------------------------------------
 # servers
 
@@ -243,15 +276,22 @@ class EtcdServer(Server):
 class KvstoreServer(Server):
     name = "kvstore"
 
-    def __init__(self, workdir: Path, pin: bool, extra_args: list[str]):
+    def __init__(self, workdir: Path, pin: bool, extra_args: list[str],
+                 transport: str | None = None):
+        """transport None: kvstore's default transport, named "kvstore"; else `--transport T`,
+        named "kvstore-T" (its own port, data dir and log file)."""
+        self.transport = transport
+        if transport:
+            self.name = f"kvstore-{transport}"
         super().__init__(workdir, pin)
         self.extra_args = extra_args
 
     def command(self) -> list[str]:
+        transport = ["--transport", self.transport] if self.transport else []
         return [sys.executable, "-m", "kvstore", "serve", "--name", "bench",
                 "--data-dir", str(self.data_dir),
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-                "--log-backend", "lmdb", *self.extra_args]
+                "--log-backend", "lmdb", *transport, *self.extra_args]
 
     def env(self) -> dict:
         env = child_env()
@@ -278,6 +318,10 @@ class BenchOutput:
     stderr_errors: list = field(default_factory=list)    # stderr lines that are not INFO/WARNING
     stderr_warnings: list = field(default_factory=list)  # WARNING:/warning: lines on stderr
     phase_cpu: dict = field(default_factory=dict)  # marker -> server CPU s from run start to it
+    # CPU-seconds all CPUs were busy during the run, and what of it was neither the loaded server
+    # nor the load generator (other processes: the idle servers, this script, anything else)
+    busy_cpu_s: dict = field(default_factory=dict)
+    other_cpu_s: float | None = None
 
 
 def classify_stderr(text: str) -> tuple[list[str], list[str]]:
@@ -479,18 +523,24 @@ class Bench:
         self.seq += 1
         cmd = self.command(server, clients, conns, sub)
         log(f"[{server.name}] {label}: {shlex.join(cmd)}")
+        busy0 = cpu_busy()
         cpu0 = server.cpu()
         at_marker: dict[str, float | None] = {}
         res = run_benchmark(cmd, timeout, self.outdir, f"{self.seq:03d}-{server.name}-{label}",
                             abort=server.died_reason, markers=markers,
                             on_marker=lambda m: at_marker.__setitem__(m, server.cpu()))
         cpu1 = server.cpu()
+        busy1 = cpu_busy()
+        res.busy_cpu_s = {k: round(busy1[k] - busy0[k], 2) for k in busy1 if k in busy0}
         res.phase_cpu = {m: round(c - cpu0, 3) for m, c in at_marker.items()
                          if c is not None and cpu0 is not None}
         died = server.died_reason()
         if died and not res.reason.startswith("aborted"):
             res.ok, res.reason = False, f"{died} during the run" + (f"; {res.reason}" if res.reason else "")
         cpu = round(cpu1 - cpu0, 3) if cpu0 is not None and cpu1 is not None else None
+        if cpu is not None and res.busy_cpu_s:
+            res.other_cpu_s = round(max(0.0, sum(res.busy_cpu_s.values()) - cpu
+                                        - res.client_cpu_s), 2)
         return cmd, res, cpu
 
     def probe(self, server: Server, timeout: float) -> str | None:
@@ -540,6 +590,20 @@ def parse_totals(s: str) -> dict:
             raise argparse.ArgumentTypeError(f"unknown workload {k!r}")
         totals[k.strip()] = int(v)
     return totals
+
+
+def git_state() -> dict:
+    """The commit the kvstore under test is at, and its uncommitted changes (kvstore/, ext/):
+    the servers run the working tree as it is when they start."""
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True,
+                                  timeout=10).stdout
+        except Exception:  # noqa: BLE001 - informational only
+            return ""
+    changed = [l[3:] for l in git("status", "--porcelain", "--", "kvstore", "ext").splitlines()
+               if not l[3:].endswith((".so", ".c"))]
+    return {"head": git("rev-parse", "--short", "HEAD").strip() or "unknown", "changed": changed}
 
 
 def get_benchmark_binary(args) -> str:
@@ -635,22 +699,41 @@ def cell(r: dict | None, what: str) -> str:
         if r.get("p99_is_latency") is False:
             return "n/a†"
         return fmt_ms(r.get("p99_s"))
+    if what == "cpu":
+        x = r.get("server_cpu_s")
+        return f"{x:.2f}" if isinstance(x, (int, float)) else "–"
     if what == "per_cpu":
         return fmt_rate(r.get("requests_per_cpu_s"))
     raise ValueError(what)
 
 
-def markdown_table(results: list[dict], servers: list[str], workloads: list[str]) -> str:
+# what -> the record field a ratio to the baseline is taken of
+RATIO_FIELDS = {"rps": "requests_per_s", "p99": "p99_s", "per_cpu": "requests_per_cpu_s"}
+
+
+def ratio_value(r: dict | None, base: dict | None, what: str) -> float | None:
+    """r's figure divided by the baseline's, for two valid measurements; None otherwise."""
+    if not r or not base or not r["ok"] or not base["ok"]:
+        return None
+    if what == "p99" and (r.get("p99_is_latency") is False or base.get("p99_is_latency") is False):
+        return None
+    a, b = r.get(RATIO_FIELDS[what]), base.get(RATIO_FIELDS[what])
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
+        return None
+    return a / b
+
+
+def fmt_ratio(x: float | None) -> str:
+    return f"{x:.2f}×" if x is not None else "–"
+
+
+def baseline_of(servers: list[str]) -> str | None:
+    return BASELINE if BASELINE in servers and len(servers) > 1 else None
+
+
+def table_rows(results: list[dict], servers: list[str], workloads: list[str]):
+    """(workload, row name, shown clients, clients, {server: record or None}) in table order."""
     by = {(r["server"], r.get("row", r["workload"]), r["clients"]): r for r in results}
-    head = ["workload", "clients"]
-    head += [f"{s} req/s" for s in servers]
-    both = servers == ["etcd", "kvstore"]
-    if both:
-        head.append("ratio (kvstore/etcd)")
-    head += [f"{s} p99" for s in servers]
-    head += [f"{s} req per CPU-s" for s in servers]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    notes, legend, dagger = [], [], False
     for w in workloads:
         clients_seen = list(dict.fromkeys(r["clients"] for r in results if r["workload"] == w))
         for row_name in ROWS[w]:
@@ -658,41 +741,111 @@ def markdown_table(results: list[dict], servers: list[str], workloads: list[str]
                 rs = {s: by.get((s, row_name, c)) for s in servers}
                 if all(v is None for v in rs.values()):
                     continue
-                if row_name in ROW_UNITS and row_name not in legend:
-                    legend.append(row_name)
                 shown_c = f"{c} (watchers)" if w == "watch-latency" else str(c)
-                row = [row_name, shown_c] + [cell(rs[s], "rps") for s in servers]
-                if both:
-                    e, k = rs["etcd"], rs["kvstore"]
-                    if e and k and e["ok"] and k["ok"] and e.get("requests_per_s"):
-                        row.append(f"{k['requests_per_s'] / e['requests_per_s']:.2f}")
-                    else:
-                        row.append("–")
-                row += [cell(rs[s], "p99") for s in servers]
-                row += [cell(rs[s], "per_cpu") for s in servers]
-                dagger |= any("n/a†" in x for x in row)
-                lines.append("| " + " | ".join(row) + " |")
-                for s in servers:
-                    r = rs[s]
-                    if r is None:
-                        continue
-                    if not r["ok"]:
-                        detail = r.get("reason") or ""
-                        if r.get("requests_per_s") is not None:
-                            detail += (f" (not counted: the tool's summary said "
-                                       f"{fmt_rate(r['requests_per_s'])}/s over "
-                                       f"{r.get('count', 0)} results)")
-                        notes.append(f"- {s} {row_name} clients={c}: {detail}")
-                    for wl in r.get("stderr_warnings") or ():
-                        notes.append(f"- {s} {row_name} clients={c}: stderr warning: {wl}")
+                yield w, row_name, shown_c, c, rs
+
+
+def markdown_table(results: list[dict], servers: list[str], workloads: list[str]) -> str:
+    """One row per workload and client count; one column group per server: req/s, p99, server
+    CPU-seconds of the run, requests per CPU-second, and for every server but the baseline
+    (etcd) the ratios of its req/s, p99 and req per CPU-s to the baseline's."""
+    base = baseline_of(servers)
+    head = ["workload", "clients"]
+    for s in servers:
+        cmp = base is not None and s != base
+        head += [f"{s} req/s"] + ([f"{s} req/s ×{base}"] if cmp else [])
+        head += [f"{s} p99"] + ([f"{s} p99 ×{base}"] if cmp else [])
+        head += [f"{s} CPU-s", f"{s} req/CPU-s"] + ([f"{s} req/CPU-s ×{base}"] if cmp else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    notes, noisy_notes, legend, dagger = [], [], [], False
+    for w, row_name, shown_c, c, rs in table_rows(results, servers, workloads):
+        if row_name in ROW_UNITS and row_name not in legend:
+            legend.append(row_name)
+        row = [row_name, shown_c]
+        for s in servers:
+            cmp = base is not None and s != base
+            r = rs[s]
+            row.append(cell(r, "rps"))
+            if cmp:
+                row.append(fmt_ratio(ratio_value(r, rs[base], "rps")))
+            row.append(cell(r, "p99"))
+            if cmp:
+                row.append(fmt_ratio(ratio_value(r, rs[base], "p99")))
+            row += [cell(r, "cpu"), cell(r, "per_cpu")]
+            if cmp:
+                row.append(fmt_ratio(ratio_value(r, rs[base], "per_cpu")))
+        dagger |= any("n/a†" in x for x in row)
+        lines.append("| " + " | ".join(row) + " |")
+        for s in servers:
+            r = rs[s]
+            if r is None:
+                continue
+            if not r["ok"]:
+                detail = r.get("reason") or ""
+                if r.get("requests_per_s") is not None:
+                    detail += (f" (not counted: the tool's summary said "
+                               f"{fmt_rate(r['requests_per_s'])}/s over "
+                               f"{r.get('count', 0)} results)")
+                notes.append(f"- {s} {row_name} clients={c}: {detail}")
+            if noisy(r):
+                noisy_notes.append(f"- {s} {row_name} clients={c}: {r['other_cpu_s']:.2f} "
+                                   f"CPU-s over {r['elapsed_s']:.1f} s "
+                                   f"({r['other_cpu_s'] / r['elapsed_s']:.0%} of a core)")
+            for wl in r.get("stderr_warnings") or ():
+                notes.append(f"- {s} {row_name} clients={c}: stderr warning: {wl}")
+    if base is not None:
+        lines += ["", f"×{base}: the server's figure divided by {base}'s in the same row (req/s "
+                      f"and req/CPU-s: higher is better; p99: lower is better)."]
     if legend:
         lines += ["", "One request is: " + "; ".join(f"{n}: {ROW_UNITS[n]}" for n in legend) + "."]
     if dagger:
         lines.append("† etcd's benchmark v3.4 times a watch event from the arrival of its "
                      "WatchResponse at the client to handing it on, not from the put: its p99 "
                      "is not a server latency (see watch-latency for that).")
+    if noisy_notes:
+        lines += ["", f"Noisy runs: other processes (neither the loaded server nor the load "
+                      f"generator) used more than {OTHER_CPU_NOISY:.0%} of a core during these "
+                      f"runs (from /proc/stat):", *noisy_notes]
     if notes:
         lines += ["", "Failures / errors:", *notes]
+    return "\n".join(lines)
+
+
+def noisy(r: dict) -> bool:
+    other, wall = r.get("other_cpu_s"), r.get("elapsed_s")
+    return bool(other is not None and wall and other / wall > OTHER_CPU_NOISY)
+
+
+def headline_table(results: list[dict], servers: list[str], workloads: list[str]) -> str | None:
+    """Per server other than the baseline: req per CPU-s and p99, each as a ratio to etcd's, and
+    whether the goal (>= GOAL_PER_CPU x etcd per CPU-second, p99 <= etcd's) is met on the
+    GOAL_WORKLOADS rows. None without a baseline."""
+    base = baseline_of(servers)
+    if base is None:
+        return None
+    others = [s for s in servers if s != base]
+    head = ["workload", "clients"]
+    for s in others:
+        head += [f"{s} req/CPU-s ×{base}", f"{s} p99 ×{base}", f"{s} goal"]
+    lines = [f"Headline: requests per server CPU-second and p99, as ratios to {base} "
+             f"(goal on {' and '.join(GOAL_WORKLOADS)}: req/CPU-s ≥ {GOAL_PER_CPU:.2f}× and "
+             f"p99 ≤ 1.00×)", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for w, row_name, shown_c, c, rs in table_rows(results, servers, workloads):
+        row = [row_name, shown_c]
+        for s in others:
+            per_cpu = ratio_value(rs[s], rs[base], "per_cpu")
+            p99 = ratio_value(rs[s], rs[base], "p99")
+            if w not in GOAL_WORKLOADS:
+                goal = "(no goal)"
+            elif per_cpu is None or p99 is None:
+                goal = "–"
+            else:
+                misses = ([f"req/CPU-s < {GOAL_PER_CPU:.2f}×"] if per_cpu < GOAL_PER_CPU else [])
+                misses += (["p99 > etcd"] if p99 > 1.0 else [])
+                goal = "met" if not misses else "**missed** (" + ", ".join(misses) + ")"
+            row += [fmt_ratio(per_cpu), fmt_ratio(p99), goal]
+        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -701,6 +854,13 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", type=lambda s: parse_list(s, ALL_SERVERS), default=list(ALL_SERVERS),
                    help="comma list of etcd,kvstore (default both)")
+    p.add_argument("--kvstore-transports",
+                   type=lambda s: list(dict.fromkeys(parse_list(s, KVSTORE_TRANSPORTS))),
+                   default=None,
+                   help="run one kvstore server per transport in this comma list of "
+                        f"{','.join(KVSTORE_TRANSPORTS)} (`kvstore serve --transport T`), "
+                        "named kvstore-T, each on its own port and data dir (default: one "
+                        "server with kvstore's default transport, named kvstore)")
     wl = p.add_mutually_exclusive_group()
     wl.add_argument("--workloads", type=lambda s: parse_list(s, ALL_WORKLOADS),
                     default=list(DEFAULT_WORKLOADS),
@@ -736,8 +896,8 @@ def main(argv=None) -> int:
                    help="random keys for put/txn-put are drawn from this many (default 100000)")
     p.add_argument("--range-seed-keys", type=int, default=10000,
                    help="keys written before the first range run (default 10000)")
-    p.add_argument("--consistency", choices=["l", "s"], default="l",
-                   help="range consistency: l(inearizable) or s(erializable) (default l)")
+    p.add_argument("--consistency", choices=["l", "s"], default="s",
+                   help="range consistency: s(erializable, default) or l(inearizable)")
     p.add_argument("--pin", action="store_true",
                    help="pin the servers with taskset -c 0 and the load generator with taskset -c 1")
     p.add_argument("--kvstore-args", default="", help="extra args for `kvstore serve`, one shell-quoted string; use the = form when it starts with a dash: --kvstore-args='--foo 1'")
@@ -761,6 +921,21 @@ def main(argv=None) -> int:
         sys.exit("error: --pin needs at least 2 CPUs")
     if args.all:
         args.workloads = list(ALL_WORKLOADS)
+    if args.kvstore_transports is not None:
+        if "kvstore" not in args.servers:
+            sys.exit("error: --kvstore-transports needs kvstore in --servers")
+        if not args.kvstore_transports:
+            sys.exit("error: --kvstore-transports is empty")
+        if any(a == "--transport" or a.startswith("--transport=")
+               for a in shlex.split(args.kvstore_args)):
+            sys.exit("error: --kvstore-args must not set --transport with --kvstore-transports")
+    # the server names, in run order: "kvstore" becomes kvstore-T per --kvstore-transports
+    server_names: list[str] = []
+    for name in args.servers:
+        if name == "kvstore" and args.kvstore_transports:
+            server_names += [f"kvstore-{t}" for t in args.kvstore_transports]
+        else:
+            server_names.append(name)
     if "range" in args.workloads and args.range_seed_keys < 1:
         sys.exit("error: --range-seed-keys must be >= 1")
     for opt in ("watch_streams", "watch_per_stream", "watch_keys", "watch_latency_watchers",
@@ -796,7 +971,8 @@ def main(argv=None) -> int:
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-        "benchmark_bin": binary, "pin": args.pin, "servers": args.servers,
+        "benchmark_bin": binary, "pin": args.pin, "servers": server_names,
+        "kvstore_transports": args.kvstore_transports, "kvstore_args": args.kvstore_args,
         "workloads": args.workloads, "clients": args.clients, "conns": args.conns,
         "totals": args.total, "key_size": args.key_size, "val_size": args.val_size,
         "key_space_size": args.key_space_size, "range_key": RANGE_KEY,
@@ -805,7 +981,7 @@ def main(argv=None) -> int:
         "watch_keys": args.watch_keys, "watch_put_rate": args.watch_put_rate,
         "watch_latency_watchers": args.watch_latency_watchers,
         "watch_latency_put_rate": args.watch_latency_put_rate,
-        "workdir": str(workdir), "server_commands": {},
+        "workdir": str(workdir), "server_commands": {}, "git": git_state(),
     }
     try:
         try:
@@ -815,18 +991,20 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001 - informational only
             meta["etcd_version"] = f"unknown ({e})"
 
-        for name in args.servers:
+        for name in server_names:
             if name == "etcd":
                 srv: Server = EtcdServer(workdir, args.pin, args.etcd_bin, args.quota_backend_bytes)
             else:
-                srv = KvstoreServer(workdir, args.pin, shlex.split(args.kvstore_args))
+                transport = name.removeprefix("kvstore-") if name != "kvstore" else None
+                srv = KvstoreServer(workdir, args.pin, shlex.split(args.kvstore_args), transport)
+            assert srv.name == name
             servers[name] = srv
             meta["server_commands"][name] = shlex.join(srv.full_command())
             try:
                 srv.start()
             except OSError as e:
                 srv.error = f"could not start: {e}"
-        for srv in servers.values():  # both start concurrently; wait for each
+        for srv in servers.values():  # all start concurrently; wait for each
             if srv.error:
                 continue
             srv.error = bench.wait_ready(srv, args.start_timeout)
@@ -842,7 +1020,7 @@ def main(argv=None) -> int:
             for clients in clients_for(workload):
                 conns = conns_for(workload, clients)
                 expected = bench.expected_counts(workload, total, clients)
-                for name in args.servers:  # interleaved: etcd then kvstore for each row
+                for name in server_names:  # interleaved: etcd, then each kvstore, per row
                     srv = servers[name]
                     recs = {row: {"server": name, "workload": workload, "row": row,
                                   "clients": clients, "conns": conns, "total": total,
@@ -873,6 +1051,7 @@ def main(argv=None) -> int:
                         markers=(WATCH_CREATE_MARK,) if workload == "watch" else ())
                     rows = evaluate_rows(workload, res, expected, cpu)
                     set_all(command=shlex.join(cmd), client_cpu_s=res.client_cpu_s,
+                            busy_cpu_s=res.busy_cpu_s, other_cpu_s=res.other_cpu_s,
                             elapsed_s=res.elapsed_s, run_server_cpu_s=cpu, rc=res.rc)
                     for row, m in rows.items():
                         recs[row].update(m)
@@ -917,12 +1096,12 @@ def main(argv=None) -> int:
     loads = [r["loadavg_1m_before"] for r in results if "loadavg_1m_before" in r]
     print()
     totals = {w: args.total[w] for w in args.workloads}
-    print(f"etcd benchmark vs {'/'.join(args.servers)}: workloads {','.join(args.workloads)}, "
+    print(f"etcd benchmark vs {'/'.join(server_names)}: workloads {','.join(args.workloads)}, "
           f"conns {'clients/4' if args.conns == 'auto' else args.conns}, totals {totals}, "
           f"pin={'on' if args.pin else 'off'}")
     if set(args.workloads) & set(KV_WORKLOADS):
         print(f"put/range/txn-put: key {args.key_size} B, value {args.val_size} B, range "
-              f"consistency {args.consistency}")
+              f"consistency {'serializable' if args.consistency == 's' else 'linearizable'}")
     if "watch" in args.workloads:
         print(f"watch: {args.watch_streams} streams x {args.watch_per_stream} watchers = "
               f"{args.watch_streams * args.watch_per_stream} watchers on {args.watch_keys} keys, "
@@ -932,11 +1111,26 @@ def main(argv=None) -> int:
         print(f"watch-latency: {args.watch_latency_watchers} watchers on one key, "
               f"{args.total['watch-latency']} puts at {args.watch_latency_put_rate}/s "
               f"(conns {conns_for('watch-latency', args.watch_latency_watchers)})")
-    if loads and max(loads) > 1.5:
+    ran = [r for r in results if r.get("other_cpu_s") is not None]
+    if (n_noisy := sum(map(noisy, ran))):
+        print(f"NOTE: during {n_noisy} of {len(ran)} runs, other processes used more than "
+              f"{OTHER_CPU_NOISY:.0%} of a core (listed under the table): those numbers are noisy.")
+    elif loads and max(loads) > 1.5 and not ran:
         print(f"NOTE: 1-min load average before the runs reached {max(loads):.1f} on "
-              f"{os.cpu_count()} CPUs: other processes competed for the CPU; numbers are noisy.")
+              f"{os.cpu_count()} CPUs: other processes may have competed for the CPU.")
+    if any(n.startswith("kvstore") for n in server_names):
+        g = meta["git"]
+        print(f"kvstore: git {g['head']}" + (f" + uncommitted changes in {', '.join(g['changed'])}"
+                                             if g["changed"] else " (clean)"))
+    if args.pin:
+        print("pinned: every server on CPU 0 (taskset -c 0; only one is loaded at a time), the "
+              "load generator on CPU 1 (taskset -c 1)")
     print()
-    print(markdown_table(results, args.servers, args.workloads))
+    print(markdown_table(results, server_names, args.workloads))
+    headline = headline_table(results, server_names, args.workloads)
+    if headline:
+        print()
+        print(headline)
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
         log(f"raw results: {args.json}")

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="maximum client request size in bytes the server will accept")
     s.add_argument("--max-txn-ops", type=_positive_int, default=128,
                    help="maximum number of operations permitted in a transaction")
-    s.add_argument("--snapshot-count", type=_positive_int, default=10_000,
+    s.add_argument("--snapshot-count", type=_positive_int, default=100_000,
                    help="applied entries between two MVCC snapshots")
     s.add_argument("--watch-progress-notify-interval", type=_duration, default=600.0,
                    help="interval of progress notifications to idle progress_notify watches "

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ETCD_VERSION = "3.5.21"
 DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
 DEFAULT_MAX_TXN_OPS = 128
-DEFAULT_SNAPSHOT_COUNT = 10_000
+DEFAULT_SNAPSHOT_COUNT = 100_000  # etcd's default --snapshot-count
 DEFAULT_PROGRESS_NOTIFY_INTERVAL = 600.0  # etcd's 10 minutes
 LEASE_CHECK_INTERVAL = 0.5  # etcd checks for expired leases every 500 ms
 # What a member that becomes leader adds to every lease's TTL (etcd: lessor.Promote(election
