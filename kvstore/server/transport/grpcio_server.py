@@ -10,8 +10,7 @@ import logging
 import grpc
 
 from ... import errors
-from ...api import rpc_pb2
-from ...api.rpc_pb2 import DESCRIPTOR as _RPC
+from .methods import service_methods
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +46,6 @@ async def _checked(request_iterator):
         if type(request) is _Oversized:
             raise request.error
         yield request
-
-
-def _message_class(descriptor):
-    return getattr(rpc_pb2, descriptor.name)
 
 
 def _status(e: errors.EtcdError) -> grpc.StatusCode:
@@ -93,25 +88,22 @@ def _stream(method):
     return handler
 
 
-def generic_handler(service, max_receive_bytes: int) -> grpc.GenericRpcHandler:
-    sdesc = _RPC.services_by_name[service.service_name.split(".")[-1]]
-    handlers = {}
-    for m in sdesc.methods:
-        method = getattr(service, m.name, None)
-        if method is None:
-            continue
-        deserialize = _deserializer(_message_class(m.input_type), max_receive_bytes)
-        serialize = _message_class(m.output_type).SerializeToString
-        if m.client_streaming:
-            handlers[m.name] = grpc.stream_stream_rpc_method_handler(
-                _stream(method), request_deserializer=deserialize, response_serializer=serialize)
-        elif m.server_streaming:
-            handlers[m.name] = grpc.unary_stream_rpc_method_handler(
-                _unary_stream(method), request_deserializer=deserialize, response_serializer=serialize)
-        else:
-            handlers[m.name] = grpc.unary_unary_rpc_method_handler(
-                _unary_unary(method), request_deserializer=deserialize, response_serializer=serialize)
-    return grpc.method_handlers_generic_handler(service.service_name, handlers)
+_HANDLERS = {
+    "unary": (grpc.unary_unary_rpc_method_handler, _unary_unary),
+    "server_stream": (grpc.unary_stream_rpc_method_handler, _unary_stream),
+    "bidi": (grpc.stream_stream_rpc_method_handler, _stream),
+}
+
+
+def generic_handlers(services, max_receive_bytes: int) -> list[grpc.GenericRpcHandler]:
+    by_service: dict[str, dict] = {}
+    for m in service_methods(services):
+        make_handler, wrap = _HANDLERS[m.kind]
+        by_service.setdefault(m.service, {})[m.name] = make_handler(
+            wrap(m.func), request_deserializer=_deserializer(m.request, max_receive_bytes),
+            response_serializer=m.response.SerializeToString)
+    return [grpc.method_handlers_generic_handler(name, handlers)
+            for name, handlers in by_service.items()]
 
 
 class GrpcioServer:
@@ -124,7 +116,7 @@ class GrpcioServer:
             ("grpc.max_send_message_length", _MAX_INT32),
             ("grpc.max_concurrent_streams", 2**31 - 1),
         ])
-        self._server.add_generic_rpc_handlers([generic_handler(s, max_receive) for s in services])
+        self._server.add_generic_rpc_handlers(generic_handlers(services, max_receive))
 
     def listen(self, host: str, port: int, ssl_context=None) -> int:
         if ssl_context is not None:

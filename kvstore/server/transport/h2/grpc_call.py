@@ -14,7 +14,6 @@ import zlib
 from urllib.parse import quote
 
 from .... import errors
-from . import frames as f
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from ....api import rpc_pb2
-from ....api.rpc_pb2 import DESCRIPTOR as _RPC
+from ..methods import service_methods
 from .connection import H2Connection
 from .grpc_call import GrpcCall, Method
 
@@ -15,17 +14,7 @@ GRPC_OVERHEAD_BYTES = 512 * 1024
 
 def method_table(services) -> dict[bytes, Method]:
     """b"/etcdserverpb.KV/Range" -> Method, for every method a service object defines."""
-    table = {}
-    for service in services:
-        sdesc = _RPC.services_by_name[service.service_name.split(".")[-1]]
-        for m in sdesc.methods:
-            func = getattr(service, m.name, None)
-            if func is None:
-                continue
-            kind = "bidi" if m.client_streaming else "server_stream" if m.server_streaming else "unary"
-            decode = getattr(rpc_pb2, m.input_type.name).FromString
-            table[f"/{service.service_name}/{m.name}".encode()] = Method(func, decode, kind)
-    return table
+    return {m.path: Method(m.func, m.request.FromString, m.kind) for m in service_methods(services)}
 
 
 class H2Server:

@@ -1,0 +1,36 @@
+"""The service methods a transport serves, found from etcd's descriptors (shared by both)."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ...api import rpc_pb2
+from ...api.rpc_pb2 import DESCRIPTOR as _RPC
+
+
+class ServiceMethod(NamedTuple):
+    service: str  # "etcdserverpb.KV"
+    name: str  # "Range"
+    func: object  # the service object's bound async method
+    request: type
+    response: type
+    kind: str  # "unary", "server_stream" or "bidi"
+
+    @property
+    def path(self) -> bytes:
+        return f"/{self.service}/{self.name}".encode()
+
+
+def service_methods(services) -> list[ServiceMethod]:
+    """Every etcd method the given service objects define; the others stay unimplemented."""
+    out = []
+    for service in services:
+        sdesc = _RPC.services_by_name[service.service_name.split(".")[-1]]
+        for m in sdesc.methods:
+            func = getattr(service, m.name, None)
+            if func is None:
+                continue
+            kind = "bidi" if m.client_streaming else "server_stream" if m.server_streaming else "unary"
+            out.append(ServiceMethod(service.service_name, m.name, func,
+                                     getattr(rpc_pb2, m.input_type.name),
+                                     getattr(rpc_pb2, m.output_type.name), kind))
+    return out
