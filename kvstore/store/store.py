@@ -15,6 +15,7 @@ import time
 import msgpack
 
 from .. import errors
+from ..limits import DEFAULT_MAX_REQUEST_BYTES
 from ..api import rpc_pb2 as pb
 from ..log import Log, open_log
 from ..mvcc import MVCCStore
@@ -29,7 +30,6 @@ from .watch_stream import WatchStream
 log = logging.getLogger(__name__)
 
 DEFAULT_ETCD_VERSION = "3.5.21"
-DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
 DEFAULT_MAX_TXN_OPS = 128
 DEFAULT_SNAPSHOT_COUNT = 100_000  # etcd's default --snapshot-count
 DEFAULT_PROGRESS_NOTIFY_INTERVAL = 600.0  # etcd's 10 minutes

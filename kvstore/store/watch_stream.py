@@ -12,6 +12,7 @@ import asyncio
 from collections import deque
 
 from ..api import kv_pb2, rpc_pb2 as pb
+from ..limits import with_overhead
 from ..mvcc.watch_hub import Watcher
 from .apply import kv_to_pb
 from .ranges import range_end
@@ -52,7 +53,7 @@ class WatchStream:
         # ids of watchers canceled for compaction: as in etcd they stay taken, and a cancel of
         # them is answered, until the client cancels them
         self._compacted_ids: set[int] = set()
-        self.max_fragment_bytes = store.max_request_bytes + 512 * 1024
+        self.max_fragment_bytes = with_overhead(store.max_request_bytes)
         store.watch_streams.add(self)
 
     # -- requests from the client --------------------------------------------------------------

@@ -10,12 +10,11 @@ import logging
 import grpc
 
 from ... import errors
+from ...limits import with_overhead
 from .methods import service_methods
 
 log = logging.getLogger(__name__)
 
-# etcd lets a message exceed --max-request-bytes by this much at the gRPC layer.
-GRPC_OVERHEAD_BYTES = 512 * 1024
 # grpcio's own limit sits above ours so that our check, with grpc-go's wording, answers first.
 _GRPCIO_SLACK_BYTES = 64 * 1024 * 1024
 _MAX_INT32 = 2**31 - 1
@@ -109,7 +108,7 @@ def generic_handlers(services, max_receive_bytes: int) -> list[grpc.GenericRpcHa
 class GrpcioServer:
     def __init__(self, services: list, max_request_bytes: int, http1=None):
         # grpcio cannot share its port with plain HTTP: the HTTP endpoints need --transport h2
-        max_receive = max_request_bytes + GRPC_OVERHEAD_BYTES
+        max_receive = with_overhead(max_request_bytes)
         self._server = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", max_receive + _GRPCIO_SLACK_BYTES),

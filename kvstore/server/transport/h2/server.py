@@ -4,12 +4,11 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from ....limits import with_overhead
 from ..methods import service_methods
 from .connection import H2Connection
 from .grpc_call import GrpcCall, Method
 
-# etcd lets a message exceed --max-request-bytes by this much at the gRPC layer.
-GRPC_OVERHEAD_BYTES = 512 * 1024
 
 
 def method_table(services) -> dict[bytes, Method]:
@@ -21,7 +20,7 @@ class H2Server:
     def __init__(self, services: list, max_request_bytes: int, http1=None):
         self._http1 = http1
         self._methods = method_table(services)
-        self._max_receive = max_request_bytes + GRPC_OVERHEAD_BYTES
+        self._max_receive = with_overhead(max_request_bytes)
         self._listen: list[tuple[str, int, object]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self.connections: set[H2Connection] = set()
