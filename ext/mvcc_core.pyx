@@ -6,6 +6,9 @@ histories). Typed fields turn the per-key work of every range scan (finding the 
 visible at a read revision) into C comparisons instead of attribute lookups.
 """
 
+cimport cython
+
+
 cdef class KeyValue:
     cdef public bytes key
     cdef public long long create_revision
@@ -62,6 +65,9 @@ cdef inline Py_ssize_t _last_at_or_before(list g, long long rev):
     return lo - 1
 
 
+# Never part of a reference cycle (it holds lists of KeyValues only), so not tracked by the GC:
+# a store of many keys costs full collections less.
+@cython.no_gc
 cdef class KeyIndex:
     cdef public bytes key
     cdef public list generations

@@ -31,8 +31,9 @@ class MVCCStore:
         self.current_rev = 1
         self.compact_rev = -1
         # The changes of every revision since the compaction point, in revision order: what
-        # watchers catch up from (etcd reads the same from its backend by revision).
-        self.history: list[tuple[int, list[KeyValue]]] = []
+        # watchers catch up from (etcd reads the same from its backend by revision). Tuples of
+        # KeyValues only, which the GC stops tracking: a large history costs no collection time.
+        self.history: list[tuple[int, tuple[KeyValue, ...]]] = []
         self.observers: list[CommitObserver] = []
 
     # -- reads ---------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ class MVCCStore:
         i = bisect_left(h, rev, key=_first)
         del h[:i]
         if h and h[0][0] == rev:
-            kept = [kv for kv in h[0][1] if not kv.is_tombstone]
+            kept = tuple(kv for kv in h[0][1] if not kv.is_tombstone)
             if kept:
                 h[0] = (rev, kept)
             else:
@@ -99,7 +100,7 @@ class MVCCStore:
 
     def _commit(self, rev: int, changes: list, prevs: list) -> None:
         self.current_rev = rev
-        self.history.append((rev, changes))
+        self.history.append((rev, tuple(changes)))
         for observe in self.observers:
             observe(rev, changes, prevs)
 
@@ -129,7 +130,7 @@ class MVCCStore:
             for g in ki.generations:
                 for kv in g:
                     by_rev[(kv.mod_revision, key)] = kv
-        store.history = [(rev, [by_rev[(rev, key)] for key in keys])
+        store.history = [(rev, tuple(by_rev[(rev, key)] for key in keys))
                          for rev, keys in state.get("history", [])]
         return store
 

@@ -8,6 +8,7 @@ import socket
 
 from ..store import Store
 from ..log import open_log
+from . import gc_policy
 from .config import ServerConfig
 from .http import HttpEndpoints
 from .services import all_services
@@ -43,6 +44,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
                   etcd_version=config.etcd_version, client_urls=config.advertise_client_urls,
                   progress_notify_interval=config.watch_progress_notify_interval)
     await store.start()
+    gc_policy.settle_after_recovery()
     http = HttpEndpoints(store)
     server = TRANSPORTS[config.transport](all_services(store), config.max_request_bytes,
                                           http1=http.respond)

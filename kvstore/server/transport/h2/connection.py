@@ -294,9 +294,12 @@ class H2Connection(asyncio.Protocol):
         stream = Stream(sid, self._peer_initial_window)
         self.streams[sid] = stream
         stream.remote_closed = end_stream
-        stream.handler = self._handler_factory(self, stream, headers)
+        handler = self._handler_factory(self, stream, headers)
+        if stream.closed:  # answered at once (an error): no handler to keep
+            return
+        stream.handler = handler
         if end_stream:
-            stream.handler.end_of_requests()
+            handler.end_of_requests()
 
     def _on_data(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0:
@@ -318,11 +321,12 @@ class H2Connection(asyncio.Protocol):
             if not payload or payload[0] >= size:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad DATA padding")
             payload = payload[1:size - payload[0]]
+        handler = stream.handler  # the stream lets go of it if this data ends the call
         if payload:
-            stream.handler.data(payload)
+            handler.data(payload)
         if flags & f.END_STREAM:
             stream.remote_closed = True
-            stream.handler.end_of_requests()
+            handler.end_of_requests()
 
     def _send_window_updates(self) -> None:
         out = []
@@ -509,6 +513,7 @@ class H2Connection(asyncio.Protocol):
             # answered before the request ended: ask the client to stop sending (§8.1)
             self.transport.write(f.rst_stream(stream.id, f.NO_ERROR))
         stream.closed = True
+        stream.handler = None  # handler and stream refer to each other: no cycle for the GC
         self.streams.pop(stream.id, None)
         self._blocked.pop(stream.id, None)
         if stream.drained is not None and not stream.drained.done():
@@ -533,8 +538,9 @@ class H2Connection(asyncio.Protocol):
         stream.closed = True
         if stream.drained is not None and not stream.drained.done():
             stream.drained.set_result(None)
-        if stream.handler is not None:
-            stream.handler.cancel()
+        handler, stream.handler = stream.handler, None
+        if handler is not None:
+            handler.cancel()
 
     def _fail(self, code: int, message: str) -> None:
         log.debug("http2 connection error %d: %s", code, message)
