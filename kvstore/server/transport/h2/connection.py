@@ -80,6 +80,9 @@ class H2Connection(asyncio.Protocol):
         self._blocked: dict[int, Stream] = {}  # streams with DATA waiting for window
         self._write_paused = False
         self._write_waiters: list[asyncio.Future] = []
+        # Frames queued in this turn of the loop, written together by _flush (scheduled once):
+        # the responses a group commit completes become one send per connection.
+        self._out: list[bytes] = []
         self._going_away = False
         self._closed = False
         self._last_ping = float("-inf")
@@ -94,7 +97,7 @@ class H2Connection(asyncio.Protocol):
 
     def _send_preface(self) -> None:
         """Our SETTINGS, once the client's preface shows this is HTTP/2 (not HTTP/1.1)."""
-        self.transport.write(f.settings({
+        self._write(f.settings({
             f.MAX_CONCURRENT_STREAMS: OUR_MAX_CONCURRENT_STREAMS,
             f.INITIAL_WINDOW_SIZE: OUR_INITIAL_WINDOW,
             f.MAX_FRAME_SIZE: OUR_MAX_FRAME,
@@ -214,7 +217,7 @@ class H2Connection(asyncio.Protocol):
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "PING payload is not 8 bytes")
             if not flags & f.ACK:
                 self._police_ping()
-                self.transport.write(f.ping_ack(payload))
+                self._write(f.ping_ack(payload))
         elif ftype == f.RST_STREAM:
             if sid == 0:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "RST_STREAM on stream 0")
@@ -287,7 +290,7 @@ class H2Connection(asyncio.Protocol):
             raise f.ConnectionError_(f.STREAM_CLOSED, "HEADERS on a closed stream")
         self._last_stream_id = sid
         if self._going_away:
-            self.transport.write(f.rst_stream(sid, f.REFUSED_STREAM))
+            self._write(f.rst_stream(sid, f.REFUSED_STREAM))
             return
         if len(self.streams) >= OUR_MAX_CONCURRENT_STREAMS:
             raise f.StreamError(sid, f.REFUSED_STREAM, "too many concurrent streams")
@@ -339,7 +342,7 @@ class H2Connection(asyncio.Protocol):
                 stream.recv_window += stream.recv_unacked
                 stream.recv_unacked = 0
         if out and not self._closed:
-            self.transport.write(b"".join(out))
+            self._write(b"".join(out))
 
     def _on_settings(self, flags: int, sid: int, payload: bytes) -> None:
         if sid != 0:
@@ -364,7 +367,7 @@ class H2Connection(asyncio.Protocol):
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "invalid SETTINGS_ENABLE_PUSH")
             # HEADER_TABLE_SIZE concerns our encoder: our header blocks never index, so any
             # size the client allows is fine.
-        self.transport.write(f.SETTINGS_ACK)
+        self._write(f.SETTINGS_ACK)
         self._flush_blocked()
 
     def _on_window_update(self, sid: int, payload: bytes) -> None:
@@ -390,6 +393,18 @@ class H2Connection(asyncio.Protocol):
 
     # -- frames out ----------------------------------------------------------------------------
 
+    def _write(self, data: bytes) -> None:
+        if not self._out:
+            self.loop.call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        out = self._out
+        if out and not self._closed:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+
+
     def send_headers(self, stream: Stream, block: bytes, end_stream: bool = False) -> None:
         """A header block (already HPACK-encoded); trailers wait behind pending DATA."""
         if stream.closed or self._closed:
@@ -398,7 +413,7 @@ class H2Connection(asyncio.Protocol):
             stream.pending_trailers = block
             return
         self._sent_since_ping = True
-        self.transport.write(self._header_frames(stream.id, block, end_stream))
+        self._write(self._header_frames(stream.id, block, end_stream))
         if end_stream:
             self._close_local(stream)
 
@@ -413,7 +428,7 @@ class H2Connection(asyncio.Protocol):
             self._conn_send_window -= n
             stream.send_window -= n
             self._sent_since_ping = True
-            self.transport.write(f.frame(f.HEADERS, f.END_HEADERS, sid, head)
+            self._write(f.frame(f.HEADERS, f.END_HEADERS, sid, head)
                                  + f.frame(f.DATA, 0, sid, body)
                                  + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, sid, trailers))
             self._close_local(stream)
@@ -471,7 +486,7 @@ class H2Connection(asyncio.Protocol):
         stream.send_window -= sent
         if out:
             self._sent_since_ping = True
-            self.transport.write(b"".join(out))
+            self._write(b"".join(out))
         if pos < size:
             return data[pos:]
         if end_stream:
@@ -493,7 +508,7 @@ class H2Connection(asyncio.Protocol):
                 del self._blocked[sid]
                 if stream.pending_trailers is not None:
                     block, stream.pending_trailers = stream.pending_trailers, None
-                    self.transport.write(self._header_frames(stream.id, block, True))
+                    self._write(self._header_frames(stream.id, block, True))
                     self._close_local(stream)
                 if stream.drained is not None and not stream.drained.done():
                     stream.drained.set_result(None)
@@ -511,7 +526,7 @@ class H2Connection(asyncio.Protocol):
     def _close_local(self, stream: Stream) -> None:
         if not stream.remote_closed and not self._closed:
             # answered before the request ended: ask the client to stop sending (§8.1)
-            self.transport.write(f.rst_stream(stream.id, f.NO_ERROR))
+            self._write(f.rst_stream(stream.id, f.NO_ERROR))
         stream.closed = True
         stream.handler = None  # handler and stream refer to each other: no cycle for the GC
         self.streams.pop(stream.id, None)
@@ -519,6 +534,7 @@ class H2Connection(asyncio.Protocol):
         if stream.drained is not None and not stream.drained.done():
             stream.drained.set_result(None)
         if self._going_away and not self.streams:
+            self._flush()
             self.transport.close()
 
     def reset_stream(self, stream: Stream, code: int) -> None:
@@ -531,7 +547,7 @@ class H2Connection(asyncio.Protocol):
             stream.closed = True
             self._reset_handler(stream)
         if not self._closed:
-            self.transport.write(f.rst_stream(sid, code))
+            self._write(f.rst_stream(sid, code))
 
     @staticmethod
     def _reset_handler(stream: Stream) -> None:
@@ -546,7 +562,8 @@ class H2Connection(asyncio.Protocol):
         log.debug("http2 connection error %d: %s", code, message)
         if not self._closed:
             # like grpc-go, the debug data of ENHANCE_YOUR_CALM is the bare reason
-            self.transport.write(f.goaway(self._last_stream_id, code, message.encode()[:256]))
+            self._write(f.goaway(self._last_stream_id, code, message.encode()[:256]))
+            self._flush()
             self.transport.close()
         self._closed = True
 
@@ -555,8 +572,9 @@ class H2Connection(asyncio.Protocol):
         if self._closed:
             return
         self._going_away = True
-        self.transport.write(f.goaway(self._last_stream_id, f.NO_ERROR))
+        self._write(f.goaway(self._last_stream_id, f.NO_ERROR))
         if not self.streams:
+            self._flush()
             self.transport.close()
 
     def abort(self) -> None:
