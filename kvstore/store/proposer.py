@@ -24,7 +24,8 @@ class Proposer:
         self._max_batch = max_batch
         self._after_batch = after_batch
         self._queue: list[tuple[bytes, int, Any, asyncio.Future]] = []
-        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Future | None = None  # set while the writer waits for work
         self._task: asyncio.Task | None = None
         self._failed: BaseException | None = None
         self._closing = False
@@ -36,20 +37,31 @@ class Proposer:
         return self._failed is None and not self._closing
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="proposer")
+        # The loop is looked up once: asyncio.get_running_loop() costs a getpid() system call
+        # on Python 3.11, which would be one per request here.
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="proposer")
 
-    async def propose(self, entry: bytes, kind: int, request: Any) -> Any:
+    def propose(self, entry: bytes, kind: int, request: Any) -> asyncio.Future:
+        """Queues an entry; the future gets apply's response (or its error) once durable."""
         if self._failed is not None or self._closing:
             raise errors.Stopped()
-        fut = asyncio.get_running_loop().create_future()
+        fut = self._loop.create_future()
         self._queue.append((entry, kind, request, fut))
-        self._wakeup.set()
-        return await fut
+        self._wake()
+        return fut
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     async def _run(self) -> None:
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+            if not self._queue and not self._closing:
+                self._wakeup = self._loop.create_future()
+                await self._wakeup
+                self._wakeup = None
             while self._queue:
                 batch = self._queue[:self._max_batch]
                 del self._queue[:self._max_batch]
@@ -91,7 +103,7 @@ class Proposer:
     async def close(self) -> None:
         """Finishes what is queued, then stops."""
         self._closing = True
-        self._wakeup.set()
+        self._wake()
         if self._task is not None:
             try:
                 await self._task
