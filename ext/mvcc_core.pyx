@@ -7,6 +7,14 @@ visible at a read revision) into C comparisons instead of attribute lookups.
 """
 
 cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint32_t
+from libc.string cimport memcpy
+
+import sys
+
+if sys.byteorder != "little":  # the snapshot codec writes host-order integers
+    raise ImportError("kvstore._ext.mvcc_core assumes a little-endian host")
 
 
 cdef class KeyValue:
@@ -152,3 +160,167 @@ def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_
             kvs.append(kv)
         count += 1
     return kvs, count
+
+
+# -- snapshot codec (twin: kvstore/mvcc/state_codec.py, whose docstring gives the format) ------
+
+cdef inline char* _put_u32(char* p, Py_ssize_t v):
+    cdef uint32_t x = <uint32_t>v
+    memcpy(p, &x, 4)
+    return p + 4
+
+
+cdef inline char* _put_i64(char* p, int64_t v):
+    memcpy(p, &v, 8)
+    return p + 8
+
+
+cdef inline char* _put_bytes(char* p, bytes b):
+    cdef Py_ssize_t n = len(b)
+    p = _put_u32(p, n)
+    memcpy(p, PyBytes_AS_STRING(b), n)
+    return p + n
+
+
+cdef inline uint32_t _get_u32(const char* p):
+    cdef uint32_t x
+    memcpy(&x, p, 4)
+    return x
+
+
+cdef inline int64_t _get_i64(const char* p):
+    cdef int64_t x
+    memcpy(&x, p, 8)
+    return x
+
+
+cdef inline void _need(Py_ssize_t pos, Py_ssize_t n, Py_ssize_t end) except *:
+    if n < 0 or end - pos < n:
+        raise ValueError("corrupt snapshot: truncated record")
+
+
+def encode_keys(key_indexes):
+    cdef list kis = list(key_indexes)
+    cdef Py_ssize_t size = 0
+    cdef KeyIndex ki
+    cdef list g
+    cdef KeyValue kv
+    for ki in kis:
+        size += 8 + len(ki.key)
+        for g in ki.generations:
+            size += 4
+            for kv in g:
+                size += 36 + len(kv.value)
+    out = PyBytes_FromStringAndSize(NULL, size)
+    cdef char* p = PyBytes_AS_STRING(out)
+    for ki in kis:
+        p = _put_bytes(p, ki.key)
+        p = _put_u32(p, len(ki.generations))
+        for g in ki.generations:
+            p = _put_u32(p, len(g))
+            for kv in g:
+                p = _put_i64(p, kv.create_revision)
+                p = _put_i64(p, kv.mod_revision)
+                p = _put_i64(p, kv.version)
+                p = _put_i64(p, kv.lease)
+                p = _put_bytes(p, kv.value)
+    return out
+
+
+def decode_keys(bytes data):
+    cdef const char* base = PyBytes_AS_STRING(data)
+    cdef Py_ssize_t pos = 0, end = len(data), n, ngens, nkvs, i, j
+    cdef list out = [], gens, g
+    cdef KeyIndex ki
+    cdef KeyValue kv
+    cdef bytes key
+    while pos < end:
+        _need(pos, 4, end)
+        n = _get_u32(base + pos)
+        pos += 4
+        _need(pos, n + 4, end)
+        key = PyBytes_FromStringAndSize(base + pos, n)
+        pos += n
+        ngens = _get_u32(base + pos)
+        pos += 4
+        ki = KeyIndex.__new__(KeyIndex)
+        ki.key = key
+        gens = []
+        for i in range(ngens):
+            _need(pos, 4, end)
+            nkvs = _get_u32(base + pos)
+            pos += 4
+            g = []
+            for j in range(nkvs):
+                _need(pos, 36, end)
+                kv = KeyValue.__new__(KeyValue)
+                kv.key = key
+                kv.create_revision = _get_i64(base + pos)
+                kv.mod_revision = _get_i64(base + pos + 8)
+                kv.version = _get_i64(base + pos + 16)
+                kv.lease = _get_i64(base + pos + 24)
+                n = _get_u32(base + pos + 32)
+                pos += 36
+                _need(pos, n, end)
+                kv.value = PyBytes_FromStringAndSize(base + pos, n)
+                pos += n
+                g.append(kv)
+            gens.append(g)
+        ki.generations = gens
+        out.append(ki)
+    return out
+
+
+def encode_history(history):
+    cdef Py_ssize_t size = 0
+    cdef tuple entry
+    cdef KeyValue kv
+    for entry in history:
+        size += 12
+        for kv in entry[1]:
+            size += 4 + len(kv.key)
+    out = PyBytes_FromStringAndSize(NULL, size)
+    cdef char* p = PyBytes_AS_STRING(out)
+    for entry in history:
+        p = _put_i64(p, entry[0])
+        p = _put_u32(p, len(entry[1]))
+        for kv in entry[1]:
+            p = _put_bytes(p, kv.key)
+    return out
+
+
+cdef KeyValue _revision_of(dict by_key, bytes key, long long rev):
+    cdef KeyIndex ki = by_key.get(key)
+    cdef list g
+    cdef Py_ssize_t i
+    if ki is not None:
+        for g in ki.generations:
+            if g and (<KeyValue>g[-1]).mod_revision >= rev:
+                i = _last_at_or_before(g, rev)
+                if i >= 0 and (<KeyValue>g[i]).mod_revision == rev:
+                    return g[i]
+                break
+    raise ValueError(f"corrupt snapshot: history names revision {rev} of key {key!r}, "
+                     "which the keys lack")
+
+
+def decode_history(bytes data, dict by_key):
+    cdef const char* base = PyBytes_AS_STRING(data)
+    cdef Py_ssize_t pos = 0, end = len(data), n, klen, i
+    cdef long long rev
+    cdef list out = [], changes
+    while pos < end:
+        _need(pos, 12, end)
+        rev = _get_i64(base + pos)
+        n = _get_u32(base + pos + 8)
+        pos += 12
+        changes = []
+        for i in range(n):
+            _need(pos, 4, end)
+            klen = _get_u32(base + pos)
+            pos += 4
+            _need(pos, klen, end)
+            changes.append(_revision_of(by_key, PyBytes_FromStringAndSize(base + pos, klen), rev))
+            pos += klen
+        out.append((rev, tuple(changes)))
+    return out

@@ -73,3 +73,54 @@ def test_collect_visible_twins_agree(seed):
                 assert n_p == sum(1 for k in pys if k.get(at) is not None)
                 expect = 0 if count_only else (n_p if limit <= 0 else min(limit, n_p))
                 assert len(kvs_p) == expect
+
+
+def random_key_indexes(seed, impl_kv, impl_ki):
+    """Several keys with random histories (one implementation), and the history they make:
+    [(rev, (KeyValue, ...))] with the changes of a revision in key order."""
+    rng = random.Random(seed)
+    kis = []
+    for i in range(rng.randint(0, 12)):
+        ki, _ = random_history(random.Random(seed * 100 + i), impl_kv, impl_ki, rng.randint(0, 15))
+        key = b"key-%d" % i + bytes(rng.randrange(256) for _ in range(rng.randint(0, 3)))
+        renamed = impl_ki.KeyIndex(key)
+        renamed.generations = [[impl_kv.KeyValue(key, kv.create_revision, kv.mod_revision,
+                                                 kv.version, kv.value, kv.lease) for kv in g]
+                               for g in ki.generations]
+        kis.append(renamed)
+    kis.sort(key=lambda k: k.key)
+    by_rev = {}
+    for ki in kis:
+        for g in ki.generations:
+            for kv in g:
+                by_rev.setdefault(kv.mod_revision, []).append(kv)
+    return kis, [(rev, tuple(by_rev[rev])) for rev in sorted(by_rev)]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_snapshot_codec_twins_agree(seed):
+    from kvstore.mvcc import state_codec as py_codec
+
+    py_kis, py_hist = random_key_indexes(seed, py_kv, py_ki)
+    cy_kis, cy_hist = random_key_indexes(seed, compiled, compiled)
+    keys = py_codec.encode_keys(py_kis)
+    assert keys == compiled.encode_keys(cy_kis)
+    history = py_codec.encode_history(py_hist)
+    assert history == compiled.encode_history(cy_hist)
+    for codec in (py_codec, compiled):  # each decodes what both encode, to the same state
+        kis = codec.decode_keys(keys)
+        assert [(k.key, [as_tuples(g) for g in k.generations]) for k in kis] == \
+               [(k.key, [as_tuples(g) for g in k.generations]) for k in py_kis]
+        hist = codec.decode_history(history, {k.key: k for k in kis})
+        assert [(rev, as_tuples(ch)) for rev, ch in hist] == \
+               [(rev, as_tuples(ch)) for rev, ch in py_hist]
+        found = {id(kv) for k in kis for g in k.generations for kv in g}
+        assert all(id(kv) in found for _, ch in hist for kv in ch)  # the same objects
+        if keys:
+            with pytest.raises(ValueError, match="corrupt snapshot"):
+                codec.decode_keys(keys[:-1])
+        if history:
+            with pytest.raises(ValueError, match="corrupt snapshot"):
+                codec.decode_history(history[:-1], {k.key: k for k in kis})
+            with pytest.raises(ValueError, match="corrupt snapshot"):
+                codec.decode_history(history, {})

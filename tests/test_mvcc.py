@@ -1,4 +1,5 @@
 """MVCC semantics of the in-memory store, in process (etcd's kvstore_test / key_index_test)."""
+import msgpack
 import pytest
 
 from kvstore import errors
@@ -174,10 +175,23 @@ def test_dump_and_load_round_trip():
     delete(s, b"a")
     put(s, b"b", b"x")
     s.compact(3)
-    t = MVCCStore.load(s.dump())
+    txn = s.write()  # one revision, two changes: their order (b before a) must survive
+    txn.put(b"b", b"y")
+    txn.put(b"a", b"z")
+    txn.end()
+    t = MVCCStore.load(msgpack.unpackb(msgpack.packb(s.dump(), use_bin_type=True), raw=False))
     assert (t.current_rev, t.compact_rev) == (s.current_rev, s.compact_rev)
     for rev in range(3, s.current_rev + 1):
         assert s.range(b"a", b"", rev=rev).kvs == t.range(b"a", b"", rev=rev).kvs
+    assert [(k.key, k.generations) for k in t.index.all()] == \
+           [(k.key, k.generations) for k in s.index.all()]
+    assert t.history == s.history
+    assert [kv.key for kv in t.history[-1][1]] == [b"b", b"a"]
+
+
+def test_load_refuses_an_unknown_snapshot_format():
+    with pytest.raises(ValueError, match="snapshot format"):
+        MVCCStore.load({"current_rev": 1, "compact_rev": -1, "keys": [], "history": []})
 
 
 def test_tombstone_shape_matches_etcd_delete_event():

@@ -6,7 +6,7 @@ Everything in kvstore takes KeyValue and KeyIndex from here, so one switch
 from __future__ import annotations
 
 from .. import _ext
-from . import key_index as _py_key_index, kv as _py_kv
+from . import key_index as _py_key_index, kv as _py_kv, state_codec as _py_codec
 
 _compiled = _ext.compiled("mvcc_core")
 
@@ -14,11 +14,13 @@ if _compiled is not None:
     KeyValue = _compiled.KeyValue
     KeyIndex = _compiled.KeyIndex
     collect_visible = _compiled.collect_visible
+    codec = _compiled
 else:
     KeyValue = _py_kv.KeyValue
     KeyIndex = _py_key_index.KeyIndex
     collect_visible = _py_key_index.collect_visible
+    codec = _py_codec  # encode_keys, decode_keys, encode_history, decode_history
 
 COMPILED = _compiled is not None
 
-__all__ = ["KeyValue", "KeyIndex", "collect_visible", "COMPILED"]
+__all__ = ["KeyValue", "KeyIndex", "collect_visible", "codec", "COMPILED"]

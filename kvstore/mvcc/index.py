@@ -26,6 +26,11 @@ class TreeIndex:
             self._keys.add(key)
         return ki
 
+    def load(self, key_indexes: list) -> None:
+        """Fills an empty index with KeyIndexes given in key order (a snapshot's)."""
+        self._by_key = {ki.key: ki for ki in key_indexes}
+        self._keys = SortedList(self._by_key)
+
     def remove(self, key: bytes) -> None:
         del self._by_key[key]
         self._keys.remove(key)

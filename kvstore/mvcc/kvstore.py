@@ -10,7 +10,9 @@ from typing import Callable, NamedTuple
 
 from .. import errors
 from .index import TreeIndex
-from .core import KeyValue, collect_visible
+from .core import KeyValue, codec, collect_visible
+
+SNAPSHOT_FORMAT = 2  # 1 was nested lists
 
 
 class RangeResult(NamedTuple):
@@ -107,31 +109,21 @@ class MVCCStore:
     # -- snapshot ------------------------------------------------------------------------------
 
     def dump(self) -> dict:
-        """The whole state as plain data (for msgpack)."""
-        keys = []
-        for ki in self.index.all():
-            keys.append([ki.key, [[[kv.create_revision, kv.mod_revision, kv.version, kv.value,
-                                    kv.lease] for kv in g] for g in ki.generations]])
-        # History as keys in change order: the KeyValues themselves are in ``keys``.
-        history = [[rev, [kv.key for kv in changes]] for rev, changes in self.history]
-        return {"current_rev": self.current_rev, "compact_rev": self.compact_rev, "keys": keys,
-                "history": history}
+        """The whole state as a few fields for msgpack, the bulk as flat bytes (state_codec)."""
+        return {"format": SNAPSHOT_FORMAT, "current_rev": self.current_rev,
+                "compact_rev": self.compact_rev, "keys": codec.encode_keys(self.index.all()),
+                "history": codec.encode_history(self.history)}
 
     @classmethod
     def load(cls, state: dict) -> "MVCCStore":
+        if state.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"snapshot format {state.get('format')!r} is not {SNAPSHOT_FORMAT}")
         store = cls()
         store.current_rev = state["current_rev"]
         store.compact_rev = state["compact_rev"]
-        by_rev: dict[tuple[int, bytes], KeyValue] = {}
-        for key, gens in state["keys"]:
-            ki = store.index.get_or_create(key)
-            ki.generations = [[KeyValue(key, c, m, v, val, lease) for c, m, v, val, lease in g]
-                              for g in gens]
-            for g in ki.generations:
-                for kv in g:
-                    by_rev[(kv.mod_revision, key)] = kv
-        store.history = [(rev, tuple(by_rev[(rev, key)] for key in keys))
-                         for rev, keys in state.get("history", [])]
+        key_indexes = codec.decode_keys(state["keys"])
+        store.index.load(key_indexes)
+        store.history = codec.decode_history(state["history"], {ki.key: ki for ki in key_indexes})
         return store
 
 
