@@ -23,6 +23,7 @@ import uvloop
 import kvstore
 from kvstore.api import rpc_pb2 as pb
 from kvstore.server.services import all_services
+from kvstore.server.services.interceptor import CallInterceptor
 from kvstore.server.transport.h2 import frames as f
 from kvstore.server.transport.h2.hpack import Encoder
 from kvstore.server.transport.h2.server import H2Server
@@ -63,7 +64,7 @@ def request_bytes(enc: Encoder, sid: int, path: bytes, message) -> bytes:
 
 async def run(requests: int, burst: int, method: str, profile: bool) -> None:
     store = await kvstore.Store.open("memory")
-    server = H2Server(all_services(store), 1 << 21)
+    server = H2Server(all_services(store), 1 << 21, intercept=CallInterceptor(store))
     conn = server._protocol()
     transport = CountingTransport()
     conn.connection_made(transport)

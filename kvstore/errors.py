@@ -54,5 +54,8 @@ class MessageTooLarge(EtcdError):
 
 # Server state.
 Stopped = _error("Stopped", "UNAVAILABLE", "etcdserver: server stopped")
+NoLeader = _error("NoLeader", "UNAVAILABLE", "etcdserver: no leader")
+InvalidClientAPIVersion = _error("InvalidClientAPIVersion", "INVALID_ARGUMENT",
+                                 "etcdserver: invalid client api version")
 Timeout = _error("Timeout", "UNAVAILABLE", "etcdserver: request timed out")
 Corrupt = _error("Corrupt", "DATA_LOSS", "etcdserver: corrupt cluster")

@@ -171,3 +171,21 @@ def test_ping_flood_gets_goaway_enhance_your_calm(h2_server):
     assert code == f.ENHANCE_YOUR_CALM and frames[-1][3][8:] == b"too_many_pings"
     assert [fr[0] for fr in frames].count(f.PING) == 3  # two strikes are tolerated
     assert still_serves(h2_server)
+
+
+def test_client_api_version_metadata_is_counted_and_must_be_utf8(h2_server):
+    with grpc.insecure_channel(h2_server.endpoint) as ch:
+        rpc.KVStub(ch).Range(pb.RangeRequest(key=b"a"), metadata=(("client-api-version", "3.5"),))
+    h2 = RawH2(h2_server.port)
+    block = request_headers(b"/etcdserverpb.KV/Range", extra=[(b"client-api-version", b"\xff\xfe")])
+    h2.frame(f.HEADERS, f.END_HEADERS, 1, block)
+    h2.frame(f.DATA, f.END_STREAM, 1, grpc_message(pb.RangeRequest(key=b"a")))
+    frames = h2.frames_until(lambda fr: fr[0] == f.HEADERS and fr[1] & f.END_STREAM and fr[2] == 1)
+    h2.close()
+    headers = dict(Decoder().decode(frames[-1][3]))
+    assert headers[b"grpc-status"] == b"3"
+    assert headers[b"grpc-message"] == b"etcdserver: invalid client api version"
+    _, _, body = get(h2_server, "/metrics")
+    assert "# TYPE etcd_server_client_requests_total counter" in body.decode()
+    assert 'etcd_server_client_requests_total{client_api_version="3.5",type="unary"} 1' in body.decode()
+    assert still_serves(h2_server)

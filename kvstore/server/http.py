@@ -8,9 +8,10 @@ import json
 
 
 class HttpEndpoints:
-    def __init__(self, store, cluster_version: str = "3.5.0"):
+    def __init__(self, store, cluster_version: str = "3.5.0", client_requests=None):
         self.store = store
         self.cluster_version = cluster_version
+        self.client_requests = client_requests  # {(call type, client api version): calls}
 
     def respond(self, method: str, path: str) -> tuple[int, str, bytes]:
         path = path.split("?", 1)[0]
@@ -46,4 +47,15 @@ class HttpEndpoints:
         out = []
         for name, kind, help_text, value in rows:
             out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n")
+        if self.client_requests is not None:
+            name = "etcd_server_client_requests_total"
+            out.append(f"# HELP {name} The total number of client requests per client version.\n"
+                       f"# TYPE {name} counter\n")
+            for (call_type, version), n in sorted(self.client_requests.items()):
+                out.append(f'{name}{{client_api_version="{_label(version)}",type="{call_type}"}} {n}\n')
         return "".join(out)
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value, escaped."""
+    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")

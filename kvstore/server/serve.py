@@ -12,6 +12,7 @@ from . import gc_policy
 from .config import ServerConfig
 from .http import HttpEndpoints
 from .services import all_services
+from .services.interceptor import CallInterceptor
 from .transport.grpcio_server import GrpcioServer
 from .transport.h2.server import H2Server
 
@@ -45,9 +46,10 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
                   progress_notify_interval=config.watch_progress_notify_interval)
     await store.start()
     gc_policy.settle_after_recovery()
-    http = HttpEndpoints(store)
+    intercept = CallInterceptor(store)
+    http = HttpEndpoints(store, client_requests=intercept.client_requests)
     server = TRANSPORTS[config.transport](all_services(store), config.max_request_bytes,
-                                          http1=http.respond)
+                                          http1=http.respond, intercept=intercept)
     try:
         for host, port, tls in addresses:
             server.listen(host, port, ssl_context if tls else None)

@@ -51,11 +51,19 @@ def _status(e: errors.EtcdError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, e.code, grpc.StatusCode.UNKNOWN)
 
 
-def _unary_unary(method):
+def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[bytes, bytes]]:
+    """The call's metadata as the h2 transport gives it: (name, value) byte pairs."""
+    return [(k.encode(), v if isinstance(v, bytes) else v.encode())
+            for k, v in context.invocation_metadata() or ()]
+
+
+def _unary_unary(method, intercept):
     async def handler(request, context: grpc.aio.ServicerContext):
         try:
             if type(request) is _Oversized:
                 raise request.error
+            if intercept is not None:
+                intercept("unary", _metadata(context))
             return await method(request)
         except errors.EtcdError as e:
             await context.abort(_status(e), e.message)
@@ -63,11 +71,13 @@ def _unary_unary(method):
     return handler
 
 
-def _unary_stream(method):
+def _unary_stream(method, intercept):
     async def handler(request, context: grpc.aio.ServicerContext):
         try:
             if type(request) is _Oversized:
                 raise request.error
+            if intercept is not None:
+                intercept("stream", _metadata(context))
             async for response in method(request):
                 yield response
         except errors.EtcdError as e:
@@ -76,9 +86,11 @@ def _unary_stream(method):
     return handler
 
 
-def _stream(method):
+def _stream(method, intercept):
     async def handler(request_iterator, context: grpc.aio.ServicerContext):
         try:
+            if intercept is not None:
+                intercept("stream", _metadata(context))
             async for response in method(_checked(request_iterator)):
                 yield response
         except errors.EtcdError as e:
@@ -94,19 +106,19 @@ _HANDLERS = {
 }
 
 
-def generic_handlers(services, max_receive_bytes: int) -> list[grpc.GenericRpcHandler]:
+def generic_handlers(services, max_receive_bytes: int, intercept=None) -> list[grpc.GenericRpcHandler]:
     by_service: dict[str, dict] = {}
     for m in service_methods(services):
         make_handler, wrap = _HANDLERS[m.kind]
         by_service.setdefault(m.service, {})[m.name] = make_handler(
-            wrap(m.func), request_deserializer=_deserializer(m.request, max_receive_bytes),
+            wrap(m.func, intercept), request_deserializer=_deserializer(m.request, max_receive_bytes),
             response_serializer=m.response.SerializeToString)
     return [grpc.method_handlers_generic_handler(name, handlers)
             for name, handlers in by_service.items()]
 
 
 class GrpcioServer:
-    def __init__(self, services: list, max_request_bytes: int, http1=None):
+    def __init__(self, services: list, max_request_bytes: int, http1=None, intercept=None):
         # grpcio cannot share its port with plain HTTP: the HTTP endpoints need --transport h2
         max_receive = with_overhead(max_request_bytes)
         self._server = grpc.aio.server(options=[
@@ -115,7 +127,7 @@ class GrpcioServer:
             ("grpc.max_send_message_length", _MAX_INT32),
             ("grpc.max_concurrent_streams", 2**31 - 1),
         ])
-        self._server.add_generic_rpc_handlers(generic_handlers(services, max_receive))
+        self._server.add_generic_rpc_handlers(generic_handlers(services, max_receive, intercept))
 
     def listen(self, host: str, port: int, ssl_context=None) -> int:
         if ssl_context is not None:

@@ -122,12 +122,15 @@ class RequestStream:
 
 class GrpcCall:
     __slots__ = ("conn", "stream", "method", "max_receive", "_buf", "_requests", "_task",
-                 "_timer", "_gzip", "_sent_headers", "_done", "_unary_request")
+                 "_timer", "_gzip", "_sent_headers", "_done", "_unary_request", "_headers",
+                 "_intercept")
 
-    def __init__(self, conn, stream, headers, methods: dict, max_receive: int):
+    def __init__(self, conn, stream, headers, methods: dict, max_receive: int, intercept=None):
         self.conn = conn
         self.stream = stream
         self.max_receive = max_receive
+        self._headers = headers  # the call's metadata, for the interceptor
+        self._intercept = intercept  # (call type, [(name, value)]) -> None, or raises EtcdError
         self._buf = bytearray()
         self._requests: RequestStream | None = None
         self._task: asyncio.Task | None = None
@@ -245,6 +248,8 @@ class GrpcCall:
 
     async def _run_unary(self, request) -> None:
         try:
+            if self._intercept is not None:
+                self._intercept("unary", self._headers)
             response = await self.method.func(request)
         except errors.EtcdError as e:
             self._finish(CODE_NUMBERS.get(e.code, UNKNOWN), e.message)
@@ -272,6 +277,8 @@ class GrpcCall:
     async def _stream_responses(self, responses) -> None:
         conn, stream = self.conn, self.stream
         try:
+            if self._intercept is not None:
+                self._intercept("stream", self._headers)
             async for response in responses:
                 if self._done:
                     break

@@ -17,8 +17,9 @@ def method_table(services) -> dict[bytes, Method]:
 
 
 class H2Server:
-    def __init__(self, services: list, max_request_bytes: int, http1=None):
+    def __init__(self, services: list, max_request_bytes: int, http1=None, intercept=None):
         self._http1 = http1
+        self._intercept = intercept
         self._methods = method_table(services)
         self._max_receive = with_overhead(max_request_bytes)
         self._listen: list[tuple[str, int, object]] = []
@@ -26,7 +27,7 @@ class H2Server:
         self.connections: set[H2Connection] = set()
 
     def _make_call(self, conn, stream, headers):
-        return GrpcCall(conn, stream, headers, self._methods, self._max_receive)
+        return GrpcCall(conn, stream, headers, self._methods, self._max_receive, self._intercept)
 
     def _protocol(self) -> H2Connection:
         conn = H2Connection(self._make_call, on_close=self.connections.discard, http1=self._http1)
