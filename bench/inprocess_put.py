@@ -22,6 +22,7 @@ import uvloop
 
 import kvstore
 from kvstore.api import rpc_pb2 as pb
+from kvstore.server import gc_policy
 from kvstore.server.services import all_services
 from kvstore.server.services.interceptor import CallInterceptor
 from kvstore.server.transport.h2 import frames as f
@@ -64,6 +65,7 @@ def request_bytes(enc: Encoder, sid: int, path: bytes, message) -> bytes:
 
 async def run(requests: int, burst: int, method: str, profile: bool) -> None:
     store = await kvstore.Store.open("memory")
+    gc_policy.settle_after_recovery()  # as `kvstore serve` does
     server = H2Server(all_services(store), 1 << 21, intercept=CallInterceptor(store))
     conn = server._protocol()
     transport = CountingTransport()

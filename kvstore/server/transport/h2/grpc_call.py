@@ -18,6 +18,7 @@ from .... import errors
 log = logging.getLogger(__name__)
 
 _PREFIX = struct.Struct(">BL")
+_LENGTH = struct.Struct(">L")
 
 # Status codes (grpc's codes.Code).
 OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED = 0, 1, 2, 3, 4
@@ -176,6 +177,12 @@ class GrpcCall:
     def data(self, payload: bytes) -> None:
         if self._done or self.method is None:
             return
+        if not self._buf and len(payload) >= 5 and payload[0] == 0:
+            # the usual case: the frame holds exactly one whole uncompressed message
+            (length,) = _LENGTH.unpack_from(payload, 1)
+            if length == len(payload) - 5 and length <= self.max_receive:
+                self._deliver(payload[5:])
+                return
         buf = self._buf
         buf += payload
         pos = 0
@@ -199,15 +206,18 @@ class GrpcCall:
                 except zlib.error as e:
                     self._finish(INTERNAL, f"grpc: failed to decompress the received message: {e}")
                     return
-            try:
-                message = self.method.decode(raw)
-            except Exception as e:  # a malformed protobuf
-                self._finish(INTERNAL, f"grpc: error unmarshalling request: {e}")
-                return
-            self._on_message(message)
+            self._deliver(raw)
             if self._done:
                 return
         del buf[:pos]
+
+    def _deliver(self, raw: bytes) -> None:
+        try:
+            message = self.method.decode(raw)
+        except Exception as e:  # a malformed protobuf
+            self._finish(INTERNAL, f"grpc: error unmarshalling request: {e}")
+            return
+        self._on_message(message)
 
     def _on_message(self, message) -> None:
         if self._requests is not None:
