@@ -65,10 +65,10 @@ async def test_snapshot_then_tail_replay(tmp_path):
     s = await open_lmdb(tmp_path / "d", snapshot_count=25)
     for i in range(60):
         await s.put(pb.PutRequest(key=b"k%02d" % (i % 10), value=b"%d" % i))
+    history = {rev: values_at(s, rev) for rev in range(2, s.mvcc.current_rev + 1)}
+    await s.close()  # waits for a snapshot still being written
     assert s.snapshot_index >= 50  # snapshots were taken
     assert s.snapshot_index < s.applied_index  # and there is a tail after the last one
-    history = {rev: values_at(s, rev) for rev in range(2, s.mvcc.current_rev + 1)}
-    await s.close()
 
     s2 = await open_lmdb(tmp_path / "d", snapshot_count=25)
     try:
@@ -121,3 +121,41 @@ async def test_data_dir_is_locked(tmp_path):
             await open_lmdb(tmp_path / "d")
     finally:
         await s.close()
+
+
+async def test_writes_go_on_while_a_snapshot_is_written(tmp_path, monkeypatch):
+    """The proposer does not wait for the snapshot file: puts commit (durably) meanwhile, and
+    the covered entries are dropped in slices once the file is in place."""
+    import threading
+    from kvstore.log import lmdb as lmdb_log
+
+    release = threading.Event()
+    real_write = lmdb_log.LmdbLog._write_snapshot_file
+
+    def held_write(self, index, data):
+        assert release.wait(10)
+        real_write(self, index, data)
+
+    monkeypatch.setattr(lmdb_log.LmdbLog, "_write_snapshot_file", held_write)
+    monkeypatch.setattr(lmdb_log, "DROP_SLICE", 7)
+    s = await open_lmdb(tmp_path / "d", snapshot_count=20)
+    try:
+        for i in range(60):  # a snapshot is due after 20 entries; its file is held back
+            await s.put(pb.PutRequest(key=b"k%02d" % i, value=b"v"))
+        assert s.snapshot_index == 0 and s.applied_index >= 60
+        release.set()
+        for _ in range(200):
+            if s.snapshot_index:
+                break
+            await asyncio.sleep(0.01)
+        assert 20 <= s.snapshot_index < 60
+        first_logged = next(iter(s.log.replay(0)))[0]
+        assert first_logged == s.snapshot_index + 1  # dropped through, several slices of 7
+    finally:
+        release.set()
+        await s.close()
+    s2 = await open_lmdb(tmp_path / "d", snapshot_count=20)
+    try:
+        assert len(s2.range(pb.RangeRequest(key=b"k", range_end=b"l")).kvs) == 60
+    finally:
+        await s2.close()

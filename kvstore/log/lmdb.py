@@ -22,6 +22,9 @@ from .base import Log
 _INDEX = struct.Struct(">Q")
 _SNAPSHOT_PREFIX = "snapshot-"
 _SNAPSHOT_SUFFIX = ".msgpack"
+# Entries a snapshot covers are deleted this many per write transaction, so an append never
+# waits behind the deletion of a whole snapshot's worth (100,000 by default).
+DROP_SLICE = 5_000
 
 
 class DataDirInUse(RuntimeError):
@@ -114,9 +117,13 @@ class LmdbLog(Log):
         return paths[-1] if paths else None
 
     async def save_snapshot(self, index: int, data: bytes) -> None:
-        await self._on_writer(self._save_snapshot, index, data)
+        """Writes the snapshot file on a thread of its own (appends go on meanwhile), then drops
+        the entries it covers in slices, each one write job between appends."""
+        await asyncio.get_running_loop().run_in_executor(None, self._write_snapshot_file, index, data)
+        while await self._on_writer(self._drop_through, index, DROP_SLICE):
+            pass
 
-    def _save_snapshot(self, index: int, data: bytes) -> None:
+    def _write_snapshot_file(self, index: int, data: bytes) -> None:
         final = self.dir / f"{_SNAPSHOT_PREFIX}{index:016x}{_SNAPSHOT_SUFFIX}"
         tmp = final.with_suffix(".tmp")
         with open(tmp, "wb") as f:
@@ -131,15 +138,17 @@ class LmdbLog(Log):
             os.close(dir_fd)
         for old in self._snapshot_paths()[:-1]:
             old.unlink(missing_ok=True)
-        self._drop_through(index)
 
-    def _drop_through(self, index: int) -> None:
-        """Deletes entries <= index (a snapshot covers them)."""
+    def _drop_through(self, index: int, limit: int) -> bool:
+        """Deletes up to ``limit`` entries <= index (a snapshot covers them); True if more remain."""
         with self._env.begin(write=True, db=self._entries_db) as txn:
             cur = txn.cursor()
             cur.first()
-            while cur.key() and _INDEX.unpack(cur.key())[0] <= index:
+            for _ in range(limit):
+                if not cur.key() or _INDEX.unpack(cur.key())[0] > index:
+                    return False
                 cur.delete()  # moves to the next entry
+            return bool(cur.key()) and _INDEX.unpack(cur.key())[0] <= index
 
     def load_snapshot(self) -> tuple[int, bytes] | None:
         path = self._newest_snapshot_path()

@@ -81,6 +81,7 @@ class Store:
         self._proposer: Proposer | None = None
         self._timers: list[asyncio.Task] = []
         self._revoking: set[int] = set()
+        self._snapshot_task: asyncio.Task | None = None
 
     def _set_mvcc(self, mvcc: MVCCStore) -> None:
         self.mvcc = mvcc
@@ -137,6 +138,8 @@ class Store:
         if self._proposer is not None:
             await self._proposer.close()
             self._proposer = None
+        if self._snapshot_task is not None:
+            await self._snapshot_task
         await self.log.close()
 
     # -- apply ---------------------------------------------------------------------------------
@@ -159,14 +162,33 @@ class Store:
         raise errors.Corrupt(f"etcdserver: unknown log entry kind {kind}")
 
     async def _maybe_snapshot(self) -> None:
-        if self.log.durable and self.applied_index - self.snapshot_index >= self.snapshot_count:
-            await self.snapshot()
+        """After each batch: starts a snapshot when one is due. The state is captured here, in
+        log order; writing it out runs beside the proposer, which keeps committing."""
+        if (self.log.durable and self._snapshot_task is None
+                and self.applied_index - self.snapshot_index >= self.snapshot_count):
+            index, data = self._capture()
+            self._snapshot_task = asyncio.get_running_loop().create_task(
+                self._save_snapshot(index, data), name="snapshot")
+
+    async def _save_snapshot(self, index: int, data: bytes) -> None:
+        try:
+            await self.log.save_snapshot(index, data)
+            self.snapshot_index = index
+        except Exception:
+            log.exception("snapshot at %d failed; the log keeps its entries", index)
+        finally:
+            self._snapshot_task = None
+
+    def _capture(self) -> tuple[int, bytes]:
+        index = self.applied_index
+        return index, msgpack.packb({"index": index, "mvcc": self.mvcc.dump(),
+                                     "leases": self.leases.dump()}, use_bin_type=True)
 
     async def snapshot(self) -> None:
-        """Saves the applied state so replay starts here (the log drops what it covers)."""
-        index = self.applied_index
-        data = msgpack.packb({"index": index, "mvcc": self.mvcc.dump(),
-                              "leases": self.leases.dump()}, use_bin_type=True)
+        """Saves the applied state now, so replay starts here (the log drops what it covers)."""
+        if self._snapshot_task is not None:
+            await asyncio.shield(self._snapshot_task)
+        index, data = self._capture()
         await self.log.save_snapshot(index, data)
         self.snapshot_index = index
 
