@@ -31,6 +31,11 @@ DuplicateKey = _error("DuplicateKey", "INVALID_ARGUMENT",
                       "etcdserver: duplicate key given in txn request")
 RequestTooLarge = _error("RequestTooLarge", "INVALID_ARGUMENT", "etcdserver: request is too large")
 InvalidSortOption = _error("InvalidSortOption", "INVALID_ARGUMENT", "etcdserver: invalid sort option")
+# RangeStream (etcd 3.7): what it leaves to Range; etcd's messages have no "etcdserver: " prefix.
+StreamSortUnsupported = _error("StreamSortUnsupported", "UNIMPLEMENTED",
+                               "RangeStream does not support custom sort orders")
+StreamFilterUnsupported = _error("StreamFilterUnsupported", "UNIMPLEMENTED",
+                                 "RangeStream does not support revision filters")
 
 # MVCC.
 Compacted = _error("Compacted", "OUT_OF_RANGE",

@@ -117,8 +117,8 @@ class KVServicer:
         """RangeStream gets the keys in the range from the key-value store as a stream
         of chunks, pinned to a single revision. Merging all chunks (proto.Merge) in
         stream order produces the same result as a single Range call.
-        Non-default sort orders are not supported (InvalidArgument); use Range.
-        (etcd KEP-5966, since etcd 3.7.)
+        Sort orders other than by key ascending, and revision filters, are not
+        supported (Unimplemented); use Range. (etcd KEP-5966, since etcd 3.7.)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -25,6 +25,7 @@ from . import entry, validate
 from .apply import Applier
 from .identity import Identity, load_identity
 from .proposer import Proposer
+from .range_stream import range_chunks
 from .watch_stream import WatchStream
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,11 @@ class Store:
     def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
         validate.check_range(r)
         return self._fill(self.applier.range(r))
+
+    def range_stream(self, r: pb.RangeRequest):
+        """RangeStream's chunks (range_stream.py); errors come from the first ``next()``."""
+        validate.check_range_stream(r)
+        return range_chunks(self.mvcc, r, self.max_request_bytes, self.header)
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
         validate.check_put(r)

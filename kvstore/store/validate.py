@@ -20,6 +20,18 @@ def check_range(r: pb.RangeRequest) -> None:
         raise errors.InvalidSortOption()
 
 
+def check_range_stream(r: pb.RangeRequest) -> None:
+    """Range's checks, then what RangeStream does not do: any order but the key order (NONE,
+    or ASCEND by KEY), and revision filters (the stream's count could not honour them)."""
+    check_range(r)
+    default_order = (r.sort_order == pb.RangeRequest.NONE
+                     or (r.sort_order == pb.RangeRequest.ASCEND and r.sort_target == pb.RangeRequest.KEY))
+    if not default_order:
+        raise errors.StreamSortUnsupported()
+    if r.min_mod_revision or r.max_mod_revision or r.min_create_revision or r.max_create_revision:
+        raise errors.StreamFilterUnsupported()
+
+
 def check_put(r: pb.PutRequest) -> None:
     if not r.key:
         raise errors.EmptyKey()

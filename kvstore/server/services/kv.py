@@ -12,6 +12,10 @@ class KVService:
     async def Range(self, request: pb.RangeRequest) -> pb.RangeResponse:
         return self.store.range(request)
 
+    async def RangeStream(self, request: pb.RangeRequest):
+        for chunk in self.store.range_stream(request):
+            yield pb.RangeStreamResponse(range_response=chunk)
+
     async def Put(self, request: pb.PutRequest) -> pb.PutResponse:
         return await self.store.put(request)
 
