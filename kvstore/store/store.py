@@ -26,7 +26,7 @@ from .apply import Applier
 from .identity import Identity, load_identity
 from .proposer import Proposer
 from .range_stream import range_chunks
-from .watch_stream import WatchStream
+from .watch_stream import DeliveryCache, WatchStream
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ class Store:
         self._timers: list[asyncio.Task] = []
         self._revoking: set[int] = set()
         self._snapshot_task: asyncio.Task | None = None
+        self.watch_delivery = DeliveryCache(self.header)
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def _set_mvcc(self, mvcc: MVCCStore) -> None:
         self.mvcc = mvcc
@@ -101,6 +103,7 @@ class Store:
         return store
 
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self.identity = load_identity(self.log, self.name)
         self._recover()
         now = time.monotonic()

@@ -44,8 +44,11 @@ class WatchStream:
     def __init__(self, store):
         self._store = store
         self._hub = store.watch_hub
+        self._cache: DeliveryCache = store.watch_delivery
         self._queue: deque[pb.WatchResponse] = deque()
-        self._ready = asyncio.Event()
+        # a future the reader waits on when the queue is empty (asyncio.Event would look the
+        # loop up on every wait: a getpid() system call on Python 3.11)
+        self._wakeup: asyncio.Future | None = None
         self._closed = False
         self._next_id = 0
         self._progress_pending = False
@@ -141,7 +144,8 @@ class WatchStream:
         if not self.has_room():
             return self._closed  # a closed stream drops everything
         opts = w.data
-        pb_events = [self._event(kv, prev, opts.prev_kv) for kv, prev in events]
+        event = self._cache.event
+        pb_events = [event(kv, prev, opts.prev_kv, rev) for kv, prev in events]
         resp = pb.WatchResponse(header=self._header(rev), watch_id=w.id, events=pb_events)
         opts.sent_since_tick = True
         if opts.fragment and len(pb_events) > 1 and resp.ByteSize() >= self.max_fragment_bytes:
@@ -162,34 +166,30 @@ class WatchStream:
         if self._progress_pending and all(x.synced for x in self.watchers.values()):
             self._push_progress_all()
 
-    @staticmethod
-    def _event(kv, prev, with_prev: bool) -> kv_pb2.Event:
-        if kv.version == 0:
-            ev = kv_pb2.Event(type=_DELETE, kv=kv_pb2.KeyValue(key=kv.key, mod_revision=kv.mod_revision))
-        else:
-            ev = kv_pb2.Event(type=_PUT, kv=kv_to_pb(kv))
-        if with_prev and prev is not None:
-            ev.prev_kv.CopyFrom(kv_to_pb(prev))
-        return ev
-
     # -- the response queue --------------------------------------------------------------------
 
     def _header(self, rev: int) -> pb.ResponseHeader:
-        return self._store.header(rev)
+        return self._cache.header(rev)
 
     def _push(self, resp: pb.WatchResponse) -> None:
         if self._closed:
             return
         self._queue.append(resp)
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     async def next(self) -> pb.WatchResponse | None:
         """The next response to send, waiting for one; None once the stream is closed."""
         while not self._queue:
             if self._closed:
                 return None
-            self._ready.clear()
-            await self._ready.wait()
+            self._wakeup = self._store.loop.create_future()
+            await self._wakeup
+            self._wakeup = None
         resp = self._queue.popleft()
         if len(self._queue) <= _DRAINED and self._hub.unsynced_count:
             self._hub.request_sync()
@@ -204,8 +204,46 @@ class WatchStream:
         self.watchers.clear()
         self._compacted_ids.clear()
         self._queue.clear()
-        self._ready.set()
+        self._wake()
         self._store.watch_streams.discard(self)
+
+
+class DeliveryCache:
+    """What every watcher of a revision shares, built once per store: the Events of the
+    revision being delivered (a put on a key with N watchers builds its Event once, not N
+    times) and recent response headers. Events are keyed by id(kv): a revision's KeyValues stay
+    alive in the history while it is delivered, and the cache holds one revision at a time."""
+
+    def __init__(self, header):
+        self._make_header = header  # revision -> ResponseHeader
+        self._headers: dict[int, pb.ResponseHeader] = {}
+        self._events: dict[tuple[int, int], kv_pb2.Event] = {}
+        self._events_rev = 0
+
+    def header(self, rev: int) -> pb.ResponseHeader:
+        header = self._headers.get(rev)
+        if header is None:
+            if len(self._headers) > 64:
+                self._headers.clear()
+            header = self._headers[rev] = self._make_header(rev)
+        return header
+
+    def event(self, kv, prev, with_prev: bool, rev: int) -> kv_pb2.Event:
+        if rev != self._events_rev:
+            self._events.clear()
+            self._events_rev = rev
+        with_prev = with_prev and prev is not None
+        key = (id(kv), id(prev) if with_prev else 0)
+        ev = self._events.get(key)
+        if ev is None:
+            if kv.version == 0:
+                ev = kv_pb2.Event(type=_DELETE, kv=kv_pb2.KeyValue(key=kv.key, mod_revision=kv.mod_revision))
+            else:
+                ev = kv_pb2.Event(type=_PUT, kv=kv_to_pb(kv))
+            if with_prev:
+                ev.prev_kv.CopyFrom(kv_to_pb(prev))
+            self._events[key] = ev
+        return ev
 
 
 def _fragments(resp: pb.WatchResponse, limit: int):
