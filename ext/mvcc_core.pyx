@@ -199,24 +199,47 @@ cdef inline void _need(Py_ssize_t pos, Py_ssize_t n, Py_ssize_t end) except *:
         raise ValueError("corrupt snapshot: truncated record")
 
 
-def encode_keys(key_indexes):
-    cdef list kis = list(key_indexes)
-    cdef Py_ssize_t size = 0
-    cdef KeyIndex ki
+cdef list _generations_at(list generations, long long at_rev):
+    """Twin of state_codec.generations_at."""
+    cdef list out = []
     cdef list g
+    cdef Py_ssize_t n
+    for g in generations:
+        n = _last_at_or_before(g, at_rev) + 1
+        if n < len(g):
+            out.append(g[:n])
+            break
+        out.append(g)
+    return out
+
+
+def generations_at(list generations, long long at_rev):
+    return _generations_at(generations, at_rev)
+
+
+def encode_keys(key_indexes, long long at_rev=0):
+    cdef list kis = list(key_indexes)
+    cdef list all_gens = [(_generations_at(ki.generations, at_rev) if at_rev else ki.generations)
+                          for ki in kis]
+    cdef Py_ssize_t size = 0, i
+    cdef KeyIndex ki
+    cdef list g, gens
     cdef KeyValue kv
-    for ki in kis:
+    for i in range(len(kis)):
+        ki = kis[i]
         size += 8 + len(ki.key)
-        for g in ki.generations:
+        for g in <list>all_gens[i]:
             size += 4
             for kv in g:
                 size += 36 + len(kv.value)
     out = PyBytes_FromStringAndSize(NULL, size)
     cdef char* p = PyBytes_AS_STRING(out)
-    for ki in kis:
+    for i in range(len(kis)):
+        ki = kis[i]
+        gens = all_gens[i]
         p = _put_bytes(p, ki.key)
-        p = _put_u32(p, len(ki.generations))
-        for g in ki.generations:
+        p = _put_u32(p, len(gens))
+        for g in gens:
             p = _put_u32(p, len(g))
             for kv in g:
                 p = _put_i64(p, kv.create_revision)

@@ -124,3 +124,17 @@ def test_snapshot_codec_twins_agree(seed):
                 codec.decode_history(history[:-1], {k.key: k for k in kis})
             with pytest.raises(ValueError, match="corrupt snapshot"):
                 codec.decode_history(history, {})
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_generations_at_twins_agree(seed):
+    from kvstore.mvcc import state_codec as py_codec
+
+    n = random.Random(seed).randint(0, 30)
+    py, last = random_history(random.Random(seed), py_kv, py_ki, n)
+    cy, _ = random_history(random.Random(seed), compiled, compiled, n)
+    for at in range(0, last + 2):
+        expect = py_codec.generations_at(py.generations, at)
+        assert [as_tuples(g) for g in compiled.generations_at(cy.generations, at)] == \
+               [as_tuples(g) for g in expect]
+        assert py_codec.encode_keys([py], at) == compiled.encode_keys([cy], at)

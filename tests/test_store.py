@@ -132,9 +132,9 @@ async def test_writes_go_on_while_a_snapshot_is_written(tmp_path, monkeypatch):
     release = threading.Event()
     real_write = lmdb_log.LmdbLog._write_snapshot_file
 
-    def held_write(self, index, data):
+    def held_write(self, index, parts):
         assert release.wait(10)
-        real_write(self, index, data)
+        real_write(self, index, parts)
 
     monkeypatch.setattr(lmdb_log.LmdbLog, "_write_snapshot_file", held_write)
     monkeypatch.setattr(lmdb_log, "DROP_SLICE", 7)

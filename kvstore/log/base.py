@@ -25,8 +25,10 @@ class Log(ABC):
         """Index of the newest entry (0 when the log has never held one)."""
 
     @abstractmethod
-    async def save_snapshot(self, index: int, data: bytes) -> None:
-        """Stores the state as of ``index`` and drops the entries it covers."""
+    async def save_snapshot(self, index: int, parts: list[bytes]) -> None:
+        """Stores the state as of ``index`` (the concatenation of ``parts``; a large state is
+        handed over in pieces rather than copied into one buffer) and drops the entries it
+        covers."""
 
     @abstractmethod
     def load_snapshot(self) -> tuple[int, bytes] | None:

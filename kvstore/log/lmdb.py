@@ -21,7 +21,7 @@ from .base import Log
 
 _INDEX = struct.Struct(">Q")
 _SNAPSHOT_PREFIX = "snapshot-"
-_SNAPSHOT_SUFFIX = ".msgpack"
+_SNAPSHOT_SUFFIX = ".snap"
 # Entries a snapshot covers are deleted this many per write transaction, so an append never
 # waits behind the deletion of a whole snapshot's worth (100,000 by default).
 DROP_SLICE = 5_000
@@ -116,18 +116,18 @@ class LmdbLog(Log):
         paths = self._snapshot_paths()
         return paths[-1] if paths else None
 
-    async def save_snapshot(self, index: int, data: bytes) -> None:
+    async def save_snapshot(self, index: int, parts: list[bytes]) -> None:
         """Writes the snapshot file on a thread of its own (appends go on meanwhile), then drops
         the entries it covers in slices, each one write job between appends."""
-        await asyncio.get_running_loop().run_in_executor(None, self._write_snapshot_file, index, data)
+        await asyncio.get_running_loop().run_in_executor(None, self._write_snapshot_file, index, parts)
         while await self._on_writer(self._drop_through, index, DROP_SLICE):
             pass
 
-    def _write_snapshot_file(self, index: int, data: bytes) -> None:
+    def _write_snapshot_file(self, index: int, parts: list[bytes]) -> None:
         final = self.dir / f"{_SNAPSHOT_PREFIX}{index:016x}{_SNAPSHOT_SUFFIX}"
         tmp = final.with_suffix(".tmp")
         with open(tmp, "wb") as f:
-            f.write(data)
+            f.writelines(parts)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)

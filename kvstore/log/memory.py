@@ -26,8 +26,8 @@ class MemoryLog(Log):
         for i in range(start, self.last_index + 1):
             yield i, self._entries[i - self._first]
 
-    async def save_snapshot(self, index: int, data: bytes) -> None:
-        self._snapshot = (index, data)
+    async def save_snapshot(self, index: int, parts: list[bytes]) -> None:
+        self._snapshot = (index, b"".join(parts))
         drop = index - self._first + 1
         if drop > 0:
             del self._entries[:drop]

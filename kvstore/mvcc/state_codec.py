@@ -13,7 +13,7 @@ history:  per revision: i64 revision, u32 changes; per change: u32 key length, k
 from __future__ import annotations
 
 import struct
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from operator import attrgetter
 
 from .key_index import KeyIndex
@@ -25,13 +25,30 @@ _REV = struct.Struct("<qI")
 _mod_revision = attrgetter("mod_revision")
 
 
-def encode_keys(key_indexes) -> bytes:
+def generations_at(generations: list, at_rev: int) -> list:
+    """The generations as they were when ``at_rev`` was the newest revision.
+
+    Since then, writes only appended: revisions to the last generation, and after a tombstone
+    a new generation. So each generation is cut to its revisions <= at_rev, and the first one
+    that loses any was the last generation then."""
+    out = []
+    for g in generations:
+        n = bisect_right(g, at_rev, key=_mod_revision)
+        out.append(g[:n] if n < len(g) else g)
+        if n < len(g):
+            break
+    return out
+
+
+def encode_keys(key_indexes, at_rev: int = 0) -> bytes:
+    """The key indexes' records; with ``at_rev``, as they were at that revision."""
     out = bytearray()
     for ki in key_indexes:
+        gens = generations_at(ki.generations, at_rev) if at_rev else ki.generations
         out += _U32.pack(len(ki.key))
         out += ki.key
-        out += _U32.pack(len(ki.generations))
-        for g in ki.generations:
+        out += _U32.pack(len(gens))
+        for g in gens:
             out += _U32.pack(len(g))
             for kv in g:
                 out += _KV.pack(kv.create_revision, kv.mod_revision, kv.version, kv.lease,

@@ -12,8 +12,6 @@ import os
 import random
 import time
 
-import msgpack
-
 from .. import errors
 from ..limits import DEFAULT_MAX_REQUEST_BYTES
 from ..api import rpc_pb2 as pb
@@ -21,11 +19,12 @@ from ..log import Log, open_log
 from ..mvcc import MVCCStore
 from ..mvcc.lease import DEFAULT_MIN_TTL, LeaseTable, live_kvs
 from ..mvcc.watch_hub import WatchHub
-from . import entry, validate
+from . import entry, snapshot, validate
 from .apply import Applier
 from .identity import Identity, load_identity
 from .proposer import Proposer
 from .range_stream import range_chunks
+from .snapshot import Capture
 from .watch_stream import DeliveryCache, WatchStream
 
 log = logging.getLogger(__name__)
@@ -118,9 +117,8 @@ class Store:
         snap = self.log.load_snapshot()
         if snap is not None:
             index, data = snap
-            state = msgpack.unpackb(data, raw=False)
-            mvcc = MVCCStore.load(state["mvcc"])
-            self.leases.load(state.get("leases", []), live_kvs(mvcc.index))
+            mvcc, leases = snapshot.parse(data)
+            self.leases.load(leases, live_kvs(mvcc.index))
             self._set_mvcc(mvcc)
             self.applied_index = self.snapshot_index = index
         replayed = 0
@@ -166,35 +164,36 @@ class Store:
         raise errors.Corrupt(f"etcdserver: unknown log entry kind {kind}")
 
     async def _maybe_snapshot(self) -> None:
-        """After each batch: starts a snapshot when one is due. The state is captured here, in
-        log order; writing it out runs beside the proposer, which keeps committing."""
+        """After each batch: starts a snapshot when one is due. Its cheap part is taken here, at
+        a batch boundary; the rest runs beside the proposer, which keeps committing."""
         if (self.log.durable and self._snapshot_task is None
                 and self.applied_index - self.snapshot_index >= self.snapshot_count):
-            index, data = self._capture()
-            self._snapshot_task = asyncio.get_running_loop().create_task(
-                self._save_snapshot(index, data), name="snapshot")
+            capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
+            self._snapshot_task = self.loop.create_task(self._save_snapshot(capture), name="snapshot")
 
-    async def _save_snapshot(self, index: int, data: bytes) -> None:
+    async def _save_snapshot(self, capture: Capture) -> bool:
         try:
-            await self.log.save_snapshot(index, data)
-            self.snapshot_index = index
+            parts = await capture.parts(lambda: self.mvcc)
+            if parts is None:
+                return False  # overtaken by a compaction: the next batch tries again
+            await self.log.save_snapshot(capture.index, parts)
+            self.snapshot_index = capture.index
+            return True
         except Exception:
-            log.exception("snapshot at %d failed; the log keeps its entries", index)
+            log.exception("snapshot at %d failed; the log keeps its entries", capture.index)
+            return False
         finally:
             self._snapshot_task = None
 
-    def _capture(self) -> tuple[int, bytes]:
-        index = self.applied_index
-        return index, msgpack.packb({"index": index, "mvcc": self.mvcc.dump(),
-                                     "leases": self.leases.dump()}, use_bin_type=True)
-
     async def snapshot(self) -> None:
         """Saves the applied state now, so replay starts here (the log drops what it covers)."""
-        if self._snapshot_task is not None:
-            await asyncio.shield(self._snapshot_task)
-        index, data = self._capture()
-        await self.log.save_snapshot(index, data)
-        self.snapshot_index = index
+        while True:
+            if self._snapshot_task is not None:
+                await asyncio.shield(self._snapshot_task)
+            capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
+            self._snapshot_task = self.loop.create_task(self._save_snapshot(capture), name="snapshot")
+            if await asyncio.shield(self._snapshot_task):
+                return
 
     async def _propose(self, kind: int, request):
         data = entry.encode(kind, request)
