@@ -16,14 +16,15 @@ class KVService:
         for chunk in self.store.range_stream(request):
             yield pb.RangeStreamResponse(range_response=chunk)
 
-    async def Put(self, request: pb.PutRequest) -> pb.PutResponse:
-        return await self.store.put(request)
+    # Writes hand back the store's future: the transport awaits it (no coroutine in between).
+    def Put(self, request: pb.PutRequest):
+        return self.store.put(request)
 
-    async def DeleteRange(self, request: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
-        return await self.store.delete_range(request)
+    def DeleteRange(self, request: pb.DeleteRangeRequest):
+        return self.store.delete_range(request)
 
     async def Txn(self, request: pb.TxnRequest) -> pb.TxnResponse:
         return await self.store.txn(request)
 
-    async def Compact(self, request: pb.CompactionRequest) -> pb.CompactionResponse:
-        return await self.store.compact(request)
+    def Compact(self, request: pb.CompactionRequest):
+        return self.store.compact(request)
