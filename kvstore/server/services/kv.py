@@ -9,14 +9,15 @@ class KVService:
     def __init__(self, store):
         self.store = store
 
-    async def Range(self, request: pb.RangeRequest) -> pb.RangeResponse:
+    # A unary method returns its response, or an awaitable of it (the transports take both).
+    def Range(self, request: pb.RangeRequest) -> pb.RangeResponse:
         return self.store.range(request)
 
     async def RangeStream(self, request: pb.RangeRequest):
         for chunk in self.store.range_stream(request):
             yield pb.RangeStreamResponse(range_response=chunk)
 
-    # Writes hand back the store's future: the transport awaits it (no coroutine in between).
+    # Writes hand back the store's future (no coroutine in between).
     def Put(self, request: pb.PutRequest):
         return self.store.put(request)
 

@@ -5,6 +5,7 @@ names. EtcdErrors become gRPC statuses with etcd's code and message.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 
 import grpc
@@ -64,7 +65,8 @@ def _unary_unary(method, intercept):
                 raise request.error
             if intercept is not None:
                 intercept("unary", _metadata(context))
-            return await method(request)
+            result = method(request)
+            return await result if inspect.isawaitable(result) else result
         except errors.EtcdError as e:
             await context.abort(_status(e), e.message)
 

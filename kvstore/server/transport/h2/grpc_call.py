@@ -237,7 +237,7 @@ class GrpcCall:
             self._finish(INTERNAL, "grpc: no request message received for a unary call")
             return
         if self.method.kind == "unary":
-            self._start(self._run_unary(self._unary_request))
+            self._call_unary(self._unary_request)
         else:
             self._start(self._run_server_stream(self._unary_request))
 
@@ -256,27 +256,58 @@ class GrpcCall:
     def _start(self, coro) -> None:
         self._task = self.conn.loop.create_task(coro)
 
-    async def _run_unary(self, request) -> None:
+    def _call_unary(self, request) -> None:
+        """A unary method may answer at once (a response), later (a future: no task needed)
+        or as a coroutine (run as a task)."""
         try:
             if self._intercept is not None:
                 self._intercept("unary", self._headers)
-            response = await self.method.func(request)
-        except errors.EtcdError as e:
-            self._finish(CODE_NUMBERS.get(e.code, UNKNOWN), e.message)
-        except asyncio.CancelledError:
-            pass
+            result = self.method.func(request)
         except Exception as e:
-            log.exception("handler failed")
-            self._finish(UNKNOWN, f"Unexpected {type(e).__name__}: {e}")
+            self._failed(e)
+            return
+        if isinstance(result, asyncio.Future):  # left running if the call is cancelled, as
+            result.add_done_callback(self._on_future)  # etcd lets a proposed write complete
+        elif asyncio.iscoroutine(result):
+            self._start(self._run_unary(result))
         else:
-            if self._done:
-                return
-            body = response.SerializeToString()
-            self._done = self._sent_headers = True
-            if self._timer is not None:
-                self._timer.cancel()
-            self.conn.send_response(self.stream, RESPONSE_HEADERS,
-                                    _PREFIX.pack(0, len(body)) + body, TRAILERS_OK)
+            self._respond(result)
+
+    def _on_future(self, fut: asyncio.Future) -> None:
+        if fut.cancelled() or self._done:
+            return
+        e = fut.exception()
+        if e is not None:
+            self._failed(e)
+        else:
+            self._respond(fut.result())
+
+    async def _run_unary(self, coro) -> None:
+        try:
+            response = await coro
+        except asyncio.CancelledError:
+            return
+        except Exception as e:
+            self._failed(e)
+            return
+        self._respond(response)
+
+    def _failed(self, e: Exception) -> None:
+        if isinstance(e, errors.EtcdError):
+            self._finish(CODE_NUMBERS.get(e.code, UNKNOWN), e.message)
+        else:
+            log.error("handler failed", exc_info=e)
+            self._finish(UNKNOWN, f"Unexpected {type(e).__name__}: {e}")
+
+    def _respond(self, response) -> None:
+        if self._done:
+            return
+        body = response.SerializeToString()
+        self._done = self._sent_headers = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.conn.send_response(self.stream, RESPONSE_HEADERS,
+                                _PREFIX.pack(0, len(body)) + body, TRAILERS_OK)
 
     async def _run_server_stream(self, request) -> None:
         await self._stream_responses(self.method.func(request))
