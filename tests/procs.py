@@ -15,10 +15,21 @@ import grpc
 REPO = Path(__file__).resolve().parent.parent
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never one this test process handed out before: the kernel
+    may give the same ephemeral port to consecutive bind(0) calls once the socket is closed,
+    and two servers of one fixture (an etcd's client and peer ports, a kvstore) would then
+    collide, a test talking to the wrong server."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def channel(endpoint: str, root_ca: Path | None = None) -> grpc.Channel:
@@ -55,6 +66,7 @@ class ServerProcess:
 
     def __init__(self, data_dir: Path, port: int | None = None):
         self.data_dir = Path(data_dir)
+        self._port_chosen = port is None  # ours to change if something else takes it
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.{self.name}.log"
@@ -75,16 +87,23 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     env=self.env(), cwd=str(self.data_dir.parent))
-        log.close()
-        try:
-            wait_for_grpc(self.endpoint, self.proc, timeout, self.root_ca)
-        except Exception:
-            self.stop()
-            raise RuntimeError(f"{self.name} failed to start; log:\n{self.log()}")
-        return self
+        for attempt in range(3):
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.env(), cwd=str(self.data_dir.parent))
+            log.close()
+            try:
+                wait_for_grpc(self.endpoint, self.proc, timeout, self.root_ca)
+            except Exception:
+                self.stop()
+                if self._port_chosen and attempt < 2 and "address already in use" in self.log():
+                    self.port = free_port()  # taken meanwhile (e.g. by a client socket)
+                    continue
+                raise RuntimeError(f"{self.name} failed to start; log:\n{self.log()}")
+            if self.proc.poll() is not None:  # what answered was another server on the port
+                raise RuntimeError(f"{self.name} exited at start; log:\n{self.log()}")
+            return self
+        raise AssertionError("unreachable")
 
     def log(self) -> str:
         try:
