@@ -159,3 +159,47 @@ async def test_writes_go_on_while_a_snapshot_is_written(tmp_path, monkeypatch):
         assert len(s2.range(pb.RangeRequest(key=b"k", range_end=b"l")).kvs) == 60
     finally:
         await s2.close()
+
+
+async def test_explicit_snapshot_saves_now_and_reports_failure(tmp_path, monkeypatch):
+    from kvstore.log import lmdb as lmdb_log
+
+    s = await open_lmdb(tmp_path / "d")
+    try:
+        for i in range(5):
+            await s.put(pb.PutRequest(key=b"e%d" % i, value=b"v"))
+        await s.snapshot()
+        assert s.snapshot_index == s.applied_index
+        await s.put(pb.PutRequest(key=b"e9", value=b"v"))
+
+        def broken(self, index, parts):
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(lmdb_log.LmdbLog, "_write_snapshot_file", broken)
+        with pytest.raises(OSError, match="disk gone"):  # said, not swallowed (nor retried)
+            await s.snapshot()
+        assert s.snapshot_index < s.applied_index
+    finally:
+        await s.close()
+
+
+@pytest.mark.parametrize("limit", [100, 1024, 1536 * 1024, 10 * 1024 * 1024])
+def test_largest_request_is_the_exact_boundary_of_etcds_proposal_size(limit):
+    from kvstore.store.store import etcd_proposal_size, largest_request
+
+    n = largest_request(limit)
+    assert etcd_proposal_size(n) <= limit < etcd_proposal_size(n + 1)
+
+
+async def test_put_exactly_at_the_size_limit_passes_and_one_byte_more_does_not():
+    from kvstore.store.store import largest_request
+
+    s = await kvstore.Store.open("memory", max_request_bytes=1024)
+    try:
+        base = len(pb.PutRequest(key=b"a", value=b"x" * 900).SerializeToString())
+        fits = b"x" * (900 + largest_request(1024) - base)
+        await s.put(pb.PutRequest(key=b"a", value=fits))
+        with pytest.raises(errors.RequestTooLarge):
+            await s.put(pb.PutRequest(key=b"a", value=fits + b"x"))
+    finally:
+        await s.close()

@@ -58,6 +58,15 @@ def etcd_proposal_size(request_size: int) -> int:
     return header + 1 + _varint_size(request_size) + request_size
 
 
+def largest_request(max_request_bytes: int) -> int:
+    """The largest encoded request whose etcd_proposal_size is within ``max_request_bytes``
+    (the size grows with the request, so one comparison per write replaces the computation)."""
+    n = max_request_bytes
+    while n > 0 and etcd_proposal_size(n) > max_request_bytes:
+        n -= 1
+    return n
+
+
 class Store:
     def __init__(self, wal: Log, *, name: str = "default", max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  max_txn_ops: int = DEFAULT_MAX_TXN_OPS, snapshot_count: int = DEFAULT_SNAPSHOT_COUNT,
@@ -67,10 +76,7 @@ class Store:
         self.log = wal
         self.name = name
         self.max_request_bytes = max_request_bytes
-        # the largest encoded request etcd_proposal_size keeps within max_request_bytes
-        self._max_request_size = max_request_bytes
-        while self._max_request_size > 0 and etcd_proposal_size(self._max_request_size) > max_request_bytes:
-            self._max_request_size -= 1
+        self._max_request_size = largest_request(max_request_bytes)
         self.max_txn_ops = max_txn_ops
         self.snapshot_count = snapshot_count
         self.etcd_version = etcd_version
@@ -175,29 +181,30 @@ class Store:
             capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
             self._snapshot_task = self.loop.create_task(self._save_snapshot(capture), name="snapshot")
 
-    async def _save_snapshot(self, capture: Capture) -> bool:
+    async def _save_snapshot(self, capture: Capture, background: bool = True) -> None:
         try:
-            parts = await capture.parts(lambda: self.mvcc)
-            if parts is None:
-                return False  # overtaken by a compaction: the next batch tries again
+            while (parts := await capture.parts(lambda: self.mvcc)) is None:
+                if background:
+                    return  # overtaken by a compaction: the next batch tries again
+                # Any other task runs between batches, so a capture taken here is consistent.
+                capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
             await self.log.save_snapshot(capture.index, parts)
             self.snapshot_index = capture.index
-            return True
         except Exception:
+            if not background:
+                raise
             log.exception("snapshot at %d failed; the log keeps its entries", capture.index)
-            return False
         finally:
             self._snapshot_task = None
 
     async def snapshot(self) -> None:
         """Saves the applied state now, so replay starts here (the log drops what it covers)."""
-        while True:
-            if self._snapshot_task is not None:
-                await asyncio.shield(self._snapshot_task)
-            capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
-            self._snapshot_task = self.loop.create_task(self._save_snapshot(capture), name="snapshot")
-            if await asyncio.shield(self._snapshot_task):
-                return
+        while self._snapshot_task is not None:
+            await asyncio.shield(self._snapshot_task)
+        capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
+        self._snapshot_task = self.loop.create_task(self._save_snapshot(capture, background=False),
+                                                    name="snapshot")
+        await self._snapshot_task
 
     def _propose(self, kind: int, request) -> asyncio.Future:
         """Queues a write; the future gets its response, header filled, once it is durable and
@@ -234,7 +241,8 @@ class Store:
         return self._fill(self.applier.range(r))
 
     def range_stream(self, r: pb.RangeRequest):
-        """RangeStream's chunks (range_stream.py); errors come from the first ``next()``."""
+        """RangeStream's chunks (range_stream.py): request errors are raised here, read errors
+        (a future or compacted revision) by the first ``next()``."""
         validate.check_range_stream(r)
         return range_chunks(self.mvcc, r, self.max_request_bytes, self.header)
 
