@@ -331,14 +331,10 @@ class GrpcCall:
                     await conn.writable(stream)
                 elif conn._write_paused:
                     await conn.writable(stream)
-        except errors.EtcdError as e:
-            self._finish(CODE_NUMBERS.get(e.code, UNKNOWN), e.message)
-            return
         except asyncio.CancelledError:
             return
         except Exception as e:
-            log.exception("streaming handler failed")
-            self._finish(UNKNOWN, f"Unexpected {type(e).__name__}: {e}")
+            self._failed(e)
             return
         finally:
             if hasattr(responses, "aclose"):
