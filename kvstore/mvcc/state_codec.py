@@ -88,7 +88,7 @@ def decode_keys(data: bytes) -> list:
                 gens.append(g)
             ki.generations = gens
             out.append(ki)
-    except struct.error as e:
+    except struct.error:
         raise ValueError("corrupt snapshot: truncated record") from None
     return out
 
@@ -120,7 +120,7 @@ def decode_history(data: bytes, by_key: dict) -> list:
                 pos += 4 + klen
                 changes.append(_revision_of(by_key, key, rev))
             out.append((rev, tuple(changes)))
-    except struct.error as e:
+    except struct.error:
         raise ValueError("corrupt snapshot: truncated record") from None
     return out
 
