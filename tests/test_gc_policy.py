@@ -77,3 +77,10 @@ def test_settle_after_recovery_freezes_and_raises_the_young_threshold():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_no_collections_while_recovering():
+    assert gc.isenabled()
+    with gc_policy.recovering():
+        assert not gc.isenabled()
+    assert gc.isenabled()

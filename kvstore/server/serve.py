@@ -44,7 +44,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
                   max_txn_ops=config.max_txn_ops, snapshot_count=config.snapshot_count,
                   etcd_version=config.etcd_version, client_urls=config.advertise_client_urls,
                   progress_notify_interval=config.watch_progress_notify_interval)
-    await store.start()
+    with gc_policy.recovering():
+        await store.start()
     gc_policy.settle_after_recovery()
     intercept = CallInterceptor(store)
     http = HttpEndpoints(store, client_requests=intercept.client_requests)
