@@ -167,6 +167,7 @@ class WriteTxn:
 
     def put(self, key: bytes, value: bytes, lease: int = 0) -> KeyValue:
         ki = self.store.index.get_or_create(key)
+        key = ki.key  # every revision of a key shares one bytes object (not one per request)
         prev = ki.current()
         if prev is None:
             kv = KeyValue(key, self.rev, self.rev, 1, value, lease)
