@@ -229,7 +229,27 @@ cdef inline Py_ssize_t _field_size(tuple field) noexcept:
 
 # -- decoder --------------------------------------------------------------------------------------
 
-cdef class Decoder:
+cdef class _DynamicTable:
+    """What the decoder and the encoder share: the dynamic table and its size accounting."""
+    cdef list _entries  # oldest first
+    cdef Py_ssize_t _size
+    cdef Py_ssize_t _capacity
+
+    @property
+    def table(self):
+        """The dynamic table, newest entry (index 62) first."""
+        return self._entries[::-1]
+
+    @property
+    def table_size(self):
+        return self._size
+
+    @property
+    def table_capacity(self):
+        return self._capacity
+
+
+cdef class Decoder(_DynamicTable):
     """One connection's HPACK decoding context: the dynamic table the peer's encoder fills.
 
     ``max_table_size`` is our SETTINGS_HEADER_TABLE_SIZE: the table starts at that capacity and
@@ -237,9 +257,6 @@ cdef class Decoder:
     next header block must then begin with a size update no larger than the smallest value set.
     ``max_header_list_size`` bounds a block's header list, counted as RFC 9113 §6.5.2 does.
     """
-    cdef list _entries  # oldest first
-    cdef Py_ssize_t _size
-    cdef Py_ssize_t _capacity
     cdef Py_ssize_t _max_table_size
     cdef Py_ssize_t _required_update
     cdef public Py_ssize_t max_header_list_size
@@ -275,19 +292,6 @@ cdef class Decoder:
         if value < self._capacity and (self._required_update < 0
                                        or value < self._required_update):
             self._required_update = value
-
-    @property
-    def table(self):
-        """The dynamic table, newest entry (index 62) first."""
-        return self._entries[::-1]
-
-    @property
-    def table_size(self):
-        return self._size
-
-    @property
-    def table_capacity(self):
-        return self._capacity
 
     cdef inline tuple _field(self, Py_ssize_t index):
         cdef Py_ssize_t k, n
@@ -403,7 +407,7 @@ cdef class Decoder:
 
 # -- encoder --------------------------------------------------------------------------------------
 
-cdef class Encoder:
+cdef class Encoder(_DynamicTable):
     """One connection's HPACK encoding context, mirroring the peer decoder's dynamic table.
 
     Fields found whole in the static or dynamic table are sent as an index; others as literals
@@ -416,9 +420,6 @@ cdef class Encoder:
     Whatever larger size the peer allows later, the table grows to ``table_size_limit`` at
     most, so a peer cannot make us keep every header we ever sent.
     """
-    cdef list _entries  # oldest first
-    cdef Py_ssize_t _size
-    cdef Py_ssize_t _capacity
     cdef Py_ssize_t _inserted  # entries ever added; entry number s has index 62 + inserted-1-s
     cdef dict _by_field  # (name, value) -> the newest entry's number
     cdef dict _by_name
@@ -451,19 +452,6 @@ cdef class Encoder:
         self._pending_min = -1
         self._never_index = frozenset(never_index)
         self._no_index = frozenset(no_index)
-
-    @property
-    def table(self):
-        """The dynamic table, newest entry (index 62) first."""
-        return self._entries[::-1]
-
-    @property
-    def table_size(self):
-        return self._size
-
-    @property
-    def table_capacity(self):
-        return self._capacity
 
     def set_max_table_size(self, Py_ssize_t n):
         """The peer's SETTINGS_HEADER_TABLE_SIZE: the table takes this capacity (at most

@@ -306,7 +306,28 @@ def decode_integer(data: bytes, prefix_bits: int) -> tuple[int, int]:
 
 # -- decoder -------------------------------------------------------------------------------------
 
-class Decoder:
+class _DynamicTable:
+    """What the decoder and the encoder share: the dynamic table and its size accounting."""
+
+    _entries: list[tuple[bytes, bytes]]  # oldest first
+    _size: int
+    _capacity: int
+
+    @property
+    def table(self) -> list[tuple[bytes, bytes]]:
+        """The dynamic table, newest entry (index 62) first."""
+        return self._entries[::-1]
+
+    @property
+    def table_size(self) -> int:
+        return self._size
+
+    @property
+    def table_capacity(self) -> int:
+        return self._capacity
+
+
+class Decoder(_DynamicTable):
     """One connection's HPACK decoding context: the dynamic table the peer's encoder fills.
 
     ``max_table_size`` is our SETTINGS_HEADER_TABLE_SIZE: the table starts at that capacity and
@@ -337,19 +358,6 @@ class Decoder:
         if value < self._capacity and (self._required_update < 0
                                        or value < self._required_update):
             self._required_update = value
-
-    @property
-    def table(self) -> list[tuple[bytes, bytes]]:
-        """The dynamic table, newest entry (index 62) first."""
-        return self._entries[::-1]
-
-    @property
-    def table_size(self) -> int:
-        return self._size
-
-    @property
-    def table_capacity(self) -> int:
-        return self._capacity
 
     def _field(self, index: int) -> tuple[bytes, bytes]:
         if index <= STATIC_COUNT:
@@ -448,7 +456,7 @@ class Decoder:
 
 # -- encoder -------------------------------------------------------------------------------------
 
-class Encoder:
+class Encoder(_DynamicTable):
     """One connection's HPACK encoding context, mirroring the peer decoder's dynamic table.
 
     Fields found whole in the static or dynamic table are sent as an index; others as literals
@@ -476,19 +484,6 @@ class Encoder:
         self._pending_min = -1  # a size update to send first (-1: none)
         self._never_index = frozenset(never_index)
         self._no_index = frozenset(no_index)
-
-    @property
-    def table(self) -> list[tuple[bytes, bytes]]:
-        """The dynamic table, newest entry (index 62) first."""
-        return self._entries[::-1]
-
-    @property
-    def table_size(self) -> int:
-        return self._size
-
-    @property
-    def table_capacity(self) -> int:
-        return self._capacity
 
     def set_max_table_size(self, n: int) -> None:
         """The peer's SETTINGS_HEADER_TABLE_SIZE: the table takes this capacity (at most
