@@ -17,13 +17,19 @@ if sys.byteorder != "little":  # the snapshot codec writes host-order integers
     raise ImportError("kvstore._ext.mvcc_core assumes a little-endian host")
 
 
+# Holds bytes only, so it can never be part of a reference cycle: not tracked by the GC.
+@cython.no_gc
 cdef class KeyValue:
-    cdef public bytes key
-    cdef public long long create_revision
-    cdef public long long mod_revision
-    cdef public long long version
-    cdef public bytes value
-    cdef public long long lease
+    cdef readonly bytes key
+    # The serialized mvccpb.KeyValue (kv_wire.pxi); the value lives only in there.
+    cdef readonly bytes encoded
+    cdef readonly long long create_revision
+    cdef readonly long long mod_revision
+    cdef readonly long long version
+    cdef readonly long long lease
+    # Where the value field (tag to end of data) lies in ``encoded``: cut out for keys_only.
+    cdef readonly unsigned int value_start
+    cdef readonly unsigned int value_end
 
     def __init__(self, bytes key, long long create_revision, long long mod_revision,
                  long long version, bytes value, long long lease):
@@ -31,12 +37,19 @@ cdef class KeyValue:
         self.create_revision = create_revision
         self.mod_revision = mod_revision
         self.version = version
-        self.value = value
         self.lease = lease
+        _encode_kv(self, PyBytes_AS_STRING(value), len(value))
 
     @classmethod
     def tombstone(cls, bytes key, long long revision):
-        return cls(key, 0, revision, 0, b"", 0)
+        return _new_kv(key, 0, revision, 0, NULL, 0, 0)
+
+    @property
+    def value(self):
+        if self.value_start == self.value_end:
+            return b""
+        cdef Py_ssize_t n = _value_len(self)
+        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self.encoded) + self.value_end - n, n)
 
     @property
     def is_tombstone(self):
@@ -59,6 +72,9 @@ cdef class KeyValue:
         return ("KeyValue(key=%r, create=%d, mod=%d, version=%d, value=%r, lease=%d)"
                 % (self.key, self.create_revision, self.mod_revision, self.version,
                    self.value[:32], self.lease))
+
+
+include "kv_wire.pxi"
 
 
 cdef inline Py_ssize_t _last_at_or_before(list g, long long rev):
@@ -164,6 +180,13 @@ def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_
 
 # -- snapshot codec (twin: kvstore/mvcc/state_codec.py, whose docstring gives the format) ------
 
+cdef inline Py_ssize_t _value_len(KeyValue kv) noexcept:
+    if kv.value_start == kv.value_end:
+        return 0
+    return <Py_ssize_t>_get_varint(<const unsigned char*>PyBytes_AS_STRING(kv.encoded)
+                                   + kv.value_start + 1)
+
+
 cdef inline char* _put_u32(char* p, Py_ssize_t v):
     cdef uint32_t x = <uint32_t>v
     memcpy(p, &x, 4)
@@ -221,7 +244,7 @@ def encode_keys(key_indexes, long long at_rev=0):
     cdef list kis = list(key_indexes)
     cdef list all_gens = [(_generations_at(ki.generations, at_rev) if at_rev else ki.generations)
                           for ki in kis]
-    cdef Py_ssize_t size = 0, i
+    cdef Py_ssize_t size = 0, i, n
     cdef KeyIndex ki
     cdef list g, gens
     cdef KeyValue kv
@@ -231,7 +254,7 @@ def encode_keys(key_indexes, long long at_rev=0):
         for g in <list>all_gens[i]:
             size += 4
             for kv in g:
-                size += 36 + len(kv.value)
+                size += 36 + _value_len(kv)
     out = PyBytes_FromStringAndSize(NULL, size)
     cdef char* p = PyBytes_AS_STRING(out)
     for i in range(len(kis)):
@@ -246,7 +269,10 @@ def encode_keys(key_indexes, long long at_rev=0):
                 p = _put_i64(p, kv.mod_revision)
                 p = _put_i64(p, kv.version)
                 p = _put_i64(p, kv.lease)
-                p = _put_bytes(p, kv.value)
+                n = _value_len(kv)
+                p = _put_u32(p, n)
+                memcpy(p, PyBytes_AS_STRING(kv.encoded) + kv.value_end - n, n)
+                p += n
     return out
 
 
@@ -276,18 +302,12 @@ def decode_keys(bytes data):
             g = []
             for j in range(nkvs):
                 _need(pos, 36, end)
-                kv = KeyValue.__new__(KeyValue)
-                kv.key = key
-                kv.create_revision = _get_i64(base + pos)
-                kv.mod_revision = _get_i64(base + pos + 8)
-                kv.version = _get_i64(base + pos + 16)
-                kv.lease = _get_i64(base + pos + 24)
                 n = _get_u32(base + pos + 32)
-                pos += 36
-                _need(pos, n, end)
-                kv.value = PyBytes_FromStringAndSize(base + pos, n)
-                pos += n
-                g.append(kv)
+                _need(pos + 36, n, end)
+                g.append(_new_kv(key, _get_i64(base + pos), _get_i64(base + pos + 8),
+                                 _get_i64(base + pos + 16), base + pos + 36, n,
+                                 _get_i64(base + pos + 24)))
+                pos += 36 + n
             gens.append(g)
         ki.generations = gens
         out.append(ki)

@@ -1,6 +1,8 @@
 """One revision of one key, as etcd's mvccpb.KeyValue carries it."""
 from __future__ import annotations
 
+from .wire import encode_kv
+
 
 class KeyValue:
     """Immutable by convention: once written to the index a KeyValue never changes.
@@ -9,7 +11,8 @@ class KeyValue:
     no value, and ``mod_revision`` set to the deleting revision, as etcd's DELETE events show it.
     """
 
-    __slots__ = ("key", "create_revision", "mod_revision", "version", "value", "lease")
+    __slots__ = ("key", "create_revision", "mod_revision", "version", "value", "lease",
+                 "encoded", "value_start", "value_end")
 
     def __init__(self, key: bytes, create_revision: int, mod_revision: int, version: int,
                  value: bytes, lease: int):
@@ -19,6 +22,9 @@ class KeyValue:
         self.version = version
         self.value = value
         self.lease = lease
+        # The serialized mvccpb.KeyValue, and where its value field lies (wire.py).
+        self.encoded, self.value_start, self.value_end = encode_kv(
+            key, create_revision, mod_revision, version, value, lease)
 
     @classmethod
     def tombstone(cls, key: bytes, revision: int) -> "KeyValue":

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .. import errors
 from ..api import kv_pb2, rpc_pb2 as pb
 from ..mvcc import KeyValue, MVCCStore
+from ..mvcc.core import wire
 from ..mvcc.lease import LeaseTable
 from .compare import compares_hold
 from .ranges import range_end
@@ -26,8 +27,12 @@ _SORT_KEYS = {
 
 
 def kv_to_pb(kv: KeyValue, keys_only: bool = False) -> kv_pb2.KeyValue:
-    return _KV(key=kv.key, create_revision=kv.create_revision, mod_revision=kv.mod_revision,
-               version=kv.version, value=b"" if keys_only else kv.value, lease=kv.lease)
+    return _KV.FromString(wire.kv_bytes(kv, keys_only))
+
+
+def revision_header(revision: int) -> bytes:
+    """The header of a response nested in a txn: the revision only, as etcd's."""
+    return wire.encode_header(0, 0, revision, 0)
 
 
 class Applier:
@@ -40,7 +45,8 @@ class Applier:
 
     # -- single requests -----------------------------------------------------------------------
 
-    def range(self, r: pb.RangeRequest, view=None) -> pb.RangeResponse:
+    def range(self, r: pb.RangeRequest, view=None, header=revision_header) -> bytes:
+        """The serialized RangeResponse; ``header(revision)`` gives its ResponseHeader's bytes."""
         if view is None:
             view = self.mvcc
         limit = r.limit
@@ -63,10 +69,7 @@ class Applier:
         if r.limit > 0 and len(kvs) > r.limit:
             kvs = kvs[:r.limit]
             more = True
-        keys_only = r.keys_only
-        return pb.RangeResponse(header=pb.ResponseHeader(revision=rr.rev),
-                                kvs=[kv_to_pb(kv, keys_only) for kv in kvs],
-                                more=more, count=rr.count)
+        return wire.range_response(header(rr.rev), kvs, r.keys_only, more, rr.count)
 
     def put(self, r: pb.PutRequest, txn=None) -> pb.PutResponse:
         if txn is None:
@@ -195,7 +198,7 @@ class Applier:
             which = op.WhichOneof("request")
             out = resp.responses.add()
             if which == "request_range":
-                out.response_range.CopyFrom(self.range(op.request_range, view))
+                out.response_range.ParseFromString(self.range(op.request_range, view))
             elif which == "request_put":
                 out.response_put.CopyFrom(self._put(op.request_put, view))
             elif which == "request_delete_range":

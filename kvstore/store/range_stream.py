@@ -16,20 +16,22 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..api import rpc_pb2 as pb
-from .apply import kv_to_pb
+from ..mvcc.core import wire
 from .ranges import range_end
 
 FIRST_CHUNK_KEYS = 10
 
 
-def range_chunks(mvcc, r: pb.RangeRequest, chunk_bytes: int, header) -> Iterator[pb.RangeResponse]:
-    """Chunks of ``r`` (already validated); ``header(revision)`` makes the last one's header."""
+def range_chunks(mvcc, r: pb.RangeRequest, chunk_bytes: int, header) -> Iterator[bytes]:
+    """Serialized RangeStreamResponses of ``r`` (already validated); ``header(revision)`` makes
+    the last one's ResponseHeader bytes."""
     at = mvcc.check_read_rev(r.revision)
     header_rev = mvcc.current_rev
     end = range_end(r.range_end)
     if r.count_only:
         counted = mvcc.range(r.key, end, at, 0, True)
-        yield pb.RangeResponse(header=header(header_rev), count=counted.count)
+        yield wire.range_stream_response(
+            wire.range_response(header(header_rev), [], False, False, counted.count))
         return
     limit = r.limit if r.limit > 0 else 0
     keys_only = r.keys_only
@@ -43,19 +45,18 @@ def range_chunks(mvcc, r: pb.RangeRequest, chunk_bytes: int, header) -> Iterator
         more = len(got) > want
         kvs = got[:want]
         sent += len(kvs)
-        out = pb.RangeResponse(kvs=[kv_to_pb(kv, keys_only) for kv in kvs])
         done = not more or (limit and sent == limit)
         if done:
-            out.header.CopyFrom(header(header_rev))
-            out.more = more
-            out.count = sent
+            count = sent
             if more:  # cut by the client's limit: count what it did not get, as Range does
-                out.count += mvcc.range(kvs[-1].key + b"\0", end, at, 0, True).count
-            yield out
+                count += mvcc.range(kvs[-1].key + b"\0", end, at, 0, True).count
+            yield wire.range_stream_response(
+                wire.range_response(header(header_rev), kvs, keys_only, more, count))
             return
-        yield out
+        chunk = wire.range_response(None, kvs, keys_only, False, 0)
+        yield wire.range_stream_response(chunk)
         key = kvs[-1].key + b"\0"
-        size = out.ByteSize()
+        size = len(chunk)
         if size < chunk_bytes // 2:
             want *= 2
         elif size > chunk_bytes * 2:

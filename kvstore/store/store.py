@@ -17,6 +17,7 @@ from ..limits import DEFAULT_MAX_REQUEST_BYTES
 from ..api import rpc_pb2 as pb
 from ..log import Log, open_log
 from ..mvcc import MVCCStore
+from ..mvcc.core import wire
 from ..mvcc.lease import DEFAULT_MIN_TTL, LeaseTable, live_kvs
 from ..mvcc.watch_hub import WatchHub
 from . import entry, snapshot, validate
@@ -92,8 +93,9 @@ class Store:
         self._timers: list[asyncio.Task] = []
         self._revoking: set[int] = set()
         self._snapshot_task: asyncio.Task | None = None
-        self.watch_delivery = DeliveryCache(self.header)
+        self.watch_delivery = DeliveryCache(self.header_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._header_cache: tuple[int, bytes] = (-1, b"")
 
     def _set_mvcc(self, mvcc: MVCCStore) -> None:
         self.mvcc = mvcc
@@ -229,6 +231,16 @@ class Store:
             h.revision = self.mvcc.current_rev
         return resp
 
+    def header_bytes(self, revision: int) -> bytes:
+        """The serialized header of a response at ``revision`` (the last one is kept: reads
+        between two writes share it)."""
+        cached = self._header_cache
+        if cached[0] != revision:
+            ident = self.identity
+            cached = self._header_cache = (revision, wire.encode_header(
+                ident.cluster_id, ident.member_id, revision, ident.term))
+        return cached[1]
+
     def header(self, revision: int) -> pb.ResponseHeader:
         ident = self.identity
         return pb.ResponseHeader(cluster_id=ident.cluster_id, member_id=ident.member_id,
@@ -237,14 +249,18 @@ class Store:
     # -- KV ------------------------------------------------------------------------------------
 
     def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
+        return pb.RangeResponse.FromString(self.range_encoded(r))
+
+    def range_encoded(self, r: pb.RangeRequest) -> bytes:
+        """Range's response already serialized: the fast path (no protobuf object per key)."""
         validate.check_range(r)
-        return self._fill(self.applier.range(r))
+        return self.applier.range(r, header=self.header_bytes)
 
     def range_stream(self, r: pb.RangeRequest):
-        """RangeStream's chunks (range_stream.py): request errors are raised here, read errors
-        (a future or compacted revision) by the first ``next()``."""
+        """RangeStream's responses, serialized (range_stream.py): request errors are raised
+        here, read errors (a future or compacted revision) by the first ``next()``."""
         validate.check_range_stream(r)
-        return range_chunks(self.mvcc, r, self.max_request_bytes, self.header)
+        return range_chunks(self.mvcc, r, self.max_request_bytes, self.header_bytes)
 
     def put(self, r: pb.PutRequest) -> "asyncio.Future[pb.PutResponse]":
         validate.check_put(r)

@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from ..api import kv_pb2, rpc_pb2 as pb
+from ..api import rpc_pb2 as pb
 from ..limits import with_overhead
+from ..mvcc.core import wire
 from ..mvcc.watch_hub import Watcher
-from .apply import kv_to_pb
 from .ranges import range_end
 
 MAX_QUEUED = 256  # responses; beyond this watchers on the stream fall back to catch-up
 _DRAINED = MAX_QUEUED // 2
 INVALID_WATCH_ID = -1  # clientv3.InvalidWatchID
 
-_PUT, _DELETE = kv_pb2.Event.PUT, kv_pb2.Event.DELETE
 _NOPUT, _NODELETE = pb.WatchCreateRequest.NOPUT, pb.WatchCreateRequest.NODELETE
 
 ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
@@ -45,7 +44,7 @@ class WatchStream:
         self._store = store
         self._hub = store.watch_hub
         self._cache: DeliveryCache = store.watch_delivery
-        self._queue: deque[pb.WatchResponse] = deque()
+        self._queue: deque[bytes] = deque()  # serialized WatchResponses
         # a future the reader waits on when the queue is empty (asyncio.Event would look the
         # loop up on every wait: a getpid() system call on Python 3.11)
         self._wakeup: asyncio.Future | None = None
@@ -144,15 +143,17 @@ class WatchStream:
         if not self.has_room():
             return self._closed  # a closed stream drops everything
         opts = w.data
-        event = self._cache.event
-        pb_events = [event(kv, prev, opts.prev_kv, rev) for kv, prev in events]
-        resp = pb.WatchResponse(header=self._header(rev), watch_id=w.id, events=pb_events)
+        cache = self._cache
+        event = cache.event
+        encoded = [event(kv, prev, opts.prev_kv, rev) for kv, prev in events]
+        header = cache.header_bytes(rev)
         opts.sent_since_tick = True
-        if opts.fragment and len(pb_events) > 1 and resp.ByteSize() >= self.max_fragment_bytes:
-            for part in _fragments(resp, self.max_fragment_bytes):
-                self._push(part)
+        if (opts.fragment and len(encoded) > 1 and wire.watch_response_size(
+                header, w.id, encoded, False) >= self.max_fragment_bytes):
+            for part in _fragments(header, w.id, encoded, self.max_fragment_bytes):
+                self._push_encoded(part)
         else:
-            self._push(resp)
+            self._push_encoded(wire.watch_response(header, w.id, encoded, False))
         return True
 
     def deliver_compacted(self, w: Watcher, compact_rev: int) -> None:
@@ -172,6 +173,9 @@ class WatchStream:
         return self._cache.header(rev)
 
     def _push(self, resp: pb.WatchResponse) -> None:
+        self._push_encoded(resp.SerializeToString())
+
+    def _push_encoded(self, resp: bytes) -> None:
         if self._closed:
             return
         self._queue.append(resp)
@@ -183,7 +187,12 @@ class WatchStream:
             wakeup.set_result(None)
 
     async def next(self) -> pb.WatchResponse | None:
-        """The next response to send, waiting for one; None once the stream is closed."""
+        """The next response, waiting for one; None once the stream is closed."""
+        resp = await self.next_encoded()
+        return None if resp is None else pb.WatchResponse.FromString(resp)
+
+    async def next_encoded(self) -> bytes | None:
+        """The next response to send, serialized (the fast path of ``next``)."""
         while not self._queue:
             if self._closed:
                 return None
@@ -209,18 +218,18 @@ class WatchStream:
 
 
 class DeliveryCache:
-    """What every watcher of a revision shares, built once per store: the Events of the
-    revision being delivered (a put on a key with N watchers builds its Event once, not N
+    """What every watcher of a revision shares, built once per store: the serialized Events of
+    the revision being delivered (a put on a key with N watchers encodes its Event once, not N
     times) and recent response headers. Events are keyed by id(kv): a revision's KeyValues stay
     alive in the history while it is delivered, and the cache holds one revision at a time."""
 
-    def __init__(self, header):
-        self._make_header = header  # revision -> ResponseHeader
-        self._headers: dict[int, pb.ResponseHeader] = {}
-        self._events: dict[tuple[int, int], kv_pb2.Event] = {}
+    def __init__(self, header_bytes):
+        self._make_header = header_bytes  # revision -> serialized ResponseHeader
+        self._headers: dict[int, bytes] = {}
+        self._events: dict[tuple[int, int], bytes] = {}
         self._events_rev = 0
 
-    def header(self, rev: int) -> pb.ResponseHeader:
+    def header_bytes(self, rev: int) -> bytes:
         header = self._headers.get(rev)
         if header is None:
             if len(self._headers) > 64:
@@ -228,7 +237,10 @@ class DeliveryCache:
             header = self._headers[rev] = self._make_header(rev)
         return header
 
-    def event(self, kv, prev, with_prev: bool, rev: int) -> kv_pb2.Event:
+    def header(self, rev: int) -> pb.ResponseHeader:
+        return pb.ResponseHeader.FromString(self.header_bytes(rev))
+
+    def event(self, kv, prev, with_prev: bool, rev: int) -> bytes:
         if rev != self._events_rev:
             self._events.clear()
             self._events_rev = rev
@@ -236,29 +248,21 @@ class DeliveryCache:
         key = (id(kv), id(prev) if with_prev else 0)
         ev = self._events.get(key)
         if ev is None:
-            if kv.version == 0:
-                ev = kv_pb2.Event(type=_DELETE, kv=kv_pb2.KeyValue(key=kv.key, mod_revision=kv.mod_revision))
-            else:
-                ev = kv_pb2.Event(type=_PUT, kv=kv_to_pb(kv))
-            if with_prev:
-                ev.prev_kv.CopyFrom(kv_to_pb(prev))
-            self._events[key] = ev
+            ev = self._events[key] = wire.event(kv, prev if with_prev else None)
         return ev
 
 
-def _fragments(resp: pb.WatchResponse, limit: int):
+def _fragments(header: bytes, watch_id: int, events: list, limit: int):
     """etcd's sendFragments: split the events over responses of < limit bytes (at least one
     event each), all but the last marked ``fragment``."""
-    events = list(resp.events)
+    base = wire.watch_response_size(header, watch_id, [], True)
     i = 0
     while i < len(events):
-        part = pb.WatchResponse(header=resp.header, watch_id=resp.watch_id, fragment=True)
+        start, size = i, base
         while i < len(events):
-            part.events.append(events[i])
-            if len(part.events) > 1 and part.ByteSize() >= limit:
-                del part.events[-1]
+            add = wire.event_field_size(events[i])
+            if i > start and size + add >= limit:
                 break
+            size += add
             i += 1
-        if i == len(events):
-            part.fragment = False
-        yield part
+        yield wire.watch_response(header, watch_id, events[start:i], i < len(events))

@@ -9,13 +9,14 @@ class KVService:
     def __init__(self, store):
         self.store = store
 
-    # A unary method returns its response, or an awaitable of it (the transports take both).
-    def Range(self, request: pb.RangeRequest) -> pb.RangeResponse:
-        return self.store.range(request)
+    # A unary method returns its response, or an awaitable of it (the transports take both);
+    # a response may be a message or its bytes, already serialized.
+    def Range(self, request: pb.RangeRequest) -> bytes:
+        return self.store.range_encoded(request)
 
     async def RangeStream(self, request: pb.RangeRequest):
-        for chunk in self.store.range_stream(request):
-            yield pb.RangeStreamResponse(range_response=chunk)
+        for response in self.store.range_stream(request):
+            yield response
 
     # Writes hand back the store's future (no coroutine in between).
     def Put(self, request: pb.PutRequest):

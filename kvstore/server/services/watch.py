@@ -12,7 +12,7 @@ class WatchService:
     def __init__(self, store):
         self.store = store
 
-    async def Watch(self, requests: AsyncIterator[pb.WatchRequest]) -> AsyncIterator[pb.WatchResponse]:
+    async def Watch(self, requests: AsyncIterator[pb.WatchRequest]) -> AsyncIterator[bytes]:
         stream = self.store.watch_stream()
 
         async def read() -> None:
@@ -25,7 +25,7 @@ class WatchService:
 
         reader = asyncio.create_task(read())
         try:
-            while (response := await stream.next()) is not None:
+            while (response := await stream.next_encoded()) is not None:
                 yield response
         finally:
             reader.cancel()

@@ -12,7 +12,7 @@ import grpc
 
 from ... import errors
 from ...limits import with_overhead
-from .methods import service_methods
+from .methods import serialize, service_methods
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def generic_handlers(services, max_receive_bytes: int, intercept=None) -> list[g
         make_handler, wrap = _HANDLERS[m.kind]
         by_service.setdefault(m.service, {})[m.name] = make_handler(
             wrap(m.func, intercept), request_deserializer=_deserializer(m.request, max_receive_bytes),
-            response_serializer=m.response.SerializeToString)
+            response_serializer=serialize)
     return [grpc.method_handlers_generic_handler(name, handlers)
             for name, handlers in by_service.items()]
 

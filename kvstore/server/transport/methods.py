@@ -20,6 +20,14 @@ class ServiceMethod(NamedTuple):
         return f"/{self.service}/{self.name}".encode()
 
 
+def serialize(response) -> bytes:
+    """A response's bytes: services answer with messages, or with bytes already serialized
+    (the store's fast paths)."""
+    if type(response) is bytes:
+        return response
+    return response.SerializeToString()
+
+
 def service_methods(services) -> list[ServiceMethod]:
     """Every etcd method the given service objects define; the others stay unimplemented."""
     out = []

@@ -14,6 +14,7 @@ import zlib
 from urllib.parse import quote
 
 from .... import errors
+from ..methods import serialize
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ class GrpcCall:
     def _respond(self, response) -> None:
         if self._done:
             return
-        body = response.SerializeToString()
+        body = serialize(response)
         self._done = self._sent_headers = True
         if self._timer is not None:
             self._timer.cancel()
@@ -326,7 +327,7 @@ class GrpcCall:
                 if not self._sent_headers:
                     conn.send_headers(stream, RESPONSE_HEADERS)
                     self._sent_headers = True
-                body = response.SerializeToString()
+                body = serialize(response)
                 if not conn.send_data(stream, _PREFIX.pack(0, len(body)) + body):
                     await conn.writable(stream)
                 elif conn._write_paused:

@@ -1,0 +1,117 @@
+"""Protobuf wire encoding of KeyValues and of the responses made of them: pure-Python twin of
+ext/kv_wire.pxi (same bytes out; tests/test_wire.py checks both against protobuf's own
+serializer on generated messages).
+
+Every stored revision keeps its ``mvccpb.KeyValue`` serialized (``KeyValue.encoded``), so a
+read copies bytes into its response instead of building a protobuf object per key. Fields are
+written in field-number order and zero values are left out, exactly as protobuf serializes
+proto3 messages, so the bytes are the ones etcd's clients would get from protobuf.
+"""
+from __future__ import annotations
+
+# Tags: (field number << 3) | wire type (0 varint, 2 length-delimited).
+_KV_KEY, _KV_CREATE, _KV_MOD, _KV_VERSION, _KV_VALUE, _KV_LEASE = 0x0A, 0x10, 0x18, 0x20, 0x2A, 0x30
+_HDR_CLUSTER, _HDR_MEMBER, _HDR_REVISION, _HDR_TERM = 0x08, 0x10, 0x18, 0x20
+_RANGE_HEADER, _RANGE_KVS, _RANGE_MORE, _RANGE_COUNT = 0x0A, 0x12, 0x18, 0x20
+_STREAM_RANGE_RESPONSE = 0x0A  # RangeStreamResponse.range_response
+
+
+def varint(n: int) -> bytes:
+    """An int64/uint64 as protobuf writes it (negative int64s take ten bytes)."""
+    n &= 0xFFFF_FFFF_FFFF_FFFF
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _int_field(tag: int, n: int) -> bytes:
+    return bytes((tag,)) + varint(n) if n else b""
+
+
+def _bytes_field(tag: int, b: bytes) -> bytes:
+    return bytes((tag,)) + varint(len(b)) + b if b else b""
+
+
+def encode_kv(key: bytes, create_revision: int, mod_revision: int, version: int, value: bytes,
+              lease: int) -> tuple[bytes, int, int]:
+    """(encoded, value_start, value_end): the serialized KeyValue and where its value field
+    lies (tag to end of data; empty when the value is)."""
+    head = (_bytes_field(_KV_KEY, key) + _int_field(_KV_CREATE, create_revision)
+            + _int_field(_KV_MOD, mod_revision) + _int_field(_KV_VERSION, version))
+    value_field = _bytes_field(_KV_VALUE, value)
+    return (head + value_field + _int_field(_KV_LEASE, lease), len(head),
+            len(head) + len(value_field))
+
+
+def kv_bytes(kv, keys_only: bool) -> bytes:
+    """The stored KeyValue's bytes; without its value field when ``keys_only``."""
+    if not keys_only:
+        return kv.encoded
+    e = kv.encoded
+    return e[:kv.value_start] + e[kv.value_end:]
+
+
+def encode_header(cluster_id: int, member_id: int, revision: int, raft_term: int) -> bytes:
+    """A ResponseHeader's body."""
+    return (_int_field(_HDR_CLUSTER, cluster_id) + _int_field(_HDR_MEMBER, member_id)
+            + _int_field(_HDR_REVISION, revision) + _int_field(_HDR_TERM, raft_term))
+
+
+def range_response(header: bytes | None, kvs: list, keys_only: bool, more: bool,
+                   count: int) -> bytes:
+    """A RangeResponse; ``header`` is a ResponseHeader's body, None for none."""
+    parts = []
+    if header is not None:
+        parts.append(bytes((_RANGE_HEADER,)) + varint(len(header)) + header)
+    for kv in kvs:
+        b = kv_bytes(kv, keys_only)
+        parts.append(bytes((_RANGE_KVS,)) + varint(len(b)) + b)
+    if more:
+        parts.append(b"\x18\x01")
+    parts.append(_int_field(_RANGE_COUNT, count))
+    return b"".join(parts)
+
+
+def range_stream_response(range_response_bytes: bytes) -> bytes:
+    """A RangeStreamResponse carrying one RangeResponse chunk (always present, even empty)."""
+    return (bytes((_STREAM_RANGE_RESPONSE,)) + varint(len(range_response_bytes))
+            + range_response_bytes)
+
+
+# -- watch -------------------------------------------------------------------------------------
+
+_EV_DELETE = b"\x08\x01"  # Event.type DELETE (PUT is 0: left out)
+_EV_KV, _EV_PREV_KV = 0x12, 0x1A
+_WATCH_HEADER, _WATCH_ID, _WATCH_FRAGMENT, _WATCH_EVENTS = 0x0A, 0x10, b"\x38\x01", 0x5A
+
+
+def event(kv, prev) -> bytes:
+    """An mvccpb.Event for the revision ``kv`` (a tombstone makes a DELETE), with ``prev``
+    as its prev_kv unless None."""
+    parts = [_EV_DELETE if kv.version == 0 else b"", bytes((_EV_KV,)),
+             varint(len(kv.encoded)), kv.encoded]
+    if prev is not None:
+        parts += [bytes((_EV_PREV_KV,)), varint(len(prev.encoded)), prev.encoded]
+    return b"".join(parts)
+
+
+def event_field_size(ev: bytes) -> int:
+    """What one event adds to a WatchResponse."""
+    return 1 + len(varint(len(ev))) + len(ev)
+
+
+def watch_response_size(header: bytes, watch_id: int, events: list, fragment: bool) -> int:
+    return (1 + len(varint(len(header))) + len(header) + len(_int_field(_WATCH_ID, watch_id))
+            + (2 if fragment else 0) + sum(event_field_size(ev) for ev in events))
+
+
+def watch_response(header: bytes, watch_id: int, events: list, fragment: bool) -> bytes:
+    """A WatchResponse carrying events (serialized Events) for one watcher."""
+    parts = [bytes((_WATCH_HEADER,)), varint(len(header)), header,
+             _int_field(_WATCH_ID, watch_id), _WATCH_FRAGMENT if fragment else b""]
+    for ev in events:
+        parts += [bytes((_WATCH_EVENTS,)), varint(len(ev)), ev]
+    return b"".join(parts)
