@@ -78,9 +78,18 @@ cdef int _encode_kv(KeyValue kv, const char* value, Py_ssize_t vlen) except -1:
     p = _put_bytes_field(p, 0x2A, value, vlen)
     _put_int_field(p, 0x30, kv.lease)
     kv.encoded = out
-    kv.value_start = <unsigned int>head
-    kv.value_end = <unsigned int>(head + vfield)
     return 0
+
+
+cdef inline Py_ssize_t _value_start(KeyValue kv) noexcept:
+    """Where the value field's tag is (or would be) in kv.encoded: after key and numbers."""
+    return (_bytes_field_size(len(kv.key)) + _int_field_size(kv.create_revision)
+            + _int_field_size(kv.mod_revision) + _int_field_size(kv.version))
+
+
+cdef inline Py_ssize_t _value_end(KeyValue kv) noexcept:
+    """Where the value field ends: only the lease follows it."""
+    return len(kv.encoded) - _int_field_size(kv.lease)
 
 
 cdef KeyValue _new_kv(bytes key, long long create_revision, long long mod_revision,
@@ -97,7 +106,7 @@ cdef KeyValue _new_kv(bytes key, long long create_revision, long long mod_revisi
 
 cdef inline Py_ssize_t _kv_size(KeyValue kv, bint keys_only) noexcept:
     if keys_only:
-        return len(kv.encoded) - (kv.value_end - kv.value_start)
+        return len(kv.encoded) - (_value_end(kv) - _value_start(kv))
     return len(kv.encoded)
 
 
@@ -107,10 +116,11 @@ cdef inline char* _put_kv(char* p, KeyValue kv, bint keys_only) noexcept:
     if not keys_only:
         memcpy(p, e, n)
         return p + n
-    memcpy(p, e, kv.value_start)
-    p += kv.value_start
-    memcpy(p, e + kv.value_end, n - kv.value_end)
-    return p + (n - kv.value_end)
+    cdef Py_ssize_t start = _value_start(kv), end = _value_end(kv)
+    memcpy(p, e, start)
+    p += start
+    memcpy(p, e + end, n - end)
+    return p + (n - end)
 
 
 def kv_bytes(KeyValue kv, bint keys_only):
@@ -125,7 +135,7 @@ def encode_kv(bytes key, long long create_revision, long long mod_revision, long
               bytes value, long long lease):
     cdef KeyValue kv = _new_kv(key, create_revision, mod_revision, version,
                                PyBytes_AS_STRING(value), len(value), lease)
-    return kv.encoded, kv.value_start, kv.value_end
+    return kv.encoded, _value_start(kv), _value_end(kv)
 
 
 def encode_header(unsigned long long cluster_id, unsigned long long member_id,

@@ -9,7 +9,9 @@ visible at a read revision) into C comparisons instead of attribute lookups.
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF
 
 import sys
 
@@ -27,9 +29,8 @@ cdef class KeyValue:
     cdef readonly long long mod_revision
     cdef readonly long long version
     cdef readonly long long lease
-    # Where the value field (tag to end of data) lies in ``encoded``: cut out for keys_only.
-    cdef readonly unsigned int value_start
-    cdef readonly unsigned int value_end
+    # Where the value field (tag to end of data) lies in ``encoded`` is computed from the
+    # other fields (_value_start, _value_end) rather than stored: 64 bytes an object, not 80.
 
     def __init__(self, bytes key, long long create_revision, long long mod_revision,
                  long long version, bytes value, long long lease):
@@ -46,10 +47,18 @@ cdef class KeyValue:
 
     @property
     def value(self):
-        if self.value_start == self.value_end:
+        if _value_start(self) == _value_end(self):
             return b""
         cdef Py_ssize_t n = _value_len(self)
-        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self.encoded) + self.value_end - n, n)
+        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(self.encoded) + _value_end(self) - n, n)
+
+    @property
+    def value_start(self):
+        return _value_start(self)
+
+    @property
+    def value_end(self):
+        return _value_end(self)
 
     @property
     def is_tombstone(self):
@@ -77,90 +86,142 @@ cdef class KeyValue:
 include "kv_wire.pxi"
 
 
-cdef inline Py_ssize_t _last_at_or_before(list g, long long rev):
-    """Index of the last KeyValue in g with mod_revision <= rev, or -1."""
-    cdef Py_ssize_t lo = 0, hi = len(g), mid
+cdef inline Py_ssize_t _last_at_or_before(PyObject** revs, Py_ssize_t n, long long rev) noexcept:
+    """Index of the last KeyValue in revs[:n] (ascending mod_revision) with mod_revision <= rev,
+    or -1."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
     while lo < hi:
         mid = (lo + hi) >> 1
-        if (<KeyValue>g[mid]).mod_revision <= rev:
+        if (<KeyValue>revs[mid]).mod_revision <= rev:
             lo = mid + 1
         else:
             hi = mid
     return lo - 1
 
 
-# Never part of a reference cycle (it holds lists of KeyValues only), so not tracked by the GC:
-# a store of many keys costs full collections less.
+# Holds KeyValues only (which hold bytes only): never part of a reference cycle, so not tracked
+# by the GC, and a store of many keys costs full collections nothing.
 @cython.no_gc
 cdef class KeyIndex:
-    cdef public bytes key
-    cdef public list generations
+    """Twin of kvstore/mvcc/key_index.py (whose docstring explains the flat layout): one C
+    array of KeyValue references. A key with one revision (most keys, between compactions)
+    keeps it in ``_one``: 64 bytes in all, where a list of generation lists cost ~240."""
+    cdef readonly bytes key
+    cdef PyObject** _revs  # owned references, ascending mod_revision; &_one while _cap is 1
+    cdef Py_ssize_t _n
+    cdef Py_ssize_t _cap
+    cdef PyObject* _one
 
-    def __init__(self, bytes key):
+    def __init__(self, bytes key, revisions=None):
         self.key = key
-        self.generations = [[]]
+        if revisions:
+            for kv in revisions:
+                self._append(kv)
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        for i in range(self._n):
+            Py_DECREF(<object>self._revs[i])
+        if self._revs != &self._one:
+            PyMem_Free(self._revs)
+
+    cdef int _append(self, KeyValue kv) except -1:
+        cdef PyObject** grown
+        if self._cap == 0:
+            self._revs = &self._one
+            self._cap = 1
+        elif self._n == self._cap:
+            if self._revs == &self._one:
+                grown = <PyObject**>PyMem_Malloc(4 * sizeof(PyObject*))
+                if grown != NULL:
+                    grown[0] = self._one
+            else:
+                grown = <PyObject**>PyMem_Realloc(self._revs, self._cap * 2 * sizeof(PyObject*))
+            if grown == NULL:
+                raise MemoryError()
+            self._cap = 4 if self._revs == &self._one else self._cap * 2
+            self._revs = grown
+        Py_INCREF(kv)
+        self._revs[self._n] = <PyObject*>kv
+        self._n += 1
+        return 0
+
+    cdef list _slice(self, Py_ssize_t start, Py_ssize_t stop):
+        cdef list out = []
+        cdef Py_ssize_t i
+        for i in range(start, stop):
+            out.append(<object>self._revs[i])
+        return out
+
+    @property
+    def revisions(self):
+        return self._slice(0, self._n)
+
+    @property
+    def generations(self):
+        cdef list gens = [[]]
+        cdef Py_ssize_t i
+        for i in range(self._n):
+            (<list>gens[-1]).append(<object>self._revs[i])
+            if (<KeyValue>self._revs[i]).version == 0:
+                gens.append([])
+        return gens
 
     def put(self, KeyValue kv):
-        (<list>self.generations[-1]).append(kv)
+        self._append(kv)
 
     def tombstone(self, KeyValue tomb):
-        (<list>self.generations[-1]).append(tomb)
-        self.generations.append([])
+        self._append(tomb)
+
+    def pop(self):
+        if self._n == 0:
+            raise IndexError("pop from an empty KeyIndex")
+        self._n -= 1
+        kv = <object>self._revs[self._n]
+        Py_DECREF(kv)  # the reference the array held; ``kv`` holds its own
+        return kv
 
     def current(self):
-        cdef list last = self.generations[-1]
-        return last[-1] if last else None
+        if self._n and (<KeyValue>self._revs[self._n - 1]).version:
+            return <object>self._revs[self._n - 1]
+        return None
 
     cpdef get(self, long long at_rev):
-        cdef list gens = self.generations
-        cdef Py_ssize_t last = len(gens) - 1, gi
-        cdef list g
-        for gi in range(last, -1, -1):
-            g = gens[gi]
-            if not g:
-                continue
-            if gi != last and (<KeyValue>g[-1]).mod_revision <= at_rev:
-                return None
-            if (<KeyValue>g[0]).mod_revision <= at_rev:
-                return g[_last_at_or_before(g, at_rev)]
+        cdef Py_ssize_t i = _last_at_or_before(self._revs, self._n, at_rev)
+        if i < 0 or (<KeyValue>self._revs[i]).version == 0:
+            return None
+        return <object>self._revs[i]
+
+    def at(self, long long rev):
+        cdef Py_ssize_t i = _last_at_or_before(self._revs, self._n, rev)
+        if i >= 0 and (<KeyValue>self._revs[i]).mod_revision == rev:
+            return <object>self._revs[i]
         return None
 
     def since(self, long long rev):
-        cdef list out = []
-        cdef list g
-        for g in self.generations:
-            if g and (<KeyValue>g[-1]).mod_revision >= rev:
-                out.extend(g[_last_at_or_before(g, rev - 1) + 1:])
-        return out
+        return self._slice(_last_at_or_before(self._revs, self._n, rev - 1) + 1, self._n)
+
+    def revisions_at(self, long long at_rev):
+        return self._slice(0, _last_at_or_before(self._revs, self._n, at_rev) + 1)
 
     def compact(self, long long at_rev):
-        cdef list gens = self.generations
-        cdef Py_ssize_t gi = 0, keep_from
-        cdef list g
-        while gi < len(gens) - 1:
-            if (<KeyValue>(<list>gens[gi])[-1]).mod_revision > at_rev:
-                break
-            gi += 1
-        g = gens[gi]
-        if g:
-            keep_from = _last_at_or_before(g, at_rev)
-            if keep_from > 0:
-                del g[:keep_from]
-            if len(g) == 1 and gi != len(gens) - 1:
-                gi += 1
-        if gi:
-            del gens[:gi]
-        return len(gens) == 1 and not gens[0]
+        cdef Py_ssize_t i = _last_at_or_before(self._revs, self._n, at_rev), cut, j
+        if i >= 0:
+            cut = i + 1 if (<KeyValue>self._revs[i]).version == 0 else i
+            for j in range(cut):
+                Py_DECREF(<object>self._revs[j])
+            memmove(self._revs, self._revs + cut, (self._n - cut) * sizeof(PyObject*))
+            self._n -= cut
+        return self._n == 0
 
     def is_empty(self):
-        return len(self.generations) == 1 and not self.generations[0]
+        return self._n == 0
 
     def revision_count(self):
-        cdef Py_ssize_t n = 0
-        cdef list g
-        for g in self.generations:
-            n += len(g)
-        return n
+        return self._n
+
+
+include "history.pxi"
 
 
 def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_only):
@@ -181,10 +242,10 @@ def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_
 # -- snapshot codec (twin: kvstore/mvcc/state_codec.py, whose docstring gives the format) ------
 
 cdef inline Py_ssize_t _value_len(KeyValue kv) noexcept:
-    if kv.value_start == kv.value_end:
+    cdef Py_ssize_t start = _value_start(kv)
+    if start == _value_end(kv):
         return 0
-    return <Py_ssize_t>_get_varint(<const unsigned char*>PyBytes_AS_STRING(kv.encoded)
-                                   + kv.value_start + 1)
+    return <Py_ssize_t>_get_varint(<const unsigned char*>PyBytes_AS_STRING(kv.encoded) + start + 1)
 
 
 cdef inline char* _put_u32(char* p, Py_ssize_t v):
@@ -222,66 +283,43 @@ cdef inline void _need(Py_ssize_t pos, Py_ssize_t n, Py_ssize_t end) except *:
         raise ValueError("corrupt snapshot: truncated record")
 
 
-cdef list _generations_at(list generations, long long at_rev):
-    """Twin of state_codec.generations_at."""
-    cdef list out = []
-    cdef list g
-    cdef Py_ssize_t n
-    for g in generations:
-        n = _last_at_or_before(g, at_rev) + 1
-        if n < len(g):
-            out.append(g[:n])
-            break
-        out.append(g)
-    return out
-
-
-def generations_at(list generations, long long at_rev):
-    return _generations_at(generations, at_rev)
-
-
 def encode_keys(key_indexes, long long at_rev=0):
     cdef list kis = list(key_indexes)
-    cdef list all_gens = [(_generations_at(ki.generations, at_rev) if at_rev else ki.generations)
-                          for ki in kis]
-    cdef Py_ssize_t size = 0, i, n
+    cdef Py_ssize_t size = 0, i, j, n, nrevs
     cdef KeyIndex ki
-    cdef list g, gens
     cdef KeyValue kv
-    for i in range(len(kis)):
-        ki = kis[i]
+    cdef list counts = []
+    for ki in kis:
+        nrevs = (_last_at_or_before(ki._revs, ki._n, at_rev) + 1) if at_rev else ki._n
+        counts.append(nrevs)
         size += 8 + len(ki.key)
-        for g in <list>all_gens[i]:
-            size += 4
-            for kv in g:
-                size += 36 + _value_len(kv)
+        for j in range(nrevs):
+            size += 36 + _value_len(<KeyValue>ki._revs[j])
     out = PyBytes_FromStringAndSize(NULL, size)
     cdef char* p = PyBytes_AS_STRING(out)
     for i in range(len(kis)):
         ki = kis[i]
-        gens = all_gens[i]
+        nrevs = counts[i]
         p = _put_bytes(p, ki.key)
-        p = _put_u32(p, len(gens))
-        for g in gens:
-            p = _put_u32(p, len(g))
-            for kv in g:
-                p = _put_i64(p, kv.create_revision)
-                p = _put_i64(p, kv.mod_revision)
-                p = _put_i64(p, kv.version)
-                p = _put_i64(p, kv.lease)
-                n = _value_len(kv)
-                p = _put_u32(p, n)
-                memcpy(p, PyBytes_AS_STRING(kv.encoded) + kv.value_end - n, n)
-                p += n
+        p = _put_u32(p, nrevs)
+        for j in range(nrevs):
+            kv = <KeyValue>ki._revs[j]
+            p = _put_i64(p, kv.create_revision)
+            p = _put_i64(p, kv.mod_revision)
+            p = _put_i64(p, kv.version)
+            p = _put_i64(p, kv.lease)
+            n = _value_len(kv)
+            p = _put_u32(p, n)
+            memcpy(p, PyBytes_AS_STRING(kv.encoded) + _value_end(kv) - n, n)
+            p += n
     return out
 
 
 def decode_keys(bytes data):
     cdef const char* base = PyBytes_AS_STRING(data)
-    cdef Py_ssize_t pos = 0, end = len(data), n, ngens, nkvs, i, j
-    cdef list out = [], gens, g
+    cdef Py_ssize_t pos = 0, end = len(data), n, nrevs, j
+    cdef list out = []
     cdef KeyIndex ki
-    cdef KeyValue kv
     cdef bytes key
     while pos < end:
         _need(pos, 4, end)
@@ -290,59 +328,49 @@ def decode_keys(bytes data):
         _need(pos, n + 4, end)
         key = PyBytes_FromStringAndSize(base + pos, n)
         pos += n
-        ngens = _get_u32(base + pos)
+        nrevs = _get_u32(base + pos)
         pos += 4
         ki = KeyIndex.__new__(KeyIndex)
         ki.key = key
-        gens = []
-        for i in range(ngens):
-            _need(pos, 4, end)
-            nkvs = _get_u32(base + pos)
-            pos += 4
-            g = []
-            for j in range(nkvs):
-                _need(pos, 36, end)
-                n = _get_u32(base + pos + 32)
-                _need(pos + 36, n, end)
-                g.append(_new_kv(key, _get_i64(base + pos), _get_i64(base + pos + 8),
-                                 _get_i64(base + pos + 16), base + pos + 36, n,
-                                 _get_i64(base + pos + 24)))
-                pos += 36 + n
-            gens.append(g)
-        ki.generations = gens
+        for j in range(nrevs):
+            _need(pos, 36, end)
+            n = _get_u32(base + pos + 32)
+            _need(pos + 36, n, end)
+            ki._append(_new_kv(key, _get_i64(base + pos), _get_i64(base + pos + 8),
+                               _get_i64(base + pos + 16), base + pos + 36, n,
+                               _get_i64(base + pos + 24)))
+            pos += 36 + n
         out.append(ki)
     return out
 
 
-def encode_history(history):
-    cdef Py_ssize_t size = 0
-    cdef tuple entry
+def encode_history(History history):
+    cdef Py_ssize_t size = 0, i
+    cdef tuple changes
     cdef KeyValue kv
-    for entry in history:
+    for i in range(history._n):
+        changes = history._changes_at(i)
         size += 12
-        for kv in entry[1]:
+        for kv in changes:
             size += 4 + len(kv.key)
     out = PyBytes_FromStringAndSize(NULL, size)
     cdef char* p = PyBytes_AS_STRING(out)
-    for entry in history:
-        p = _put_i64(p, entry[0])
-        p = _put_u32(p, len(entry[1]))
-        for kv in entry[1]:
+    for i in range(history._n):
+        changes = history._changes_at(i)
+        p = _put_i64(p, history._revs[history._start + i])
+        p = _put_u32(p, len(changes))
+        for kv in changes:
             p = _put_bytes(p, kv.key)
     return out
 
 
 cdef KeyValue _revision_of(dict by_key, bytes key, long long rev):
     cdef KeyIndex ki = by_key.get(key)
-    cdef list g
     cdef Py_ssize_t i
     if ki is not None:
-        for g in ki.generations:
-            if g and (<KeyValue>g[-1]).mod_revision >= rev:
-                i = _last_at_or_before(g, rev)
-                if i >= 0 and (<KeyValue>g[i]).mod_revision == rev:
-                    return g[i]
-                break
+        i = _last_at_or_before(ki._revs, ki._n, rev)
+        if i >= 0 and (<KeyValue>ki._revs[i]).mod_revision == rev:
+            return <KeyValue>ki._revs[i]
     raise ValueError(f"corrupt snapshot: history names revision {rev} of key {key!r}, "
                      "which the keys lack")
 
@@ -351,7 +379,8 @@ def decode_history(bytes data, dict by_key):
     cdef const char* base = PyBytes_AS_STRING(data)
     cdef Py_ssize_t pos = 0, end = len(data), n, klen, i
     cdef long long rev
-    cdef list out = [], changes
+    cdef History out = History()
+    cdef list changes
     while pos < end:
         _need(pos, 12, end)
         rev = _get_i64(base + pos)
@@ -365,5 +394,5 @@ def decode_history(bytes data, dict by_key):
             _need(pos, klen, end)
             changes.append(_revision_of(by_key, PyBytes_FromStringAndSize(base + pos, klen), rev))
             pos += klen
-        out.append((rev, tuple(changes)))
+        out.append(rev, tuple(changes))
     return out

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from kvstore.mvcc import key_index as py_ki, kv as py_kv
+from kvstore.mvcc import history as py_history, key_index as py_ki, kv as py_kv
 
 # The compiled module must be built (make test installs it); a missing build fails here rather
 # than skipping. KVSTORE_NO_EXT only changes what kvstore selects, not what this test imports.
@@ -75,34 +75,34 @@ def test_collect_visible_twins_agree(seed):
                 assert len(kvs_p) == expect
 
 
-def random_key_indexes(seed, impl_kv, impl_ki):
-    """Several keys with random histories (one implementation), and the history they make:
-    [(rev, (KeyValue, ...))] with the changes of a revision in key order."""
+def random_key_indexes(seed, impl_kv, impl_ki, impl_history):
+    """Several keys with random histories (one implementation), and the History they make,
+    with the changes of a revision in key order."""
     rng = random.Random(seed)
     kis = []
     for i in range(rng.randint(0, 12)):
         ki, _ = random_history(random.Random(seed * 100 + i), impl_kv, impl_ki, rng.randint(0, 15))
         key = b"key-%d" % i + bytes(rng.randrange(256) for _ in range(rng.randint(0, 3)))
-        renamed = impl_ki.KeyIndex(key)
-        renamed.generations = [[impl_kv.KeyValue(key, kv.create_revision, kv.mod_revision,
-                                                 kv.version, kv.value, kv.lease) for kv in g]
-                               for g in ki.generations]
-        kis.append(renamed)
+        kis.append(impl_ki.KeyIndex(key, [impl_kv.KeyValue(key, kv.create_revision, kv.mod_revision,
+                                                           kv.version, kv.value, kv.lease)
+                                          for kv in ki.revisions]))
     kis.sort(key=lambda k: k.key)
     by_rev = {}
     for ki in kis:
-        for g in ki.generations:
-            for kv in g:
-                by_rev.setdefault(kv.mod_revision, []).append(kv)
-    return kis, [(rev, tuple(by_rev[rev])) for rev in sorted(by_rev)]
+        for kv in ki.revisions:
+            by_rev.setdefault(kv.mod_revision, []).append(kv)
+    history = impl_history.History()
+    for rev in sorted(by_rev):
+        history.append(rev, tuple(by_rev[rev]))
+    return kis, history
 
 
 @pytest.mark.parametrize("seed", range(30))
 def test_snapshot_codec_twins_agree(seed):
     from kvstore.mvcc import state_codec as py_codec
 
-    py_kis, py_hist = random_key_indexes(seed, py_kv, py_ki)
-    cy_kis, cy_hist = random_key_indexes(seed, compiled, compiled)
+    py_kis, py_hist = random_key_indexes(seed, py_kv, py_ki, py_history)
+    cy_kis, cy_hist = random_key_indexes(seed, compiled, compiled, compiled)
     keys = py_codec.encode_keys(py_kis)
     assert keys == compiled.encode_keys(cy_kis)
     history = py_codec.encode_history(py_hist)
@@ -127,14 +127,74 @@ def test_snapshot_codec_twins_agree(seed):
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_generations_at_twins_agree(seed):
-    from kvstore.mvcc import state_codec as py_codec
-
+def test_revisions_at_twins_agree(seed):
     n = random.Random(seed).randint(0, 30)
     py, last = random_history(random.Random(seed), py_kv, py_ki, n)
     cy, _ = random_history(random.Random(seed), compiled, compiled, n)
     for at in range(0, last + 2):
-        expect = py_codec.generations_at(py.generations, at)
-        assert [as_tuples(g) for g in compiled.generations_at(cy.generations, at)] == \
-               [as_tuples(g) for g in expect]
-        assert py_codec.encode_keys([py], at) == compiled.encode_keys([cy], at)
+        expect = [kv for kv in py.revisions if kv.mod_revision <= at]
+        assert as_tuples(py.revisions_at(at)) == as_tuples(expect)
+        assert as_tuples(cy.revisions_at(at)) == as_tuples(expect)
+        assert as_tuples([py.at(at)]) == as_tuples([cy.at(at)])
+        assert py_codec_encode_keys([py], at) == compiled.encode_keys([cy], at)
+
+
+def py_codec_encode_keys(kis, at):
+    from kvstore.mvcc import state_codec
+
+    return state_codec.encode_keys(kis, at)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_key_index_pop_and_generations(seed):
+    """pop() undoes appends; generations are the revisions cut after each tombstone."""
+    n = random.Random(seed).randint(0, 30)
+    for impl_kv, impl_ki in ((py_kv, py_ki), (compiled, compiled)):
+        ki, _ = random_history(random.Random(seed), impl_kv, impl_ki, n)
+        gens = ki.generations
+        assert [kv for g in gens for kv in g] == ki.revisions
+        assert all(g[-1].version == 0 for g in gens[:-1]) and not any(
+            kv.version == 0 for kv in gens[-1])
+        revs = ki.revisions
+        while revs:
+            assert ki.pop() is revs.pop()
+            assert ki.revisions == revs and ki.revision_count() == len(revs)
+        assert ki.is_empty() and ki.current() is None
+        with pytest.raises(IndexError):
+            ki.pop()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_history_twins_agree(seed):
+    """Random appends (one or several changes per revision) and compactions: both Histories
+    hold the same revisions, and a compaction keeps only the puts at its own revision."""
+    rng = random.Random(seed)
+    hists = [py_history.History(), compiled.History()]
+    kvs = {}
+    rev = 1
+    for step in range(rng.randint(0, 400)):
+        if rng.random() < 0.05 and rev > 1:
+            at = rng.randint(1, rev)
+            for h in hists:
+                h.compact(at)
+            continue
+        rev += rng.randint(1, 3)
+        changes = []
+        for i in range(rng.choice([1, 1, 1, 2, 3])):
+            kv = (compiled.KeyValue.tombstone(b"k%d" % i, rev) if rng.random() < 0.3 else
+                  compiled.KeyValue(b"k%d" % i, rev, rev, 1, b"v", 0))
+            changes.append(kv)
+        kvs[rev] = tuple(changes)
+        for h in hists:
+            h.append(rev, tuple(changes))
+    py, cy = hists
+    assert list(py) == list(cy)
+    assert len(py) == len(cy)
+    for i in range(-len(py), len(py)):
+        assert py[i] == cy[i]
+    for r in range(0, rev + 2):
+        assert py.index_from(r) == cy.index_from(r)
+    for r, changes in py:  # what was appended, minus tombstones at a compaction point
+        assert set(changes) <= set(kvs[r]) and changes
+    with pytest.raises(IndexError):
+        cy[len(cy)]

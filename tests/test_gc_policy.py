@@ -54,18 +54,23 @@ async def test_unary_calls_leave_no_cycles_behind():
 
 
 def test_store_state_is_not_tracked_by_the_collector():
-    # about the compiled KeyValue/KeyIndex the server runs on (the pure-Python twins are
-    # references for behaviour: their instances are ordinary tracked objects)
+    # about the compiled KeyValue/KeyIndex/History the server runs on (the pure-Python twins
+    # are references for behaviour: their instances are ordinary tracked objects)
     assert KeyIndex.__module__ == "kvstore._ext.mvcc_core"
     mvcc = MVCCStore()
     for i in range(10):
         txn = mvcc.write()
         txn.put(b"k%d" % (i % 3), b"v")
+        if i % 2:
+            txn.put(b"x%d" % i, b"v")  # a revision of two changes: held as a tuple
         txn.end()
-    gc.collect()  # the inner tuple of KeyValues stops being tracked here,
-    gc.collect()  # the (rev, changes) pair in the next pass (as young entries do in gen 0, then 1)
-    assert not any(gc.is_tracked(entry) for entry in mvcc.history)
+    gc.collect()  # a tuple of KeyValues stops being tracked at its first collection
+    assert not gc.is_tracked(mvcc.history)
     assert not gc.is_tracked(mvcc.index.get(b"k0"))
+    assert not gc.is_tracked(mvcc.index.get(b"k0").current())
+    # a revision of several changes is held as its tuple (one change: the KeyValue itself)
+    held = [changes for _, changes in mvcc.history if len(changes) > 1]
+    assert len(held) == 5 and not any(gc.is_tracked(changes) for changes in held)
 
 
 def test_settle_after_recovery_freezes_and_raises_the_young_threshold():

@@ -185,7 +185,7 @@ def test_dump_and_load_round_trip():
         assert s.range(b"a", b"", rev=rev).kvs == t.range(b"a", b"", rev=rev).kvs
     assert [(k.key, k.generations) for k in t.index.all()] == \
            [(k.key, k.generations) for k in s.index.all()]
-    assert t.history == s.history
+    assert list(t.history) == list(s.history)
     assert [kv.key for kv in t.history[-1][1]] == [b"b", b"a"]
 
 

@@ -6,23 +6,25 @@ Everything in kvstore takes KeyValue and KeyIndex from here, so one switch
 from __future__ import annotations
 
 from .. import _ext
-from . import key_index as _py_key_index, kv as _py_kv, state_codec as _py_codec, wire as _py_wire
+from . import history as _py_history, key_index as _py_key_index, kv as _py_kv, state_codec as _py_codec, wire as _py_wire
 
 _compiled = _ext.compiled("mvcc_core")
 
 if _compiled is not None:
     KeyValue = _compiled.KeyValue
     KeyIndex = _compiled.KeyIndex
+    History = _compiled.History
     collect_visible = _compiled.collect_visible
     codec = _compiled
     wire = _compiled
 else:
     KeyValue = _py_kv.KeyValue
     KeyIndex = _py_key_index.KeyIndex
+    History = _py_history.History
     collect_visible = _py_key_index.collect_visible
     codec = _py_codec  # encode_keys, decode_keys, encode_history, decode_history
     wire = _py_wire  # encode_header, range_response, range_stream_response, kv_bytes
 
 COMPILED = _compiled is not None
 
-__all__ = ["KeyValue", "KeyIndex", "collect_visible", "codec", "wire", "COMPILED"]
+__all__ = ["KeyValue", "KeyIndex", "History", "collect_visible", "codec", "wire", "COMPILED"]

@@ -1,13 +1,14 @@
-"""One key's history: its generations, as etcd's keyIndex keeps them.
+"""One key's history, as etcd's keyIndex keeps it: pure-Python twin of ext/mvcc_core.pyx.
 
-A generation runs from a key's creation to its deletion; the deletion's tombstone is the last
-revision of that generation and a new, empty generation follows it. Revisions inside a
-generation are KeyValues in ascending ``mod_revision`` order. Unlike etcd, the values live here
-(there is no separate backend keyed by revision), so compaction simply drops them.
+etcd splits a key's revisions into generations, each running from a creation to the deletion
+that ends it. Here they are one list in ascending ``mod_revision``: a tombstone (version 0)
+ends its generation, so the generations are implied (``generations`` rebuilds them for
+inspection) and a key costs one array rather than a list of lists. Unlike etcd, the values
+live here (there is no separate backend keyed by revision), so compaction simply drops them.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from operator import attrgetter
 
 from .kv import KeyValue
@@ -16,76 +17,86 @@ _mod_revision = attrgetter("mod_revision")
 
 
 class KeyIndex:
-    __slots__ = ("key", "generations")
+    __slots__ = ("key", "_revs")
 
-    def __init__(self, key: bytes):
+    def __init__(self, key: bytes, revisions: list | None = None):
         self.key = key
-        self.generations: list[list[KeyValue]] = [[]]
+        self._revs: list[KeyValue] = list(revisions) if revisions else []
+
+    @property
+    def revisions(self) -> list[KeyValue]:
+        """Every revision kept, tombstones included, oldest first (a copy)."""
+        return list(self._revs)
+
+    @property
+    def generations(self) -> list[list[KeyValue]]:
+        """etcd's view: the revisions cut after each tombstone; the last generation is the
+        live one (empty while the key is deleted)."""
+        gens: list[list[KeyValue]] = [[]]
+        for kv in self._revs:
+            gens[-1].append(kv)
+            if kv.version == 0:
+                gens.append([])
+        return gens
 
     def put(self, kv: KeyValue) -> None:
-        self.generations[-1].append(kv)
+        self._revs.append(kv)
 
     def tombstone(self, tomb: KeyValue) -> None:
         """Ends the current generation with ``tomb``; the key must be live."""
-        self.generations[-1].append(tomb)
-        self.generations.append([])
+        self._revs.append(tomb)
+
+    def pop(self) -> KeyValue:
+        """Removes the newest revision (a write transaction being undone)."""
+        return self._revs.pop()
 
     def current(self) -> KeyValue | None:
         """The live revision, or None when the key is deleted (or never existed)."""
-        last = self.generations[-1]
-        return last[-1] if last else None
+        revs = self._revs
+        return revs[-1] if revs and revs[-1].version else None
 
     def get(self, at_rev: int) -> KeyValue | None:
-        """The revision visible at ``at_rev``; None if the key did not exist then."""
-        gens = self.generations
-        last = len(gens) - 1
-        for gi in range(last, -1, -1):
-            g = gens[gi]
-            if not g:
-                continue
-            if gi != last and g[-1].mod_revision <= at_rev:
-                return None  # deleted at or before at_rev, and not re-created by then
-            if g[0].mod_revision <= at_rev:
-                return g[bisect_right(g, at_rev, key=_mod_revision) - 1]
-        return None
+        """The revision visible at ``at_rev``; None if the key did not exist then (its newest
+        revision by then is a tombstone, or there is none)."""
+        revs = self._revs
+        i = bisect_right(revs, at_rev, key=_mod_revision) - 1
+        if i < 0 or revs[i].version == 0:
+            return None
+        return revs[i]
+
+    def at(self, rev: int) -> KeyValue | None:
+        """The revision whose mod_revision is exactly ``rev``, if kept."""
+        revs = self._revs
+        i = bisect_left(revs, rev, key=_mod_revision)
+        return revs[i] if i < len(revs) and revs[i].mod_revision == rev else None
 
     def since(self, rev: int) -> list[KeyValue]:
         """Every revision (tombstones included) with mod_revision >= rev, in order."""
-        out: list[KeyValue] = []
-        for g in self.generations:
-            if g and g[-1].mod_revision >= rev:
-                out.extend(g[bisect_right(g, rev - 1, key=_mod_revision):])
-        return out
+        revs = self._revs
+        return revs[bisect_left(revs, rev, key=_mod_revision):]
+
+    def revisions_at(self, at_rev: int) -> list[KeyValue]:
+        """The revisions as they were when ``at_rev`` was the newest revision (writes since
+        then only appended)."""
+        revs = self._revs
+        return revs[:bisect_right(revs, at_rev, key=_mod_revision)]
 
     def compact(self, at_rev: int) -> bool:
-        """Drops revisions that no read at or after ``at_rev`` can see.
-
-        Keeps, in the generation that is live at at_rev, the newest revision <= at_rev; removes
-        generations that were deleted at or before at_rev. Returns True when nothing is left
-        (the caller removes the key), as etcd's keyIndex.compact + isEmpty.
-        """
-        gens = self.generations
-        gi = 0
-        while gi < len(gens) - 1:
-            if gens[gi][-1].mod_revision > at_rev:
-                break
-            gi += 1
-        g = gens[gi]
-        if g:
-            keep_from = bisect_right(g, at_rev, key=_mod_revision) - 1
-            if keep_from > 0:
-                del g[:keep_from]
-            if len(g) == 1 and gi != len(gens) - 1:
-                gi += 1  # only the tombstone remained: drop that generation too
-        if gi:
-            del gens[:gi]
-        return len(gens) == 1 and not gens[0]
+        """Drops revisions that no read at or after ``at_rev`` can see: everything before the
+        newest revision <= at_rev, and that one too if it is a tombstone (the key was deleted
+        by then). Returns True when nothing is left (the caller removes the key), as etcd's
+        keyIndex.compact + isEmpty."""
+        revs = self._revs
+        i = bisect_right(revs, at_rev, key=_mod_revision) - 1
+        if i >= 0:
+            del revs[:i + 1 if revs[i].version == 0 else i]
+        return not revs
 
     def is_empty(self) -> bool:
-        return len(self.generations) == 1 and not self.generations[0]
+        return not self._revs
 
     def revision_count(self) -> int:
-        return sum(len(g) for g in self.generations)
+        return len(self._revs)
 
 
 def collect_visible(key_indexes, at_rev: int, limit: int, count_only: bool):

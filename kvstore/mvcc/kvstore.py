@@ -5,14 +5,13 @@ It knows nothing of requests, logs or transports; etcd's mvcc package is the mod
 """
 from __future__ import annotations
 
-from bisect import bisect_left
 from typing import Callable, NamedTuple
 
 from .. import errors
 from .index import TreeIndex
-from .core import KeyValue, codec, collect_visible
+from .core import History, KeyValue, codec, collect_visible
 
-SNAPSHOT_FORMAT = 2  # 1 was nested lists
+SNAPSHOT_FORMAT = 3  # 1 was nested lists; 2 had generations
 
 
 class RangeResult(NamedTuple):
@@ -32,10 +31,8 @@ class MVCCStore:
         # etcd starts an empty store at revision 1, with nothing compacted (-1).
         self.current_rev = 1
         self.compact_rev = -1
-        # The changes of every revision since the compaction point, in revision order: what
-        # watchers catch up from (etcd reads the same from its backend by revision). Tuples of
-        # KeyValues only, which the GC stops tracking: a large history costs no collection time.
-        self.history: list[tuple[int, tuple[KeyValue, ...]]] = []
+        # The changes of every revision since the compaction point (history.py).
+        self.history = History()
         self.observers: list[CommitObserver] = []
 
     # -- reads ---------------------------------------------------------------------------------
@@ -81,28 +78,15 @@ class MVCCStore:
         empty = [ki.key for ki in self.index.all() if ki.compact(rev)]
         for key in empty:
             self.index.remove(key)
-        self._compact_history(rev)
-
-    def _compact_history(self, rev: int) -> None:
-        """Drops revisions before ``rev``; at ``rev`` itself only the puts survive, as in etcd's
-        backend (a tombstone at the compaction revision is removed with its key)."""
-        h = self.history
-        i = bisect_left(h, rev, key=_first)
-        del h[:i]
-        if h and h[0][0] == rev:
-            kept = tuple(kv for kv in h[0][1] if not kv.is_tombstone)
-            if kept:
-                h[0] = (rev, kept)
-            else:
-                del h[0]
+        self.history.compact(rev)
 
     def history_from(self, rev: int) -> int:
         """Position in ``history`` of the first revision >= rev."""
-        return bisect_left(self.history, rev, key=_first)
+        return self.history.index_from(rev)
 
     def _commit(self, rev: int, changes: list, prevs: list) -> None:
         self.current_rev = rev
-        self.history.append((rev, tuple(changes)))
+        self.history.append(rev, tuple(changes))
         for observe in self.observers:
             observe(rev, changes, prevs)
 
@@ -125,10 +109,6 @@ class MVCCStore:
         store.index.load(key_indexes)
         store.history = codec.decode_history(state["history"], {ki.key: ki for ki in key_indexes})
         return store
-
-
-def _first(item):
-    return item[0]
 
 
 class WriteTxn:
@@ -200,10 +180,7 @@ class WriteTxn:
         index = self.store.index
         for kv in reversed(self.changes):
             ki = index.get(kv.key)
-            gens = ki.generations
-            if kv.version == 0:  # a tombstone closed a generation and opened an empty one
-                gens.pop()
-            gens[-1].pop()
+            ki.pop()
             if ki.is_empty():  # the txn created the key
                 index.remove(kv.key)
         self.changes = []

@@ -4,8 +4,8 @@ ext/mvcc_core.pyx (same bytes out, same objects back; tests/test_ext_twins.py ch
 A snapshot used to be nested lists for msgpack, built object by object, which cost ~5 µs of
 CPU per key or revision on every snapshot. These are plain records, little-endian:
 
-keys:     per key index: u32 key length, key, u32 generations;
-          per generation: u32 revisions; per revision (KeyValue):
+keys:     per key index: u32 key length, key, u32 revisions (tombstones included, oldest
+          first); per revision (KeyValue):
           i64 create_revision, i64 mod_revision, i64 version, i64 lease, u32 value length, value
 history:  per revision: i64 revision, u32 changes; per change: u32 key length, key
           (the KeyValue is the key's revision at that mod_revision, found in keys)
@@ -13,47 +13,28 @@ history:  per revision: i64 revision, u32 changes; per change: u32 key length, k
 from __future__ import annotations
 
 import struct
-from bisect import bisect_left, bisect_right
-from operator import attrgetter
 
+from .history import History
 from .key_index import KeyIndex
 from .kv import KeyValue
 
 _U32 = struct.Struct("<I")
 _KV = struct.Struct("<qqqqI")
 _REV = struct.Struct("<qI")
-_mod_revision = attrgetter("mod_revision")
-
-
-def generations_at(generations: list, at_rev: int) -> list:
-    """The generations as they were when ``at_rev`` was the newest revision.
-
-    Since then, writes only appended: revisions to the last generation, and after a tombstone
-    a new generation. So each generation is cut to its revisions <= at_rev, and the first one
-    that loses any was the last generation then."""
-    out = []
-    for g in generations:
-        n = bisect_right(g, at_rev, key=_mod_revision)
-        out.append(g[:n] if n < len(g) else g)
-        if n < len(g):
-            break
-    return out
 
 
 def encode_keys(key_indexes, at_rev: int = 0) -> bytes:
     """The key indexes' records; with ``at_rev``, as they were at that revision."""
     out = bytearray()
     for ki in key_indexes:
-        gens = generations_at(ki.generations, at_rev) if at_rev else ki.generations
+        revs = ki.revisions_at(at_rev) if at_rev else ki.revisions
         out += _U32.pack(len(ki.key))
         out += ki.key
-        out += _U32.pack(len(gens))
-        for g in gens:
-            out += _U32.pack(len(g))
-            for kv in g:
-                out += _KV.pack(kv.create_revision, kv.mod_revision, kv.version, kv.lease,
-                                len(kv.value))
-                out += kv.value
+        out += _U32.pack(len(revs))
+        for kv in revs:
+            value = kv.value
+            out += _KV.pack(kv.create_revision, kv.mod_revision, kv.version, kv.lease, len(value))
+            out += value
     return bytes(out)
 
 
@@ -69,24 +50,18 @@ def decode_keys(data: bytes) -> list:
             pos += 4 + n
             if len(key) != n:
                 raise ValueError("corrupt snapshot: truncated key")
-            (ngens,) = _U32.unpack_from(data, pos)
+            (nrevs,) = _U32.unpack_from(data, pos)
             pos += 4
-            ki = KeyIndex(key)
-            gens = []
-            for _ in range(ngens):
-                (nkvs,) = _U32.unpack_from(data, pos)
-                pos += 4
-                g = []
-                for _ in range(nkvs):
-                    create, mod, version, lease, vlen = _KV.unpack_from(data, pos)
-                    pos += _KV.size
-                    value = bytes(view[pos:pos + vlen])
-                    if len(value) != vlen:
-                        raise ValueError("corrupt snapshot: truncated value")
-                    pos += vlen
-                    g.append(KeyValue(key, create, mod, version, value, lease))
-                gens.append(g)
-            ki.generations = gens
+            revs = []
+            for _ in range(nrevs):
+                create, mod, version, lease, vlen = _KV.unpack_from(data, pos)
+                pos += _KV.size
+                value = bytes(view[pos:pos + vlen])
+                if len(value) != vlen:
+                    raise ValueError("corrupt snapshot: truncated value")
+                pos += vlen
+                revs.append(KeyValue(key, create, mod, version, value, lease))
+            ki = KeyIndex(key, revs)
             out.append(ki)
     except struct.error:
         raise ValueError("corrupt snapshot: truncated record") from None
@@ -103,10 +78,10 @@ def encode_history(history) -> bytes:
     return bytes(out)
 
 
-def decode_history(data: bytes, by_key: dict) -> list:
-    """[(rev, (KeyValue, ...)), ...], each change the revision of its key (``by_key``:
-    key -> KeyIndex) whose mod_revision is ``rev``."""
-    out = []
+def decode_history(data: bytes, by_key: dict) -> History:
+    """The History, each change the revision of its key (``by_key``: key -> KeyIndex) whose
+    mod_revision is ``rev``."""
+    out = History()
     view = memoryview(data)
     pos, end = 0, len(data)
     try:
@@ -119,7 +94,7 @@ def decode_history(data: bytes, by_key: dict) -> list:
                 key = bytes(view[pos + 4:pos + 4 + klen])
                 pos += 4 + klen
                 changes.append(_revision_of(by_key, key, rev))
-            out.append((rev, tuple(changes)))
+            out.append(rev, tuple(changes))
     except struct.error:
         raise ValueError("corrupt snapshot: truncated record") from None
     return out
@@ -127,11 +102,8 @@ def decode_history(data: bytes, by_key: dict) -> list:
 
 def _revision_of(by_key: dict, key: bytes, rev: int):
     ki = by_key.get(key)
-    if ki is not None:
-        for g in ki.generations:  # generations and their revisions ascend
-            if g and g[-1].mod_revision >= rev:
-                i = bisect_left(g, rev, key=_mod_revision)
-                if i < len(g) and g[i].mod_revision == rev:
-                    return g[i]
-                break
-    raise ValueError(f"corrupt snapshot: history names revision {rev} of key {key!r}, which the keys lack")
+    kv = ki.at(rev) if ki is not None else None
+    if kv is None:
+        raise ValueError(f"corrupt snapshot: history names revision {rev} of key {key!r}, "
+                         "which the keys lack")
+    return kv

@@ -20,7 +20,7 @@ from ..mvcc import MVCCStore
 from ..mvcc.core import wire
 from ..mvcc.lease import DEFAULT_MIN_TTL, LeaseTable, live_kvs
 from ..mvcc.watch_hub import WatchHub
-from . import entry, snapshot, validate
+from . import entry, heap, snapshot, validate
 from .apply import Applier
 from .identity import Identity, load_identity
 from .proposer import Proposer
@@ -184,18 +184,22 @@ class Store:
             self._snapshot_task = self.loop.create_task(self._save_snapshot(capture), name="snapshot")
 
     async def _save_snapshot(self, capture: Capture, background: bool = True) -> None:
+        index = capture.index
         try:
             while (parts := await capture.parts(lambda: self.mvcc)) is None:
                 if background:
                     return  # overtaken by a compaction: the next batch tries again
                 # Any other task runs between batches, so a capture taken here is consistent.
                 capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
-            await self.log.save_snapshot(capture.index, parts)
-            self.snapshot_index = capture.index
+                index = capture.index
+            await self.log.save_snapshot(index, parts)
+            self.snapshot_index = index
+            del parts, capture  # the file's buffers: the bulk of a snapshot's memory
+            await self.loop.run_in_executor(None, heap.release_free_memory)
         except Exception:
             if not background:
                 raise
-            log.exception("snapshot at %d failed; the log keeps its entries", capture.index)
+            log.exception("snapshot at %d failed; the log keeps its entries", index)
         finally:
             self._snapshot_task = None
 
