@@ -92,6 +92,18 @@ class RssSampler:
         return max(0, self.peak - self.before)
 
 
+def settle(pid: int, quiet: float = 2.0, most: float = 60.0) -> None:
+    """Waits until the server's RSS has moved less than 1 MiB over ``quiet`` seconds."""
+    deadline = time.monotonic() + most
+    last = rss(pid)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = rss(pid)
+        if abs(now - last) < 2**20:
+            return
+        last = now
+
+
 async def load(endpoint: str, keys: int, value_size: int, concurrency: int = 64) -> None:
     value = b"v" * value_size
     async with grpc.aio.insecure_channel(endpoint) as ch:
@@ -144,6 +156,7 @@ def run_server(server, args) -> dict:
         t0 = time.monotonic()
         asyncio.run(load(server.endpoint, args.keys, args.value_size))
         log(f"[{server.name}] loaded {args.keys} keys in {time.monotonic() - t0:.1f} s")
+        settle(server.proc.pid)  # a snapshot after the load is not the LIST's memory
         options = [("grpc.max_receive_message_length", MAX_MESSAGE),
                    ("grpc.http2.lookahead_bytes", STREAM_WINDOW),
                    ("grpc.http2.bdp_probe", 0)]

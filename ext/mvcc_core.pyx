@@ -224,7 +224,8 @@ cdef class KeyIndex:
 include "history.pxi"
 
 
-def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_only):
+def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_only,
+                    bint full_count=True):
     """(kvs, count) of the KeyValues visible at at_rev: the loop of every range read."""
     cdef list kvs = []
     cdef Py_ssize_t count = 0
@@ -235,6 +236,8 @@ def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_
             continue
         if not count_only and (limit <= 0 or count < limit):
             kvs.append(kv)
+        elif not full_count:
+            break
         count += 1
     return kvs, count
 

@@ -197,3 +197,51 @@ def test_load_refuses_an_unknown_snapshot_format():
 def test_tombstone_shape_matches_etcd_delete_event():
     tomb = KeyValue.tombstone(b"k", 9)
     assert tomb.as_tuple() == (b"k", 0, 9, 0, b"", 0) and tomb.is_tombstone
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_paged_counts_by_rank_match_a_full_scan(seed):
+    """A limited range at the newest revision counts by rank (live keys minus deleted ones)
+    and stops at its limit; its count and keys must equal a full scan's, through puts,
+    deletes, undone txns, compactions and reads at older revisions."""
+    import random
+
+    from kvstore.mvcc.core import collect_visible
+
+    rng = random.Random(seed)
+    s = MVCCStore()
+    names = [b"k%02d" % i for i in range(30)]
+
+    def expect(key, end, at, limit):
+        kvs, count = collect_visible(s.index.scan(key, end), at, 0, False)
+        return [kv.key for kv in kvs[:limit] if limit] or [kv.key for kv in kvs], count
+
+    for step in range(200):
+        op = rng.random()
+        if op < 0.5:
+            put(s, rng.choice(names))
+        elif op < 0.7:
+            a = rng.choice(names)
+            delete(s, a, rng.choice([None, a + b"\xff", b""]))
+        elif op < 0.8:
+            txn = s.write()  # a txn undone half-way: the deleted set must be restored too
+            txn.put(rng.choice(names), b"x")
+            txn.delete_range(rng.choice(names), b"")
+            txn.put(rng.choice(names), b"y")
+            txn.abort()
+        elif op < 0.85 and s.current_rev > 2:
+            try:
+                s.compact(rng.randint(max(s.compact_rev, 1), s.current_rev))
+            except errors.Compacted:
+                pass
+        for _ in range(3):
+            key = rng.choice(names)
+            end = rng.choice([None, b"", key + b"\xff", rng.choice(names)])
+            at = rng.choice([s.current_rev, rng.randint(max(s.compact_rev, 1), s.current_rev)])
+            limit = rng.choice([1, 2, 5, 100])
+            want_keys, want_count = expect(key, end, at, limit)
+            got = s.range(key, end, rev=at, limit=limit)
+            assert got.count == want_count
+            assert [kv.key for kv in got.kvs] == want_keys[:limit]
+            assert s.range(key, end, rev=at, count_only=True).count == want_count
+            assert s.first(key, end, at, limit) == [kv for kv in got.kvs]

@@ -99,11 +99,13 @@ class KeyIndex:
         return len(self._revs)
 
 
-def collect_visible(key_indexes, at_rev: int, limit: int, count_only: bool):
+def collect_visible(key_indexes, at_rev: int, limit: int, count_only: bool,
+                    full_count: bool = True):
     """(kvs, count) of the KeyValues visible at at_rev: the loop of every range read.
 
     ``kvs`` holds at most ``limit`` of them (all if limit <= 0; none if count_only);
-    ``count`` counts every visible one.
+    ``count`` counts every visible one, unless ``full_count`` is False: then the scan stops at
+    the limit (the caller counts another way) and count is len(kvs).
     """
     kvs: list[KeyValue] = []
     count = 0
@@ -113,5 +115,7 @@ def collect_visible(key_indexes, at_rev: int, limit: int, count_only: bool):
             continue
         if not count_only and (limit <= 0 or count < limit):
             kvs.append(kv)
+        elif not full_count:
+            break
         count += 1
     return kvs, count

@@ -51,11 +51,26 @@ class MVCCStore:
               count_only: bool = False) -> RangeResult:
         """Keys in [key, end) at ``rev``; ``count`` counts all of them, ``kvs`` up to ``limit``."""
         at = self.check_read_rev(rev)
-        return self._range_at(key, end, at, limit, count_only)
+        return self._range_at(key, end, at, limit, count_only, at == self.current_rev)
 
-    def _range_at(self, key, end, at, limit, count_only) -> RangeResult:
-        kvs, count = collect_visible(self.index.scan(key, end), at, limit, count_only)
+    def _range_at(self, key, end, at, limit, count_only, latest: bool) -> RangeResult:
+        """``latest``: ``at`` is the state the index holds now (no newer write in it), so the
+        count comes from ranks in O(log n) and the scan stops at the limit: a page costs its
+        own keys, not the rest of the range. An older ``at`` scans and counts as etcd does."""
+        index = self.index
+        if latest and (count_only or limit > 0):
+            count = index.count_live(key, end)
+            if count_only:
+                return RangeResult([], count, self.current_rev)
+            kvs, _ = collect_visible(index.scan(key, end), at, limit, False, False)
+            return RangeResult(kvs, count, self.current_rev)
+        kvs, count = collect_visible(index.scan(key, end), at, limit, count_only)
         return RangeResult(kvs, count, self.current_rev)
+
+    def first(self, key: bytes, end: bytes | None, at: int, limit: int) -> list[KeyValue]:
+        """Up to ``limit`` KeyValues visible at ``at`` in [key, end), without counting the
+        rest (a chunk of a stream)."""
+        return collect_visible(self.index.scan(key, end), at, limit, False, False)[0]
 
     def get(self, key: bytes, rev: int = 0) -> KeyValue | None:
         ki = self.index.get(key)
@@ -138,7 +153,7 @@ class WriteTxn:
         at = read_rev if rev <= 0 else rev
         if at < store.compact_rev:
             raise errors.Compacted()
-        res = store._range_at(key, end, at, limit, count_only)
+        res = store._range_at(key, end, at, limit, count_only, at == read_rev)
         return RangeResult(res.kvs, res.count, read_rev)
 
     def current(self, key: bytes) -> KeyValue | None:
@@ -150,6 +165,7 @@ class WriteTxn:
         key = ki.key  # every revision of a key shares one bytes object (not one per request)
         prev = ki.current()
         if prev is None:
+            self.store.index.mark_live(key)
             kv = KeyValue(key, self.rev, self.rev, 1, value, lease)
         else:
             kv = KeyValue(key, prev.create_revision, self.rev, prev.version + 1, value, lease)
@@ -165,6 +181,7 @@ class WriteTxn:
         for prev in deleted:
             tomb = KeyValue.tombstone(prev.key, self.rev)
             index.get(prev.key).tombstone(tomb)
+            index.mark_dead(prev.key)
             self.changes.append(tomb)
             self.prevs.append(prev)
         return deleted
@@ -183,5 +200,9 @@ class WriteTxn:
             ki.pop()
             if ki.is_empty():  # the txn created the key
                 index.remove(kv.key)
+            elif ki.current() is None:
+                index.mark_dead(kv.key)
+            else:
+                index.mark_live(kv.key)
         self.changes = []
         self.prevs = []

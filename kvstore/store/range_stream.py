@@ -41,7 +41,8 @@ def range_chunks(mvcc, r: pb.RangeRequest, chunk_bytes: int, header) -> Iterator
     while True:
         if limit:
             want = min(want, limit - sent)
-        got = mvcc.range(key, end, at, want + 1, False).kvs  # one extra: is there more?
+        mvcc.check_read_rev(at)  # compacted past the pinned revision: the stream ends
+        got = mvcc.first(key, end, at, want + 1)  # one extra: is there more?
         more = len(got) > want
         kvs = got[:want]
         sent += len(kvs)
