@@ -470,6 +470,10 @@ class H2Connection(asyncio.Protocol):
         size = len(data)
         allowed = min(self._conn_send_window, stream.send_window)
         limit = self.peer_max_frame
+        if size > limit and type(data) is not memoryview:
+            # frames and the part left for the next WINDOW_UPDATE are views, not copies: a
+            # large response is copied once into frames, not once per window
+            data = memoryview(data)
         out = []
         pos = 0
         while pos < size and allowed > 0:
