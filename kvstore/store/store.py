@@ -18,6 +18,7 @@ from ..api import rpc_pb2 as pb
 from ..log import Log, open_log
 from ..mvcc import MVCCStore
 from ..mvcc.core import wire
+from ..mvcc.wire import varint
 from ..mvcc.lease import DEFAULT_MIN_TTL, LeaseTable, live_kvs
 from ..mvcc.watch_hub import WatchHub
 from . import entry, heap, snapshot, validate
@@ -40,14 +41,6 @@ LEASE_CHECK_INTERVAL = 0.5  # etcd checks for expired leases every 500 ms
 LEASE_PROMOTE_EXTENSION = 1.0
 
 
-def _varint_size(n: int) -> int:
-    size = 1
-    while n >= 0x80:
-        n >>= 7
-        size += 1
-    return size
-
-
 def etcd_proposal_size(request_size: int) -> int:
     """What etcd compares with --max-request-bytes for a request of this encoded size.
 
@@ -56,7 +49,7 @@ def etcd_proposal_size(request_size: int) -> int:
     depending on the member id; the largest is taken so the limit never depends on ids).
     """
     header = 2 + 1 + 1 + 10  # field 100 tag, length, id tag, id
-    return header + 1 + _varint_size(request_size) + request_size
+    return header + 1 + len(varint(request_size)) + request_size
 
 
 def largest_request(max_request_bytes: int) -> int:
@@ -244,11 +237,6 @@ class Store:
             cached = self._header_cache = (revision, wire.encode_header(
                 ident.cluster_id, ident.member_id, revision, ident.term))
         return cached[1]
-
-    def header(self, revision: int) -> pb.ResponseHeader:
-        ident = self.identity
-        return pb.ResponseHeader(cluster_id=ident.cluster_id, member_id=ident.member_id,
-                                 raft_term=ident.term, revision=revision)
 
     # -- KV ------------------------------------------------------------------------------------
 

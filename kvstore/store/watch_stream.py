@@ -220,22 +220,14 @@ class WatchStream:
 class DeliveryCache:
     """What every watcher of a revision shares, built once per store: the serialized Events of
     the revision being delivered (a put on a key with N watchers encodes its Event once, not N
-    times) and recent response headers. Events are keyed by id(kv): a revision's KeyValues stay
-    alive in the history while it is delivered, and the cache holds one revision at a time."""
+    times) and its header (the store keeps the last one). Events are keyed by id(kv): a
+    revision's KeyValues stay alive in the history while it is delivered, and the cache holds
+    one revision at a time."""
 
     def __init__(self, header_bytes):
-        self._make_header = header_bytes  # revision -> serialized ResponseHeader
-        self._headers: dict[int, bytes] = {}
+        self.header_bytes = header_bytes  # revision -> serialized ResponseHeader
         self._events: dict[tuple[int, int], bytes] = {}
         self._events_rev = 0
-
-    def header_bytes(self, rev: int) -> bytes:
-        header = self._headers.get(rev)
-        if header is None:
-            if len(self._headers) > 64:
-                self._headers.clear()
-            header = self._headers[rev] = self._make_header(rev)
-        return header
 
     def header(self, rev: int) -> pb.ResponseHeader:
         return pb.ResponseHeader.FromString(self.header_bytes(rev))
