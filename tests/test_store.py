@@ -130,13 +130,13 @@ async def test_writes_go_on_while_a_snapshot_is_written(tmp_path, monkeypatch):
     from kvstore.log import lmdb as lmdb_log
 
     release = threading.Event()
-    real_write = lmdb_log.LmdbLog._write_snapshot_file
+    real_finish = lmdb_log.LmdbLog._finish_snapshot_file
 
-    def held_write(self, index, parts):
+    def held_finish(self, f, tmp, final):
         assert release.wait(10)
-        real_write(self, index, parts)
+        real_finish(self, f, tmp, final)
 
-    monkeypatch.setattr(lmdb_log.LmdbLog, "_write_snapshot_file", held_write)
+    monkeypatch.setattr(lmdb_log.LmdbLog, "_finish_snapshot_file", held_finish)
     monkeypatch.setattr(lmdb_log, "DROP_SLICE", 7)
     s = await open_lmdb(tmp_path / "d", snapshot_count=20)
     try:
@@ -172,10 +172,10 @@ async def test_explicit_snapshot_saves_now_and_reports_failure(tmp_path, monkeyp
         assert s.snapshot_index == s.applied_index
         await s.put(pb.PutRequest(key=b"e9", value=b"v"))
 
-        def broken(self, index, parts):
+        def broken(self, f, tmp, final):
             raise OSError("disk gone")
 
-        monkeypatch.setattr(lmdb_log.LmdbLog, "_write_snapshot_file", broken)
+        monkeypatch.setattr(lmdb_log.LmdbLog, "_finish_snapshot_file", broken)
         with pytest.raises(OSError, match="disk gone"):  # said, not swallowed (nor retried)
             await s.snapshot()
         assert s.snapshot_index < s.applied_index
@@ -203,3 +203,31 @@ async def test_put_exactly_at_the_size_limit_passes_and_one_byte_more_does_not()
             await s.put(pb.PutRequest(key=b"a", value=fits + b"x"))
     finally:
         await s.close()
+
+
+async def test_a_snapshot_whose_parts_fail_leaves_no_file_and_the_previous_one(tmp_path):
+    """The LMDB log writes a snapshot as its parts are made: parts that raise half-way (a
+    capture overtaken by a compaction) leave neither a file nor a temporary one, and the
+    snapshot before stays the one loaded."""
+    from kvstore.log.lmdb import LmdbLog
+
+    wal = LmdbLog(tmp_path / "d")
+    try:
+        await wal.append([b"e1", b"e2", b"e3"])
+
+        async def parts(*chunks, fail=False):
+            for c in chunks:
+                yield c
+                await asyncio.sleep(0)
+            if fail:
+                raise RuntimeError("overtaken")
+
+        await wal.save_snapshot(2, parts(b"state", b"-at-2"))
+        with pytest.raises(RuntimeError, match="overtaken"):
+            await wal.save_snapshot(3, parts(b"state-at", fail=True))
+        assert wal.load_snapshot() == (2, b"state-at-2")
+        assert sorted(p.name for p in (tmp_path / "d").iterdir() if "snapshot" in p.name) == \
+               ["snapshot-0000000000000002.snap"]
+        assert [i for i, _ in wal.replay(0)] == [3]
+    finally:
+        await wal.close()

@@ -7,7 +7,7 @@ is the applied state at some index: once saved, entries up to that index may be 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 
 class Log(ABC):
@@ -25,10 +25,10 @@ class Log(ABC):
         """Index of the newest entry (0 when the log has never held one)."""
 
     @abstractmethod
-    async def save_snapshot(self, index: int, parts: list[bytes]) -> None:
-        """Stores the state as of ``index`` (the concatenation of ``parts``; a large state is
-        handed over in pieces rather than copied into one buffer) and drops the entries it
-        covers."""
+    async def save_snapshot(self, index: int, parts: AsyncIterator[bytes]) -> None:
+        """Stores the state as of ``index`` (the concatenation of ``parts``, produced while
+        being stored: a large state never sits whole in memory) and drops the entries it
+        covers. If ``parts`` raises, nothing is stored and the exception propagates."""
 
     @abstractmethod
     def load_snapshot(self) -> tuple[int, bytes] | None:

@@ -13,7 +13,7 @@ import queue
 import struct
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 import lmdb
 
@@ -116,18 +116,28 @@ class LmdbLog(Log):
         paths = self._snapshot_paths()
         return paths[-1] if paths else None
 
-    async def save_snapshot(self, index: int, parts: list[bytes]) -> None:
-        """Writes the snapshot file on a thread of its own (appends go on meanwhile), then drops
-        the entries it covers in slices, each one write job between appends."""
-        await asyncio.get_running_loop().run_in_executor(None, self._write_snapshot_file, index, parts)
+    async def save_snapshot(self, index: int, parts: AsyncIterator[bytes]) -> None:
+        """Writes the snapshot file part by part as the parts are made, on executor threads
+        (appends go on meanwhile), then drops the entries it covers in slices, each one write
+        job between appends."""
+        loop = asyncio.get_running_loop()
+        final = self.dir / f"{_SNAPSHOT_PREFIX}{index:016x}{_SNAPSHOT_SUFFIX}"
+        tmp = final.with_suffix(".tmp")
+        f = await loop.run_in_executor(None, open, tmp, "wb")
+        try:
+            async for part in parts:
+                await loop.run_in_executor(None, f.write, part)
+            await loop.run_in_executor(None, self._finish_snapshot_file, f, tmp, final)
+        except BaseException:
+            f.close()
+            tmp.unlink(missing_ok=True)
+            raise
         while await self._on_writer(self._drop_through, index, DROP_SLICE):
             pass
 
-    def _write_snapshot_file(self, index: int, parts: list[bytes]) -> None:
-        final = self.dir / f"{_SNAPSHOT_PREFIX}{index:016x}{_SNAPSHOT_SUFFIX}"
-        tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.writelines(parts)
+    def _finish_snapshot_file(self, f, tmp: Path, final: Path) -> None:
+        """Makes the written file durable and the newest snapshot; removes older ones."""
+        with f:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)

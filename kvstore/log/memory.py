@@ -1,7 +1,7 @@
 """An in-memory log: for tests and benchmarks; nothing survives the process."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 from .base import Log
 
@@ -26,8 +26,8 @@ class MemoryLog(Log):
         for i in range(start, self.last_index + 1):
             yield i, self._entries[i - self._first]
 
-    async def save_snapshot(self, index: int, parts: list[bytes]) -> None:
-        self._snapshot = (index, b"".join(parts))
+    async def save_snapshot(self, index: int, parts: AsyncIterator[bytes]) -> None:
+        self._snapshot = (index, b"".join([part async for part in parts]))
         drop = index - self._first + 1
         if drop > 0:
             del self._entries[:drop]

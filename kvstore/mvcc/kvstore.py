@@ -11,7 +11,7 @@ from .. import errors
 from .index import TreeIndex
 from .core import History, KeyValue, codec, collect_visible
 
-SNAPSHOT_FORMAT = 3  # 1 was nested lists; 2 had generations
+SNAPSHOT_FORMAT = 4  # 1: nested lists; 2: generations; 3: envelope first
 
 
 class RangeResult(NamedTuple):

@@ -1,9 +1,9 @@
 """Hands freed heap memory back to the system.
 
-A snapshot builds its file in memory (hundreds of MB with a million keys) and frees it once
-written. glibc keeps freed memory in the process for reuse, and after large frees its dynamic
-mmap threshold puts the next big buffers on the heap too, so without a trim the resident size
-stays at the snapshot's peak. ``malloc_trim`` returns the free pages; elsewhere (not glibc)
+A snapshot encodes hundreds of MB (with a million keys), a slice at a time, and frees each
+slice once written. glibc keeps freed memory in the process for reuse, and after large frees
+its dynamic mmap threshold puts the next big buffers on the heap too, so without a trim the
+resident size can stay at a snapshot's peak. ``malloc_trim`` returns the free pages; elsewhere (not glibc)
 this does nothing.
 """
 from __future__ import annotations

@@ -4,24 +4,31 @@ A snapshot is the state at one applied index. The cheap part is taken at a batch
 log order: the index, the revision R, the list of key indexes, the history records (a few ms at
 100,000 revisions) and the leases. The keys' records, the bulk (tens of MB), are then encoded a
 slice of keys per turn of the event loop while the proposer keeps applying writes: each key is
-encoded as it was at R (writes after R only appended to it, see state_codec.generations_at).
-A compaction rewrites key indexes in place, so one that lands during a capture abandons it; the
-next batch starts another.
+encoded as it was at R (writes after R only appended to it, see KeyIndex.revisions_at).
+A compaction rewrites key indexes in place, so one that lands during a capture abandons it
+(Overtaken); the next batch starts another.
 
-File: u32 length of a msgpack envelope, the envelope (index, revisions, leases, section
-lengths), then the keys' records and the history records (kvstore/mvcc/state_codec.py). The
-parts are handed to the log as a list, so the bulk is never copied into one buffer.
+File: the keys' records, the history records (kvstore/mvcc/state_codec.py), then a msgpack
+envelope (index, revisions, leases, section lengths) and its u32 length. The envelope comes
+last because the keys' length is known only once they are encoded: the parts go to the log as
+they are made, so a snapshot never holds more than one slice of keys in memory.
 """
 from __future__ import annotations
 
 import asyncio
 import struct
+from typing import AsyncIterator
 
 import msgpack
 
 from ..mvcc import MVCCStore
 from ..mvcc.core import codec
 from ..mvcc.kvstore import SNAPSHOT_FORMAT
+
+
+class Overtaken(Exception):
+    """A compaction (or a new MVCC state) landed while a capture was being encoded."""
+
 
 SLICE_KEYS = 5_000  # keys encoded per turn of the loop (~3 ms at 256-byte values)
 _U32 = struct.Struct("<I")
@@ -37,37 +44,43 @@ class Capture:
         self._history = codec.encode_history(mvcc.history)
         self._leases = leases
 
-    async def parts(self, current_mvcc) -> list[bytes] | None:
-        """The file's parts, or None if a compaction (or a new MVCC state) overtook us.
-        ``current_mvcc()`` is the store's MVCC state now."""
-        keys = []
+    async def parts(self, current_mvcc) -> AsyncIterator[bytes]:
+        """The file's parts, made one slice of keys at a time as the log writes them; raises
+        Overtaken if a compaction (or a new MVCC state) lands meanwhile. ``current_mvcc()``
+        is the store's MVCC state now."""
         kis = self._key_indexes
+        keys_len = 0
         for start in range(0, len(kis), SLICE_KEYS):
             if start:
                 await asyncio.sleep(0)
-                if current_mvcc() is not self._mvcc or self._mvcc.compact_rev != self._compact_rev:
-                    return None
-            keys.append(codec.encode_keys(kis[start:start + SLICE_KEYS], self._rev))
+            if current_mvcc() is not self._mvcc or self._mvcc.compact_rev != self._compact_rev:
+                raise Overtaken()
+            part = codec.encode_keys(kis[start:start + SLICE_KEYS], self._rev)
+            keys_len += len(part)
+            yield part
+        yield self._history
         envelope = msgpack.packb({
             "index": self.index, "format": SNAPSHOT_FORMAT, "current_rev": self._rev,
             "compact_rev": self._compact_rev, "leases": self._leases,
-            "keys_len": sum(map(len, keys)), "history_len": len(self._history)})
-        return [_U32.pack(len(envelope)), envelope, *keys, self._history]
+            "keys_len": keys_len, "history_len": len(self._history)})
+        yield envelope + _U32.pack(len(envelope))
 
 
 def parse(data: bytes) -> tuple[MVCCStore, list]:
     """(MVCC state, leases) from a snapshot file's bytes."""
     if len(data) < 4:
         raise ValueError("corrupt snapshot: no envelope")
-    (n,) = _U32.unpack_from(data, 0)
+    (n,) = _U32.unpack_from(data, len(data) - 4)
     if 4 + n > len(data):
         raise ValueError("corrupt snapshot: truncated envelope")
-    env = msgpack.unpackb(data[4:4 + n], raw=False)
-    keys_at = 4 + n
-    history_at = keys_at + env["keys_len"]
-    if history_at + env["history_len"] != len(data):
+    try:
+        env = msgpack.unpackb(data[len(data) - 4 - n:len(data) - 4], raw=False)
+        keys_len, history_len = env["keys_len"], env["history_len"]
+    except (ValueError, KeyError, TypeError, msgpack.UnpackException):
+        raise ValueError("corrupt snapshot: unreadable envelope") from None
+    if keys_len + history_len + n + 4 != len(data):
         raise ValueError("corrupt snapshot: sections do not add up to the file")
     mvcc = MVCCStore.load({"format": env["format"], "current_rev": env["current_rev"],
-                           "compact_rev": env["compact_rev"], "keys": data[keys_at:history_at],
-                           "history": data[history_at:]})
+                           "compact_rev": env["compact_rev"], "keys": data[:keys_len],
+                           "history": data[keys_len:keys_len + history_len]})
     return mvcc, env["leases"]

@@ -179,15 +179,18 @@ class Store:
     async def _save_snapshot(self, capture: Capture, background: bool = True) -> None:
         index = capture.index
         try:
-            while (parts := await capture.parts(lambda: self.mvcc)) is None:
-                if background:
-                    return  # overtaken by a compaction: the next batch tries again
+            while True:
+                try:
+                    await self.log.save_snapshot(index, capture.parts(lambda: self.mvcc))
+                    break
+                except snapshot.Overtaken:
+                    if background:
+                        return  # the next batch tries again
                 # Any other task runs between batches, so a capture taken here is consistent.
                 capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
                 index = capture.index
-            await self.log.save_snapshot(index, parts)
             self.snapshot_index = index
-            del parts, capture  # the file's buffers: the bulk of a snapshot's memory
+            del capture  # what it encoded (the history records) is the bulk still held
             await self.loop.run_in_executor(None, heap.release_free_memory)
         except Exception:
             if not background:

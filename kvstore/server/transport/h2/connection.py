@@ -417,11 +417,14 @@ class H2Connection(asyncio.Protocol):
         if end_stream:
             self._close_local(stream)
 
-    def send_response(self, stream: Stream, head: bytes, body: bytes, trailers: bytes) -> None:
-        """A whole unary response; one write when it fits the windows and one frame."""
+    def send_response(self, stream: Stream, head: bytes, prefix: bytes, body: bytes,
+                      trailers: bytes) -> None:
+        """A whole unary response, its DATA being ``prefix + body``: one write when it fits
+        the windows and one frame; else frames cut from ``body`` itself (never copied whole
+        just to put the few prefix bytes in front)."""
         if stream.closed or self._closed:
             return
-        n = len(body)
+        n = len(prefix) + len(body)
         sid = stream.id
         if (not stream.pending and n <= self._conn_send_window and n <= stream.send_window
                 and n <= self.peer_max_frame and len(head) + len(trailers) <= self.peer_max_frame):
@@ -429,11 +432,12 @@ class H2Connection(asyncio.Protocol):
             stream.send_window -= n
             self._sent_since_ping = True
             self._write(f.frame(f.HEADERS, f.END_HEADERS, sid, head)
-                                 + f.frame(f.DATA, 0, sid, body)
-                                 + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, sid, trailers))
+                        + f.frame(f.DATA, 0, sid, prefix + body)
+                        + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, sid, trailers))
             self._close_local(stream)
             return
         self.send_headers(stream, head)
+        self.send_data(stream, prefix)
         self.send_data(stream, body)
         self.send_headers(stream, trailers, end_stream=True)
 

@@ -307,8 +307,8 @@ class GrpcCall:
         self._done = self._sent_headers = True
         if self._timer is not None:
             self._timer.cancel()
-        self.conn.send_response(self.stream, RESPONSE_HEADERS,
-                                _PREFIX.pack(0, len(body)) + body, TRAILERS_OK)
+        self.conn.send_response(self.stream, RESPONSE_HEADERS, _PREFIX.pack(0, len(body)), body,
+                                TRAILERS_OK)
 
     async def _run_server_stream(self, request) -> None:
         await self._stream_responses(self.method.func(request))
