@@ -231,3 +231,57 @@ async def test_a_snapshot_whose_parts_fail_leaves_no_file_and_the_previous_one(t
         assert [i for i, _ in wal.replay(0)] == [3]
     finally:
         await wal.close()
+
+
+async def test_compaction_runs_in_slices_beside_other_requests(monkeypatch):
+    """A compaction answers once applied (reads below it fail at once) and compacts the keys
+    a slice per turn of the loop: a put sent after it is applied while keys are still being
+    compacted. With ``physical`` it answers only once every key is compacted."""
+    from kvstore.store import store as store_mod
+
+    monkeypatch.setattr(store_mod, "COMPACT_SLICE_KEYS", 1)
+    s = await kvstore.Store.open("memory")
+    applied_while_compacting = []
+    s.mvcc.observers.append(lambda rev, changes, prevs: applied_while_compacting.append(
+        (changes[0].key, s.mvcc.compacting)))
+    try:
+        for i in range(200):
+            await s.put(pb.PutRequest(key=b"c%03d" % i, value=b"a"))
+            await s.put(pb.PutRequest(key=b"c%03d" % i, value=b"b"))
+        rev = s.mvcc.current_rev
+        await s.compact(pb.CompactionRequest(revision=rev))
+        assert s.mvcc.compacting  # answered before the 200 keys (200 slices) are done
+        with pytest.raises(errors.Compacted):
+            s.range(pb.RangeRequest(key=b"c000", revision=rev - 1))
+        await s.put(pb.PutRequest(key=b"c999", value=b"meanwhile"))
+        assert applied_while_compacting[-1] == (b"c999", True)
+        await s.put(pb.PutRequest(key=b"c000", value=b"c"))
+        await s.compact(pb.CompactionRequest(revision=s.mvcc.current_rev, physical=True))
+        assert not s.mvcc.compacting
+        assert all(k.revision_count() == 1 for k in s.mvcc.index.all())
+        assert values(s, b"c", b"d")[b"c000"] == b"c" and len(values(s, b"c", b"d")) == 201
+    finally:
+        await s.close()
+
+
+async def test_a_snapshot_waits_for_the_keys_of_a_compaction(tmp_path, monkeypatch):
+    from kvstore.store import store as store_mod
+
+    monkeypatch.setattr(store_mod, "COMPACT_SLICE_KEYS", 1)
+    s = await open_lmdb(tmp_path / "d")
+    try:
+        for i in range(100):
+            await s.put(pb.PutRequest(key=b"c%03d" % i, value=b"a"))
+            await s.put(pb.PutRequest(key=b"c%03d" % i, value=b"b"))
+        await s.compact(pb.CompactionRequest(revision=s.mvcc.current_rev))
+        assert s.mvcc.compacting
+        await s.snapshot()  # waits for the keys, then captures
+        assert not s.mvcc.compacting and s.snapshot_index == s.applied_index
+    finally:
+        await s.close()
+    s2 = await open_lmdb(tmp_path / "d")
+    try:
+        assert values(s2, b"c", b"d") == {b"c%03d" % i: b"b" for i in range(100)}
+        assert all(k.revision_count() == 1 for k in s2.mvcc.index.all())
+    finally:
+        await s2.close()

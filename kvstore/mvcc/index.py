@@ -1,6 +1,7 @@
 """The ordered index of all keys (etcd's treeIndex): key -> KeyIndex, scanned in key order."""
 from __future__ import annotations
 
+from itertools import islice
 from typing import Iterator
 
 from sortedcontainers import SortedList
@@ -77,6 +78,10 @@ class TreeIndex:
             keys = self._keys.irange(key, end, inclusive=(True, False))
         for k in keys:
             yield by_key[k]
+
+    def keys_from(self, key: bytes, n: int) -> list[bytes]:
+        """Up to ``n`` keys >= key, in order."""
+        return list(islice(self._keys.irange(key, None), n))
 
     def visible(self, key: bytes, end: bytes | None, at_rev: int) -> Iterator[KeyValue]:
         """The KeyValues visible at ``at_rev`` in [key, end), in key order."""

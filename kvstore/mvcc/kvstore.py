@@ -34,6 +34,7 @@ class MVCCStore:
         # The changes of every revision since the compaction point (history.py).
         self.history = History()
         self.observers: list[CommitObserver] = []
+        self._compact_from: bytes | None = None  # the next key to compact; None when done
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -84,16 +85,46 @@ class MVCCStore:
         return WriteTxn(self)
 
     def compact(self, rev: int) -> None:
-        """Forgets every revision that no read at or after ``rev`` can see."""
+        """Forgets every revision that no read at or after ``rev`` can see, all at once."""
+        self.start_compaction(rev)
+        self.finish_compaction()
+
+    def start_compaction(self, rev: int) -> None:
+        """Compacts at ``rev`` as seen by every read from now on (older revisions answer
+        Compacted, the history is cut); the key indexes are compacted later, a slice at a
+        time (``compact_step``), as etcd's scheduled compaction does in batches. Until then
+        they only hold revisions no read can reach. A newer compaction restarts the keys."""
         if rev <= self.compact_rev:
             raise errors.Compacted()
         if rev > self.current_rev:
             raise errors.FutureRev()
         self.compact_rev = rev
-        empty = [ki.key for ki in self.index.all() if ki.compact(rev)]
-        for key in empty:
-            self.index.remove(key)
         self.history.compact(rev)
+        self._compact_from = b""
+
+    @property
+    def compacting(self) -> bool:
+        """Key indexes are still to be compacted."""
+        return self._compact_from is not None
+
+    def compact_step(self, max_keys: int) -> bool:
+        """Compacts the next ``max_keys`` key indexes; True while more remain."""
+        if self._compact_from is None:
+            return False
+        index, rev = self.index, self.compact_rev
+        keys = index.keys_from(self._compact_from, max_keys)
+        for key in keys:
+            if index.get(key).compact(rev):
+                index.remove(key)
+        if len(keys) < max_keys:
+            self._compact_from = None
+            return False
+        self._compact_from = keys[-1] + b"\0"
+        return True
+
+    def finish_compaction(self) -> None:
+        while self.compact_step(1 << 20):
+            pass
 
     def history_from(self, rev: int) -> int:
         """Position in ``history`` of the first revision >= rev."""

@@ -115,3 +115,37 @@ def watch_response(header: bytes, watch_id: int, events: list, fragment: bool) -
     for ev in events:
         parts += [bytes((_WATCH_EVENTS,)), varint(len(ev)), ev]
     return b"".join(parts)
+
+
+# -- writes and txns ---------------------------------------------------------------------------
+
+_PUT_PREV_KV = 0x12
+_DELETE_DELETED, _DELETE_PREV_KVS = 0x10, 0x1A
+_TXN_SUCCEEDED, _TXN_RESPONSES = b"\x10\x01", 0x1A
+# ResponseOp's oneof: response_range 1, response_put 2, response_delete_range 3, response_txn 4
+OP_RANGE, OP_PUT, OP_DELETE_RANGE, OP_TXN = 0x0A, 0x12, 0x1A, 0x22
+
+
+def _message_field(tag: int, body: bytes) -> bytes:
+    return bytes((tag,)) + varint(len(body)) + body
+
+
+def put_response(header: bytes, prev_kv) -> bytes:
+    """A PutResponse; ``prev_kv`` None for none."""
+    out = _message_field(_RANGE_HEADER, header)
+    if prev_kv is not None:
+        out += _message_field(_PUT_PREV_KV, prev_kv.encoded)
+    return out
+
+
+def delete_range_response(header: bytes, deleted: int, prev_kvs: list) -> bytes:
+    return (_message_field(_RANGE_HEADER, header) + _int_field(_DELETE_DELETED, deleted)
+            + b"".join(_message_field(_DELETE_PREV_KVS, kv.encoded) for kv in prev_kvs))
+
+
+def txn_response(header: bytes, succeeded: bool, ops: list) -> bytes:
+    """A TxnResponse; ``ops`` are (OP_* tag, serialized response) in order."""
+    parts = [_message_field(_RANGE_HEADER, header), _TXN_SUCCEEDED if succeeded else b""]
+    for tag, body in ops:
+        parts.append(_message_field(_TXN_RESPONSES, _message_field(tag, body)))
+    return b"".join(parts)

@@ -118,7 +118,7 @@ class Applier:
         return resp
 
     def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
-        self.mvcc.compact(r.revision)
+        self.mvcc.start_compaction(r.revision)  # the store compacts the keys in slices
         return pb.CompactionResponse(header=pb.ResponseHeader(revision=self.mvcc.current_rev))
 
     # -- leases --------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ log order: the index, the revision R, the list of key indexes, the history recor
 100,000 revisions) and the leases. The keys' records, the bulk (tens of MB), are then encoded a
 slice of keys per turn of the event loop while the proposer keeps applying writes: each key is
 encoded as it was at R (writes after R only appended to it, see KeyIndex.revisions_at).
-A compaction rewrites key indexes in place, so one that lands during a capture abandons it
-(Overtaken); the next batch starts another.
+A compaction rewrites key indexes in place, so one that lands (or is still compacting keys)
+during a capture abandons it (Overtaken); a later batch starts another.
 
 File: the keys' records, the history records (kvstore/mvcc/state_codec.py), then a msgpack
 envelope (index, revisions, leases, section lengths) and its u32 length. The envelope comes
@@ -53,7 +53,9 @@ class Capture:
         for start in range(0, len(kis), SLICE_KEYS):
             if start:
                 await asyncio.sleep(0)
-            if current_mvcc() is not self._mvcc or self._mvcc.compact_rev != self._compact_rev:
+            mvcc = self._mvcc
+            if (current_mvcc() is not mvcc or mvcc.compact_rev != self._compact_rev
+                    or mvcc.compacting):
                 raise Overtaken()
             part = codec.encode_keys(kis[start:start + SLICE_KEYS], self._rev)
             keys_len += len(part)

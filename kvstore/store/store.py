@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ETCD_VERSION = "3.5.21"
 DEFAULT_MAX_TXN_OPS = 128
 DEFAULT_SNAPSHOT_COUNT = 100_000  # etcd's default --snapshot-count
+# Key indexes compacted per turn of the loop (~2-5 ms): a compaction's cost comes in slices.
+COMPACT_SLICE_KEYS = 10_000
 DEFAULT_PROGRESS_NOTIFY_INTERVAL = 600.0  # etcd's 10 minutes
 LEASE_CHECK_INTERVAL = 0.5  # etcd checks for expired leases every 500 ms
 # What a member that becomes leader adds to every lease's TTL (etcd: lessor.Promote(election
@@ -86,6 +88,7 @@ class Store:
         self._timers: list[asyncio.Task] = []
         self._revoking: set[int] = set()
         self._snapshot_task: asyncio.Task | None = None
+        self._compactor: asyncio.Task | None = None
         self.watch_delivery = DeliveryCache(self.header_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._header_cache: tuple[int, bytes] = (-1, b"")
@@ -140,6 +143,8 @@ class Store:
     async def close(self) -> None:
         for task in self._timers:
             task.cancel()
+        if self._compactor is not None:
+            self._compactor.cancel()  # the log replays the compaction at the next start
         for stream in list(self.watch_streams):
             stream.close()
         if self._proposer is not None:
@@ -161,7 +166,9 @@ class Store:
         if kind == entry.TXN:
             return a.txn(request)
         if kind == entry.COMPACT:
-            return a.compact(request)
+            resp = a.compact(request)
+            self._schedule_compaction()
+            return resp
         if kind == entry.LEASE_GRANT:
             return a.lease_grant(request)
         if kind == entry.LEASE_REVOKE:
@@ -171,7 +178,7 @@ class Store:
     async def _maybe_snapshot(self) -> None:
         """After each batch: starts a snapshot when one is due. Its cheap part is taken here, at
         a batch boundary; the rest runs beside the proposer, which keeps committing."""
-        if (self.log.durable and self._snapshot_task is None
+        if (self.log.durable and self._snapshot_task is None and not self.mvcc.compacting
                 and self.applied_index - self.snapshot_index >= self.snapshot_count):
             capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
             self._snapshot_task = self.loop.create_task(self._save_snapshot(capture), name="snapshot")
@@ -203,6 +210,7 @@ class Store:
         """Saves the applied state now, so replay starts here (the log drops what it covers)."""
         while self._snapshot_task is not None:
             await asyncio.shield(self._snapshot_task)
+        await self._compaction_done()  # a capture refuses key indexes still being compacted
         capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
         self._snapshot_task = self.loop.create_task(self._save_snapshot(capture, background=False),
                                                     name="snapshot")
@@ -271,8 +279,36 @@ class Store:
             return self._fill(self.applier.txn(r))
         return await self._propose(entry.TXN, r)
 
-    def compact(self, r: pb.CompactionRequest) -> "asyncio.Future[pb.CompactionResponse]":
-        return self._propose(entry.COMPACT, r)
+    def compact(self, r: pb.CompactionRequest):
+        """The response once the compaction is applied: reads below its revision fail from
+        then on. With ``physical``, as in etcd, only once the keys are compacted too."""
+        applied = self._propose(entry.COMPACT, r)
+        return self._compacted(applied) if r.physical else applied
+
+    async def _compacted(self, applied: asyncio.Future) -> pb.CompactionResponse:
+        resp = await applied
+        await self._compaction_done()
+        return resp
+
+    async def _compaction_done(self) -> None:
+        while self._compactor is not None:
+            await asyncio.shield(self._compactor)
+
+    def _schedule_compaction(self) -> None:
+        """Compacts the key indexes in slices between other work, so a compaction of many
+        keys never stalls requests for long (etcd compacts in batches with pauses too)."""
+        if self._compactor is None:
+            if self.loop is None:  # not started: no loop to share
+                self.mvcc.finish_compaction()
+                return
+            self._compactor = self.loop.create_task(self._compact_in_slices(), name="compaction")
+
+    async def _compact_in_slices(self) -> None:
+        try:
+            while self.mvcc.compact_step(COMPACT_SLICE_KEYS):
+                await asyncio.sleep(0)
+        finally:
+            self._compactor = None
 
     # -- watch ---------------------------------------------------------------------------------
 
