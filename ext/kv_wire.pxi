@@ -243,3 +243,58 @@ def watch_response(bytes header, long long watch_id, list events, bint fragment)
     for ev in events:
         p = _put_message_field(p, 0x5A, PyBytes_AS_STRING(ev), len(ev))
     return out
+
+
+# -- writes and txns ---------------------------------------------------------------------------
+
+OP_RANGE, OP_PUT, OP_DELETE_RANGE, OP_TXN = 0x0A, 0x12, 0x1A, 0x22
+
+
+def put_response(bytes header, prev_kv):
+    cdef Py_ssize_t size = _len_field_size(len(header))
+    cdef KeyValue prev = None
+    if prev_kv is not None:
+        prev = prev_kv
+        size += _len_field_size(len(prev.encoded))
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef char* p = _put_message_field(PyBytes_AS_STRING(out), 0x0A, PyBytes_AS_STRING(header),
+                                      len(header))
+    if prev is not None:
+        _put_message_field(p, 0x12, PyBytes_AS_STRING(prev.encoded), len(prev.encoded))
+    return out
+
+
+def delete_range_response(bytes header, long long deleted, list prev_kvs):
+    cdef Py_ssize_t size = _len_field_size(len(header)) + _int_field_size(deleted)
+    cdef KeyValue kv
+    for kv in prev_kvs:
+        size += _len_field_size(len(kv.encoded))
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef char* p = _put_message_field(PyBytes_AS_STRING(out), 0x0A, PyBytes_AS_STRING(header),
+                                      len(header))
+    p = _put_int_field(p, 0x10, deleted)
+    for kv in prev_kvs:
+        p = _put_message_field(p, 0x1A, PyBytes_AS_STRING(kv.encoded), len(kv.encoded))
+    return out
+
+
+def txn_response(bytes header, bint succeeded, list ops):
+    cdef Py_ssize_t size = _len_field_size(len(header)) + (2 if succeeded else 0)
+    cdef tuple op
+    cdef bytes body
+    for op in ops:
+        body = op[1]
+        size += _len_field_size(_len_field_size(len(body)))
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef char* p = _put_message_field(PyBytes_AS_STRING(out), 0x0A, PyBytes_AS_STRING(header),
+                                      len(header))
+    if succeeded:
+        p[0] = 0x10
+        p[1] = 0x01
+        p += 2
+    for op in ops:
+        body = op[1]
+        p[0] = 0x1A
+        p = _put_varint(p + 1, _len_field_size(len(body)))
+        p = _put_message_field(p, <char>(<int>op[0]), PyBytes_AS_STRING(body), len(body))
+    return out

@@ -129,3 +129,63 @@ def test_empty_sub_messages_are_still_written():
         zero = KeyValue(b"", 0, 0, 0, b"", 0)
         assert wire.event(empty, zero) == kv_pb2.Event(
             kv=kv_pb2.KeyValue(version=1), prev_kv=kv_pb2.KeyValue()).SerializeToString()
+
+
+HEADER = st.tuples(UINT64, UINT64, INT64, UINT64)
+
+
+def pb_header(h):
+    return pb.ResponseHeader(cluster_id=h[0], member_id=h[1], revision=h[2], raft_term=h[3])
+
+
+@settings(max_examples=200)
+@given(HEADER, st.one_of(st.none(), KV_FIELDS), INT64, st.lists(KV_FIELDS, max_size=4))
+def test_put_and_delete_range_responses_are_protobufs(h, prev, deleted, prevs):
+    put = pb.PutResponse(header=pb_header(h))
+    if prev is not None:
+        put.prev_kv.CopyFrom(pb_kv(prev))
+    delete = pb.DeleteRangeResponse(header=pb_header(h), deleted=deleted,
+                                    prev_kvs=[pb_kv(f) for f in prevs])
+    for KeyValue, wire in IMPLS:
+        header = wire.encode_header(*h)
+        assert wire.put_response(header, None if prev is None else KeyValue(*prev)) == \
+            put.SerializeToString()
+        assert wire.delete_range_response(header, deleted, [KeyValue(*f) for f in prevs]) == \
+            delete.SerializeToString()
+
+
+@settings(max_examples=200)
+@given(HEADER, st.booleans(), st.lists(st.tuples(st.sampled_from(["range", "put", "delete", "txn"]),
+                                                 st.one_of(st.none(), KV_FIELDS), st.booleans()),
+                                       max_size=5))
+def test_txn_response_is_protobufs(h, succeeded, ops):
+    """Every kind of op response, a nested txn (with its empty header) included."""
+    expect = pb.TxnResponse(header=pb_header(h), succeeded=succeeded)
+    for kind, f, flag in ops:
+        out = expect.responses.add()
+        if kind == "range":
+            out.response_range.CopyFrom(pb.RangeResponse(
+                header=pb.ResponseHeader(revision=3), kvs=[pb_kv(f)] if f else [], more=flag))
+        elif kind == "put":
+            out.response_put.CopyFrom(pb.PutResponse(header=pb.ResponseHeader(revision=4)))
+        elif kind == "delete":
+            out.response_delete_range.CopyFrom(pb.DeleteRangeResponse(
+                header=pb.ResponseHeader(revision=5), deleted=1 if f else 0))
+        else:
+            out.response_txn.CopyFrom(pb.TxnResponse(header=pb.ResponseHeader(), succeeded=flag))
+    for KeyValue, wire in IMPLS:
+        encoded = []
+        for kind, f, flag in ops:
+            if kind == "range":
+                kvs = [KeyValue(*f)] if f else []
+                encoded.append((wire.OP_RANGE, wire.range_response(
+                    wire.encode_header(0, 0, 3, 0), kvs, False, flag, 0)))
+            elif kind == "put":
+                encoded.append((wire.OP_PUT, wire.put_response(wire.encode_header(0, 0, 4, 0), None)))
+            elif kind == "delete":
+                encoded.append((wire.OP_DELETE_RANGE, wire.delete_range_response(
+                    wire.encode_header(0, 0, 5, 0), 1 if f else 0, [])))
+            else:
+                encoded.append((wire.OP_TXN, wire.txn_response(b"", flag, [])))
+        assert wire.txn_response(wire.encode_header(*h), succeeded, encoded) == \
+            expect.SerializeToString()

@@ -7,7 +7,7 @@ Headers carry only the revision here; the Store fills in the member's identity.
 from __future__ import annotations
 
 from .. import errors
-from ..api import kv_pb2, rpc_pb2 as pb
+from ..api import rpc_pb2 as pb
 from ..mvcc import KeyValue, MVCCStore
 from ..mvcc.core import wire
 from ..mvcc.lease import LeaseTable
@@ -15,7 +15,6 @@ from .compare import compares_hold
 from .ranges import range_end
 from .validate import is_txn_readonly
 
-_KV = kv_pb2.KeyValue
 _NONE, _ASCEND, _DESCEND = pb.RangeRequest.NONE, pb.RangeRequest.ASCEND, pb.RangeRequest.DESCEND
 _SORT_KEYS = {
     pb.RangeRequest.KEY: lambda kv: kv.key,
@@ -24,10 +23,6 @@ _SORT_KEYS = {
     pb.RangeRequest.MOD: lambda kv: kv.mod_revision,
     pb.RangeRequest.VALUE: lambda kv: kv.value,
 }
-
-
-def kv_to_pb(kv: KeyValue, keys_only: bool = False) -> kv_pb2.KeyValue:
-    return _KV.FromString(wire.kv_bytes(kv, keys_only))
 
 
 def revision_header(revision: int) -> bytes:
@@ -71,18 +66,19 @@ class Applier:
             more = True
         return wire.range_response(header(rr.rev), kvs, r.keys_only, more, rr.count)
 
-    def put(self, r: pb.PutRequest, txn=None) -> pb.PutResponse:
+    def put(self, r: pb.PutRequest, txn=None, header=revision_header) -> bytes:
+        """The serialized PutResponse (``header`` as in range)."""
         if txn is None:
             if r.lease and not self.lease_exists(r.lease):
                 raise errors.LeaseNotFound()
             txn = self.mvcc.write()
             try:
-                return self._put(r, txn)
+                return self._put(r, txn, header)
             finally:
                 txn.end()
-        return self._put(r, txn)
+        return self._put(r, txn, header)
 
-    def _put(self, r: pb.PutRequest, txn) -> pb.PutResponse:
+    def _put(self, r: pb.PutRequest, txn, header) -> bytes:
         value, lease = r.value, r.lease
         prev = None
         if r.ignore_value or r.ignore_lease or r.prev_kv:
@@ -93,29 +89,23 @@ class Applier:
             value = prev.value
         if r.ignore_lease:
             lease = prev.lease
-        resp = pb.PutResponse()
-        if r.prev_kv and prev is not None:
-            resp.prev_kv.CopyFrom(kv_to_pb(prev))
         txn.put(r.key, value, lease)
-        resp.header.revision = txn.rev
-        return resp
+        return wire.put_response(header(txn.rev), prev if r.prev_kv else None)
 
-    def delete_range(self, r: pb.DeleteRangeRequest, txn=None) -> pb.DeleteRangeResponse:
+    def delete_range(self, r: pb.DeleteRangeRequest, txn=None, header=revision_header) -> bytes:
+        """The serialized DeleteRangeResponse (``header`` as in range)."""
         if txn is None:
             txn = self.mvcc.write()
             try:
-                return self._delete_range(r, txn)
+                return self._delete_range(r, txn, header)
             finally:
                 txn.end()
-        return self._delete_range(r, txn)
+        return self._delete_range(r, txn, header)
 
-    def _delete_range(self, r: pb.DeleteRangeRequest, txn) -> pb.DeleteRangeResponse:
+    def _delete_range(self, r: pb.DeleteRangeRequest, txn, header) -> bytes:
         deleted = txn.delete_range(r.key, range_end(r.range_end))
-        resp = pb.DeleteRangeResponse(deleted=len(deleted))
-        if r.prev_kv:
-            resp.prev_kvs.extend(kv_to_pb(kv) for kv in deleted)
-        resp.header.revision = txn.rev if (deleted or txn.changes) else txn.store.current_rev
-        return resp
+        rev = txn.rev if (deleted or txn.changes) else txn.store.current_rev
+        return wire.delete_range_response(header(rev), len(deleted), deleted if r.prev_kv else [])
 
     def compact(self, r: pb.CompactionRequest) -> pb.CompactionResponse:
         self.mvcc.start_compaction(r.revision)  # the store compacts the keys in slices
@@ -142,9 +132,9 @@ class Applier:
 
     # -- transactions --------------------------------------------------------------------------
 
-    def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
-        """Compares (every nested level) and checks run on the state before the txn; only if
-        all pass are the ops applied, in one revision."""
+    def txn(self, r: pb.TxnRequest, header=revision_header) -> bytes:
+        """The serialized TxnResponse. Compares (every nested level) and checks run on the
+        state before the txn; only if all pass are the ops applied, in one revision."""
         mvcc = self.mvcc
         path = _compare_path(mvcc, r)
         writes = not is_txn_readonly(r)
@@ -152,20 +142,18 @@ class Applier:
             _check_requests(r, path, self._check_put)
         _check_requests(r, path, self._check_range)
         if not writes:
-            resp, _ = self._apply_txn(mvcc, r, path)
-            resp.header.revision = mvcc.current_rev
-            return resp
+            succeeded, ops, _ = self._apply_txn(mvcc, r, path)
+            return wire.txn_response(header(mvcc.current_rev), succeeded, ops)
         txn = mvcc.write()
         try:
-            resp, _ = self._apply_txn(txn, r, path)
+            succeeded, ops, _ = self._apply_txn(txn, r, path)
         except BaseException:
             # e.g. a put with ignore_value after a "\0"-ended delete of its key in the same txn
             # (the duplicate-key check lets it through; etcd panics there): all or nothing
             txn.abort()
             raise
         txn.end()
-        resp.header.revision = mvcc.current_rev
-        return resp
+        return wire.txn_response(header(mvcc.current_rev), succeeded, ops)
 
     def _check_put(self, op: pb.RequestOp) -> None:
         if op.WhichOneof("request") != "request_put":
@@ -187,28 +175,29 @@ class Applier:
         if rev < self.mvcc.compact_rev:
             raise errors.Compacted()
 
-    def _apply_txn(self, view, r: pb.TxnRequest, path: list[bool]) -> tuple[pb.TxnResponse, int]:
-        """Runs the chosen branch; returns the response and how many nested txns it consumed
-        from ``path``."""
+    def _apply_txn(self, view, r: pb.TxnRequest, path: list[bool]) -> tuple[bool, list, int]:
+        """Runs the chosen branch: (succeeded, its responses as (wire.OP_*, bytes), how many
+        nested txns it consumed from ``path``). Nested responses carry the revision only, and a
+        nested txn an empty header, as etcd's."""
         succeeded = path[0]
-        resp = pb.TxnResponse(succeeded=succeeded, header=pb.ResponseHeader())
+        ops = []
         nested = 0
         rest = path[1:]
         for op in (r.success if succeeded else r.failure):
             which = op.WhichOneof("request")
-            out = resp.responses.add()
             if which == "request_range":
-                out.response_range.ParseFromString(self.range(op.request_range, view))
+                ops.append((wire.OP_RANGE, self.range(op.request_range, view)))
             elif which == "request_put":
-                out.response_put.CopyFrom(self._put(op.request_put, view))
+                ops.append((wire.OP_PUT, self._put(op.request_put, view, revision_header)))
             elif which == "request_delete_range":
-                out.response_delete_range.CopyFrom(self._delete_range(op.request_delete_range, view))
+                ops.append((wire.OP_DELETE_RANGE, self._delete_range(
+                    op.request_delete_range, view, revision_header)))
             elif which == "request_txn":
-                sub, used = self._apply_txn(view, op.request_txn, rest)
-                out.response_txn.CopyFrom(sub)
+                sub_succeeded, sub_ops, used = self._apply_txn(view, op.request_txn, rest)
+                ops.append((wire.OP_TXN, wire.txn_response(b"", sub_succeeded, sub_ops)))
                 nested += used + 1
                 rest = rest[used + 1:]
-        return resp, nested
+        return succeeded, ops, nested
 
 
 def _passes_revision_filters(r: pb.RangeRequest, kv: KeyValue) -> bool:

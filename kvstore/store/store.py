@@ -160,11 +160,11 @@ class Store:
         self.applied_index = index
         a = self.applier
         if kind == entry.PUT:
-            return a.put(request)
+            return a.put(request, header=self.header_bytes)
         if kind == entry.DELETE_RANGE:
-            return a.delete_range(request)
+            return a.delete_range(request, header=self.header_bytes)
         if kind == entry.TXN:
-            return a.txn(request)
+            return a.txn(request, header=self.header_bytes)
         if kind == entry.COMPACT:
             resp = a.compact(request)
             self._schedule_compaction()
@@ -227,7 +227,10 @@ class Store:
         return self._proposer.propose(data, kind, request)
 
     def _apply_and_fill(self, index: int, kind: int, request):
-        return self._fill(self._apply_entry(index, kind, request))
+        """The response of an entry: KV writes come serialized, header and all; the rest are
+        messages whose header is filled here."""
+        resp = self._apply_entry(index, kind, request)
+        return resp if type(resp) is bytes else self._fill(resp)
 
     def _fill(self, resp):
         h = resp.header
@@ -265,19 +268,33 @@ class Store:
         validate.check_range_stream(r)
         return range_chunks(self.mvcc, r, self.max_request_bytes, self.header_bytes)
 
-    def put(self, r: pb.PutRequest) -> "asyncio.Future[pb.PutResponse]":
+    # Writes: ``*_encoded`` answer with the response serialized (the fast path the services
+    # take: a future, no coroutine in between); the plain ones parse it for library callers.
+
+    def put_encoded(self, r: pb.PutRequest) -> "asyncio.Future[bytes]":
         validate.check_put(r)
         return self._propose(entry.PUT, r)
 
-    def delete_range(self, r: pb.DeleteRangeRequest) -> "asyncio.Future[pb.DeleteRangeResponse]":
+    async def put(self, r: pb.PutRequest) -> pb.PutResponse:
+        return pb.PutResponse.FromString(await self.put_encoded(r))
+
+    def delete_range_encoded(self, r: pb.DeleteRangeRequest) -> "asyncio.Future[bytes]":
         validate.check_delete(r)
         return self._propose(entry.DELETE_RANGE, r)
 
-    async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+    async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        return pb.DeleteRangeResponse.FromString(await self.delete_range_encoded(r))
+
+    def txn_encoded(self, r: pb.TxnRequest):
+        """The serialized TxnResponse: at once for a read-only txn, else a future."""
         validate.check_txn(r, self.max_txn_ops)
         if validate.is_txn_readonly(r):
-            return self._fill(self.applier.txn(r))
-        return await self._propose(entry.TXN, r)
+            return self.applier.txn(r, header=self.header_bytes)
+        return self._propose(entry.TXN, r)
+
+    async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
+        resp = self.txn_encoded(r)
+        return pb.TxnResponse.FromString(resp if type(resp) is bytes else await resp)
 
     def compact(self, r: pb.CompactionRequest):
         """The response once the compaction is applied: reads below its revision fail from

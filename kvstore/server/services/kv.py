@@ -20,13 +20,13 @@ class KVService:
 
     # Writes hand back the store's future (no coroutine in between).
     def Put(self, request: pb.PutRequest):
-        return self.store.put(request)
+        return self.store.put_encoded(request)
 
     def DeleteRange(self, request: pb.DeleteRangeRequest):
-        return self.store.delete_range(request)
+        return self.store.delete_range_encoded(request)
 
-    async def Txn(self, request: pb.TxnRequest) -> pb.TxnResponse:
-        return await self.store.txn(request)
+    def Txn(self, request: pb.TxnRequest):
+        return self.store.txn_encoded(request)
 
     def Compact(self, request: pb.CompactionRequest):
         return self.store.compact(request)
