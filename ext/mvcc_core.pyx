@@ -9,7 +9,7 @@ visible at a read revision) into C comparisons instead of attribute lookups.
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcmp, memcpy, memmove
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF
 
@@ -222,6 +222,7 @@ cdef class KeyIndex:
 
 
 include "history.pxi"
+include "ordered_keys.pxi"
 
 
 def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_only,

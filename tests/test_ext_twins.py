@@ -198,3 +198,56 @@ def test_history_twins_agree(seed):
         assert set(changes) <= set(kvs[r]) and changes
     with pytest.raises(IndexError):
         cy[len(cy)]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_ordered_keys_twins_agree(seed):
+    """Random adds and removes over thousands of keys (many chunk splits and empties), then
+    every query: both OrderedKeys answer the same, and as a sorted list of the keys would."""
+    from kvstore.mvcc import ordered_keys as py_ok
+
+    rng = random.Random(seed)
+    py, cy = py_ok.OrderedKeys(), compiled.OrderedKeys()
+    held: dict[bytes, tuple] = {}
+    names = [bytes(rng.randrange(256) for _ in range(rng.randint(0, 6))) for _ in range(6000)]
+    for step in range(9000):
+        key = rng.choice(names)
+        if key in held and rng.random() < 0.4:
+            assert py.remove(key) and cy.remove(key)
+            del held[key]
+        elif key not in held:
+            rev = step + 1
+            pair = []
+            deleted = rng.random() < 0.2
+            for impl_kv, impl_ki in ((py_kv, py_ki), (compiled, compiled)):
+                ki = impl_ki.KeyIndex(key)
+                ki.put(impl_kv.KeyValue(key, rev, rev, 1, b"v", 0))
+                if deleted:
+                    ki.tombstone(impl_kv.KeyValue.tombstone(key, rev + 1))
+                pair.append(ki)
+            py.add(pair[0])
+            cy.add(pair[1])
+            held[key] = tuple(pair)
+        else:
+            assert not py.remove(key + b"\xff\xff\xff") and not cy.remove(key + b"\xff\xff\xff")
+    order = sorted(held)
+    assert len(py) == len(cy) == len(order)
+    assert [ki.key for ki in py] == [ki.key for ki in cy] == order
+    for _ in range(300):
+        key, end = rng.choice(names), rng.choice(names + [b""])
+        assert py.rank(key) == cy.rank(key) == sum(1 for k in order if k < key)
+        assert (key in py) == (key in cy) == (key in held)
+        expect = [k for k in order if k >= key and (end == b"" or k < end)]
+        assert py.count(key, end) == cy.count(key, end) == len(expect)
+        assert [ki.key for ki in py.scan(key, end)] == [ki.key for ki in cy.scan(key, end)] == expect
+        n = rng.randint(0, 50)
+        assert py.keys_from(key, n) == cy.keys_from(key, n) == [k for k in order if k >= key][:n]
+        at = rng.randint(0, 9001)
+        for limit, count_only, full in ((0, False, True), (3, False, True), (0, True, True),
+                                        (5, False, False)):
+            kp, np_ = py.collect(key, end, at, limit, count_only, full)
+            kc, nc = cy.collect(key, end, at, limit, count_only, full)
+            assert (as_tuples(kp), np_) == (as_tuples(kc), nc)
+            want, want_n = py_ki.collect_visible([held[k][0] for k in expect], at, limit,
+                                                 count_only, full)
+            assert (as_tuples(kp), np_) == (as_tuples(want), want_n)

@@ -9,7 +9,7 @@ from typing import Callable, NamedTuple
 
 from .. import errors
 from .index import TreeIndex
-from .core import History, KeyValue, codec, collect_visible
+from .core import History, KeyValue, codec
 
 SNAPSHOT_FORMAT = 4  # 1: nested lists; 2: generations; 3: envelope first
 
@@ -63,15 +63,15 @@ class MVCCStore:
             count = index.count_live(key, end)
             if count_only:
                 return RangeResult([], count, self.current_rev)
-            kvs, _ = collect_visible(index.scan(key, end), at, limit, False, False)
+            kvs, _ = index.collect(key, end, at, limit, False, False)
             return RangeResult(kvs, count, self.current_rev)
-        kvs, count = collect_visible(index.scan(key, end), at, limit, count_only)
+        kvs, count = index.collect(key, end, at, limit, count_only)
         return RangeResult(kvs, count, self.current_rev)
 
     def first(self, key: bytes, end: bytes | None, at: int, limit: int) -> list[KeyValue]:
         """Up to ``limit`` KeyValues visible at ``at`` in [key, end), without counting the
         rest (a chunk of a stream)."""
-        return collect_visible(self.index.scan(key, end), at, limit, False, False)[0]
+        return self.index.collect(key, end, at, limit, False, False)[0]
 
     def get(self, key: bytes, rev: int = 0) -> KeyValue | None:
         ki = self.index.get(key)
