@@ -83,6 +83,7 @@ class H2Connection(asyncio.Protocol):
         # Frames queued in this turn of the loop, written together by _flush (scheduled once):
         # the responses a group commit completes become one send per connection.
         self._out: list[bytes] = []
+        self._out_views = False  # _out holds views of large payloads (see _write_views)
         self._going_away = False
         self._closed = False
         self._last_ping = float("-inf")
@@ -398,11 +399,23 @@ class H2Connection(asyncio.Protocol):
             self.loop.call_soon(self._flush)
         self._out.append(data)
 
+    def _write_views(self, parts: list) -> None:
+        """Frames whose payloads are views of a large response: written with what is pending,
+        in order, by writelines (the transport keeps the views; nothing is joined)."""
+        if not self._out:
+            self.loop.call_soon(self._flush)
+        self._out.extend(parts)
+        self._out_views = True
+
     def _flush(self) -> None:
         out = self._out
         if out and not self._closed:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if self._out_views:
+                self.transport.writelines(out)
+            else:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
+        self._out_views = False
 
 
     def send_headers(self, stream: Stream, block: bytes, end_stream: bool = False) -> None:
@@ -474,17 +487,21 @@ class H2Connection(asyncio.Protocol):
         size = len(data)
         allowed = min(self._conn_send_window, stream.send_window)
         limit = self.peer_max_frame
-        if size > limit and type(data) is not memoryview:
-            # frames and the part left for the next WINDOW_UPDATE are views, not copies: a
-            # large response is copied once into frames, not once per window
+        large = size > limit
+        if large and type(data) is not memoryview:
+            # A large payload goes out as views of itself, each after its frame header, to the
+            # transport's writelines: never copied here, however many windows it takes.
             data = memoryview(data)
         out = []
         pos = 0
         while pos < size and allowed > 0:
             n = min(size - pos, allowed, limit)
-            last = pos + n == size
-            out.append(f.frame(f.DATA, f.END_STREAM if (last and end_stream) else 0, stream.id,
-                               data[pos:pos + n]))
+            flags = f.END_STREAM if (pos + n == size and end_stream) else 0
+            if large:
+                out.append(f.frame_header(f.DATA, flags, stream.id, n))
+                out.append(data[pos:pos + n])
+            else:
+                out.append(f.frame(f.DATA, flags, stream.id, data[pos:pos + n]))
             pos += n
             allowed -= n
         if size == 0 and end_stream:
@@ -494,7 +511,10 @@ class H2Connection(asyncio.Protocol):
         stream.send_window -= sent
         if out:
             self._sent_since_ping = True
-            self._write(b"".join(out))
+            if large:
+                self._write_views(out)
+            else:
+                self._write(b"".join(out))
         if pos < size:
             return data[pos:]
         if end_stream:

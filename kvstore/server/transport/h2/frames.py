@@ -77,6 +77,11 @@ def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes
     return _HEADER.pack(n >> 8, n & 0xFF, ftype, flags, stream_id) + payload
 
 
+def frame_header(ftype: int, flags: int, stream_id: int, length: int) -> bytes:
+    """A frame's 9-byte header alone: the payload is written after it, without a copy."""
+    return _HEADER.pack(length >> 8, length & 0xFF, ftype, flags, stream_id)
+
+
 def parse_header(buf, pos: int) -> tuple[int, int, int, int]:
     """(length, type, flags, stream id) of the frame header at buf[pos:pos+9]."""
     hi, lo, ftype, flags, sid = _HEADER.unpack_from(buf, pos)
