@@ -21,7 +21,7 @@ from ..mvcc.core import wire
 from ..mvcc.wire import varint
 from ..mvcc.lease import DEFAULT_MIN_TTL, LeaseTable, live_kvs
 from ..mvcc.watch_hub import WatchHub
-from . import entry, heap, snapshot, validate
+from . import entry, snapshot, validate
 from .apply import Applier
 from .identity import Identity, load_identity
 from .proposer import Proposer
@@ -197,8 +197,6 @@ class Store:
                 capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
                 index = capture.index
             self.snapshot_index = index
-            del capture  # what it encoded (the history records) is the bulk still held
-            await self.loop.run_in_executor(None, heap.release_free_memory)
         except Exception:
             if not background:
                 raise
