@@ -105,18 +105,18 @@ cdef inline Py_ssize_t _last_at_or_before(PyObject** revs, Py_ssize_t n, long lo
 cdef class KeyIndex:
     """Twin of kvstore/mvcc/key_index.py (whose docstring explains the flat layout): one C
     array of KeyValue references. A key with one revision (most keys, between compactions)
-    keeps it in ``_one``: 64 bytes in all, where a list of generation lists cost ~240."""
+    keeps it in ``_one``: 48 bytes in all, where a list of generation lists cost ~240."""
     cdef readonly bytes key
     cdef PyObject** _revs  # owned references, ascending mod_revision; &_one while _cap is 1
-    cdef Py_ssize_t _n
-    cdef Py_ssize_t _cap
+    cdef int _n  # 32-bit counts: the object is 48 bytes, not 64
+    cdef int _cap
     cdef PyObject* _one
 
     def __init__(self, bytes key, revisions=None):
         self.key = key
         if revisions:
             for kv in revisions:
-                self._append(kv)
+                _ki_append(self, kv)
 
     def __dealloc__(self):
         cdef Py_ssize_t i
@@ -125,37 +125,9 @@ cdef class KeyIndex:
         if self._revs != &self._one:
             PyMem_Free(self._revs)
 
-    cdef int _append(self, KeyValue kv) except -1:
-        cdef PyObject** grown
-        if self._cap == 0:
-            self._revs = &self._one
-            self._cap = 1
-        elif self._n == self._cap:
-            if self._revs == &self._one:
-                grown = <PyObject**>PyMem_Malloc(4 * sizeof(PyObject*))
-                if grown != NULL:
-                    grown[0] = self._one
-            else:
-                grown = <PyObject**>PyMem_Realloc(self._revs, self._cap * 2 * sizeof(PyObject*))
-            if grown == NULL:
-                raise MemoryError()
-            self._cap = 4 if self._revs == &self._one else self._cap * 2
-            self._revs = grown
-        Py_INCREF(kv)
-        self._revs[self._n] = <PyObject*>kv
-        self._n += 1
-        return 0
-
-    cdef list _slice(self, Py_ssize_t start, Py_ssize_t stop):
-        cdef list out = []
-        cdef Py_ssize_t i
-        for i in range(start, stop):
-            out.append(<object>self._revs[i])
-        return out
-
     @property
     def revisions(self):
-        return self._slice(0, self._n)
+        return _ki_slice(self, 0, self._n)
 
     @property
     def generations(self):
@@ -168,10 +140,10 @@ cdef class KeyIndex:
         return gens
 
     def put(self, KeyValue kv):
-        self._append(kv)
+        _ki_append(self, kv)
 
     def tombstone(self, KeyValue tomb):
-        self._append(tomb)
+        _ki_append(self, tomb)
 
     def pop(self):
         if self._n == 0:
@@ -186,11 +158,8 @@ cdef class KeyIndex:
             return <object>self._revs[self._n - 1]
         return None
 
-    cpdef get(self, long long at_rev):
-        cdef Py_ssize_t i = _last_at_or_before(self._revs, self._n, at_rev)
-        if i < 0 or (<KeyValue>self._revs[i]).version == 0:
-            return None
-        return <object>self._revs[i]
+    def get(self, long long at_rev):
+        return _ki_get(self, at_rev)
 
     def at(self, long long rev):
         cdef Py_ssize_t i = _last_at_or_before(self._revs, self._n, rev)
@@ -199,10 +168,10 @@ cdef class KeyIndex:
         return None
 
     def since(self, long long rev):
-        return self._slice(_last_at_or_before(self._revs, self._n, rev - 1) + 1, self._n)
+        return _ki_slice(self, _last_at_or_before(self._revs, self._n, rev - 1) + 1, self._n)
 
     def revisions_at(self, long long at_rev):
-        return self._slice(0, _last_at_or_before(self._revs, self._n, at_rev) + 1)
+        return _ki_slice(self, 0, _last_at_or_before(self._revs, self._n, at_rev) + 1)
 
     def compact(self, long long at_rev):
         cdef Py_ssize_t i = _last_at_or_before(self._revs, self._n, at_rev), cut, j
@@ -221,6 +190,45 @@ cdef class KeyIndex:
         return self._n
 
 
+# Module functions rather than cdef methods: a method table would add a pointer to every
+# KeyIndex (56 bytes, where it is 48).
+
+cdef int _ki_append(KeyIndex self, KeyValue kv) except -1:
+    cdef PyObject** grown
+    if self._cap == 0:
+        self._revs = &self._one
+        self._cap = 1
+    elif self._n == self._cap:
+        if self._revs == &self._one:
+            grown = <PyObject**>PyMem_Malloc(4 * sizeof(PyObject*))
+            if grown != NULL:
+                grown[0] = self._one
+        else:
+            grown = <PyObject**>PyMem_Realloc(self._revs, self._cap * 2 * sizeof(PyObject*))
+        if grown == NULL:
+            raise MemoryError()
+        self._cap = 4 if self._revs == &self._one else self._cap * 2
+        self._revs = grown
+    Py_INCREF(kv)
+    self._revs[self._n] = <PyObject*>kv
+    self._n += 1
+    return 0
+
+cdef list _ki_slice(KeyIndex self, Py_ssize_t start, Py_ssize_t stop):
+    cdef list out = []
+    cdef Py_ssize_t i
+    for i in range(start, stop):
+        out.append(<object>self._revs[i])
+    return out
+
+cdef inline object _ki_get(KeyIndex ki, long long at_rev):
+    """The revision visible at at_rev, or None (KeyIndex.get)."""
+    cdef Py_ssize_t i = _last_at_or_before(ki._revs, ki._n, at_rev)
+    if i < 0 or (<KeyValue>ki._revs[i]).version == 0:
+        return None
+    return <object>ki._revs[i]
+
+
 include "history.pxi"
 include "ordered_keys.pxi"
 
@@ -232,7 +240,7 @@ def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_
     cdef Py_ssize_t count = 0
     cdef KeyIndex ki
     for ki in key_indexes:
-        kv = ki.get(at_rev)
+        kv = _ki_get(ki, at_rev)
         if kv is None:
             continue
         if not count_only and (limit <= 0 or count < limit):
@@ -340,7 +348,7 @@ def decode_keys(bytes data):
             _need(pos, 36, end)
             n = _get_u32(base + pos + 32)
             _need(pos + 36, n, end)
-            ki._append(_new_kv(key, _get_i64(base + pos), _get_i64(base + pos + 8),
+            _ki_append(ki, _new_kv(key, _get_i64(base + pos), _get_i64(base + pos + 8),
                                _get_i64(base + pos + 16), base + pos + 36, n,
                                _get_i64(base + pos + 24)))
             pos += 36 + n

@@ -137,6 +137,13 @@ cdef class OrderedKeys:
             self._drop_chunk(ci)
         return True
 
+    def get(self, bytes key):
+        """The KeyIndex of ``key``, or None."""
+        cdef Py_ssize_t ci, pi
+        if not self._locate(key, &ci, &pi):
+            return None
+        return <object>self._chunks[ci].items[pi]
+
     def __contains__(self, bytes key):
         cdef Py_ssize_t ci, pi
         return bool(self._locate(key, &ci, &pi))

@@ -41,6 +41,12 @@ class OrderedKeys:
             return True
         return False
 
+    def get(self, key: bytes) -> KeyIndex | None:
+        """The KeyIndex of ``key``, or None."""
+        kis = self._kis
+        i = kis.bisect_key_left(key)
+        return kis[i] if i < len(kis) and kis[i].key == key else None
+
     def __contains__(self, key: bytes) -> bool:
         kis = self._kis
         i = kis.bisect_key_left(key)
