@@ -30,8 +30,27 @@ cdef class OrderedKeys:
     cdef Py_ssize_t _size
 
     def __init__(self, key_indexes=()):
-        for ki in key_indexes:
-            self.add(ki)
+        cdef KeyIndex ki
+        for ki in key_indexes:  # in key order (a snapshot's) each goes straight to the end
+            if self._nchunks and _key_cmp(ki.key, self._last_key()) > 0:
+                self._append_last(ki)
+            else:
+                self.add(ki)
+
+    cdef bytes _last_key(self):
+        cdef _Chunk* c = &self._chunks[self._nchunks - 1]
+        return _ki_key(c.items[c.n - 1])
+
+    cdef int _append_last(self, KeyIndex ki) except -1:
+        """Appends a key greater than every key held (a new chunk when the last is full)."""
+        if self._chunks[self._nchunks - 1].n == _CHUNK_MAX:
+            self._insert_chunk(self._nchunks)
+        cdef _Chunk* c = &self._chunks[self._nchunks - 1]
+        Py_INCREF(ki)
+        c.items[c.n] = <PyObject*>ki
+        c.n += 1
+        self._size += 1
+        return 0
 
     def __dealloc__(self):
         cdef Py_ssize_t ci, i

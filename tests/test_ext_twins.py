@@ -232,6 +232,11 @@ def test_ordered_keys_twins_agree(seed):
             assert not py.remove(key + b"\xff\xff\xff") and not cy.remove(key + b"\xff\xff\xff")
     order = sorted(held)
     assert len(py) == len(cy) == len(order)
+    # built at once from key order (a snapshot's: appended chunk by chunk), or from any order
+    for given in ([held[k][1] for k in order], [held[k][1] for k in reversed(order)]):
+        rebuilt = compiled.OrderedKeys(given)
+        assert [ki.key for ki in rebuilt] == order and len(rebuilt) == len(order)
+        assert all(rebuilt.rank(order[i]) == i for i in range(0, len(order), 97))
     assert [ki.key for ki in py] == [ki.key for ki in cy] == order
     for _ in range(300):
         key, end = rng.choice(names), rng.choice(names + [b""])
