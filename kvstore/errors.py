@@ -60,6 +60,7 @@ class MessageTooLarge(EtcdError):
 # Server state.
 Stopped = _error("Stopped", "UNAVAILABLE", "etcdserver: server stopped")
 NoLeader = _error("NoLeader", "UNAVAILABLE", "etcdserver: no leader")
+NotLeader = _error("NotLeader", "UNAVAILABLE", "etcdserver: not leader")
 InvalidClientAPIVersion = _error("InvalidClientAPIVersion", "INVALID_ARGUMENT",
                                  "etcdserver: invalid client api version")
 Timeout = _error("Timeout", "UNAVAILABLE", "etcdserver: request timed out")

@@ -530,7 +530,7 @@ def test_member_list(ctl, kv_server):
 
 
 def test_endpoint_status(ctl):
-    from kvstore.store.store import DEFAULT_ETCD_VERSION
+    from kvstore.store.config import StoreConfig
 
     for c in ctl.each():
         member = _member(c)
@@ -559,7 +559,7 @@ def test_endpoint_status(ctl):
         assert cl["Endpoint"] == f"http://{c.endpoint}"
         assert cl["Status"]["leader"] == member["ID"]
     [st] = ctl.kv.json("endpoint", "status")
-    assert st["Status"]["version"] == DEFAULT_ETCD_VERSION
+    assert st["Status"]["version"] == StoreConfig.etcd_version
 
 
 def test_endpoint_health(ctl):

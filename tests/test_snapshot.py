@@ -50,7 +50,7 @@ async def test_capture_is_the_state_at_its_revision(seed, monkeypatch):
         await asyncio.sleep(0)
     parts = task.result()
     assert parts is not None
-    restored, leases = snapshot.parse(b"".join(parts))
+    restored, leases, _ = snapshot.parse(b"".join(parts))
     assert state(restored) == expected
     assert leases == [[7, 60]]
 

@@ -1,54 +1,88 @@
-"""The replicated-log interface every backend implements (kine's driver pattern).
+"""The two halves of a member's persistence, as interfaces every backend implements.
 
-A log is an ordered sequence of opaque entries, numbered from 1. ``append`` returns only once
-the batch is durable (for a durable backend); replay yields entries after an index. A snapshot
-is the applied state at some index: once saved, entries up to that index may be dropped.
+The **shared log** is the consensus: an ordered sequence of opaque records, numbered from 1,
+that several members may append to and that every member follows and applies in order, its
+own records included (state-machine replication). With one member on a local disk (LMDB) or in
+memory it is the same contract with a single writer.
+
+**Member storage** is what one member keeps for itself: a few durable facts (its ids, its
+start count) and snapshots of its applied state. A snapshot at index N lets the member resume
+following the log after N.
 """
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import AsyncIterator, Iterator
+import asyncio
+from typing import AsyncIterator, Protocol
 
 
-class Log(ABC):
-    @abstractmethod
-    async def append(self, entries: list[bytes]) -> int:
-        """Appends entries in order as one durable batch; returns the index of the last one."""
+class LogUnavailable(Exception):
+    """The log cannot take or give records now (unreachable, no leader); it may come back."""
 
-    @abstractmethod
-    def replay(self, after: int) -> Iterator[tuple[int, bytes]]:
-        """Entries with index > ``after``, in order."""
 
-    @property
-    @abstractmethod
-    def last_index(self) -> int:
-        """Index of the newest entry (0 when the log has never held one)."""
+class Trimmed(Exception):
+    """The records a follower asked for were trimmed away: it must install a snapshot taken
+    at ``first_index - 1`` or later."""
 
-    @abstractmethod
-    async def save_snapshot(self, index: int, parts: AsyncIterator[bytes]) -> None:
-        """Stores the state as of ``index`` (the concatenation of ``parts``, produced while
-        being stored: a large state never sits whole in memory) and drops the entries it
-        covers. If ``parts`` raises, nothing is stored and the exception propagates."""
+    def __init__(self, first_index: int):
+        super().__init__(f"log trimmed: the first record kept is {first_index}")
+        self.first_index = first_index
 
-    @abstractmethod
-    def load_snapshot(self) -> tuple[int, bytes] | None:
-        """The newest snapshot as (index, data), or None."""
 
-    @abstractmethod
+class SharedLog(Protocol):
+    # True when this member is the only writer and acknowledges nothing before applying it:
+    # then the applied state already holds every acknowledged write, and a linearizable read
+    # needs no read index.
+    local: bool
+    # How many appends the proposer may have in flight. 1 for a local disk: while one batch is
+    # being made durable the next one grows (group commit).
+    max_in_flight: int
+    # The largest record the log takes, in bytes.
+    max_record_bytes: int
+
+    async def open(self) -> None:
+        """Connects (or opens files); the log is usable afterwards."""
+
+    def append(self, record: bytes, record_id: str) -> "asyncio.Future[int]":
+        """Appends one record; the future gets its index once it is durable in the log.
+        ``record_id`` names the record for de-duplication of a retried append."""
+
+    def follow(self, after: int) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Every record with index > ``after``, in order, in batches, forever (new records as
+        they are appended). Raises Trimmed if ``after + 1`` is no longer in the log."""
+
+    async def read_index(self) -> int:
+        """The index of the newest record in the log as of the call: a read that waits until
+        it is applied sees every write acknowledged before the call."""
+
+    async def trim(self, through: int) -> None:
+        """Drops records up to ``through`` (a snapshot covers them)."""
+
+    def size_bytes(self) -> int:
+        """Bytes the log takes on its medium on this member (0 when it is not local)."""
+
+    async def close(self) -> None:
+        ...
+
+
+class MemberStorage(Protocol):
+    durable: bool
+
     def get_meta(self, key: str) -> bytes | None:
-        """Small durable facts about this member (ids, term)."""
+        """Small durable facts about this member (ids, start count)."""
 
-    @abstractmethod
     def put_meta(self, key: str, value: bytes) -> None:
         ...
 
-    def size_bytes(self) -> int:
-        """Bytes the log occupies on its medium (0 for memory)."""
-        return 0
+    async def save_snapshot(self, index: int, parts: AsyncIterator[bytes]) -> None:
+        """Stores the state as of ``index`` (the concatenation of ``parts``, produced while
+        being stored: a large state never sits whole in memory). If ``parts`` raises, nothing
+        is stored and the exception propagates."""
 
-    @property
-    def durable(self) -> bool:
-        return False
+    def load_snapshot(self) -> tuple[int, bytes] | None:
+        """The newest snapshot as (index, data), or None."""
+
+    def size_bytes(self) -> int:
+        ...
 
     async def close(self) -> None:
-        pass
+        ...

@@ -1,79 +1,100 @@
-"""The embedded durable log: entries in an LMDB database, snapshots beside it as files.
+"""The embedded durable log: records in an LMDB database in the member's data dir.
 
 Every append is one LMDB write transaction, committed with fsync, on a single writer thread so
 the event loop keeps accepting proposals while the disk works (that is what makes group commit
-batch). Snapshots are written to a temporary file, fsynced, then renamed into place.
+batch). Trimming keeps the newest record, so the index goes on from it after a restart even
+when a snapshot covers everything.
 """
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import queue
 import struct
 import threading
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import lmdb
 
-from .base import Log
+from .local import LocalLog
 
 _INDEX = struct.Struct(">Q")
-_SNAPSHOT_PREFIX = "snapshot-"
-_SNAPSHOT_SUFFIX = ".snap"
-# Entries a snapshot covers are deleted this many per write transaction, so an append never
-# waits behind the deletion of a whole snapshot's worth (100,000 by default).
+# Records a snapshot covers are deleted this many per write transaction, so an append never
+# waits behind the deletion of a whole snapshot's worth.
 DROP_SLICE = 5_000
 
 
-class DataDirInUse(RuntimeError):
-    pass
-
-
-class LmdbLog(Log):
+class LmdbLog(LocalLog):
     def __init__(self, data_dir: str | os.PathLike, map_size: int = 1 << 38):
-        self.dir = Path(data_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.dir / "lock", "wb")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise DataDirInUse(f"data dir {self.dir} is in use by another process") from None
-        self._env = lmdb.open(str(self.dir / "log"), map_size=map_size, max_dbs=4,
+        super().__init__()
+        self.dir = Path(data_dir) / "log"
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        self._env = lmdb.open(str(self.dir), map_size=map_size, max_dbs=4,
                               subdir=True, sync=True, metasync=True, lock=True)
-        self._entries_db = self._env.open_db(b"entries")
-        self._meta_db = self._env.open_db(b"meta")
+        self._records_db = self._env.open_db(b"entries")
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._writer_thread, name="lmdb-log", daemon=True)
         self._writer.start()
-        with self._env.begin(db=self._entries_db) as txn:
+        with self._env.begin(db=self._records_db) as txn:
             cur = txn.cursor()
-            self._last = _INDEX.unpack(cur.key())[0] if cur.last() else 0
-        snap = self._newest_snapshot_path()
-        if self._last == 0 and snap is not None:
-            self._last = int(snap.name[len(_SNAPSHOT_PREFIX):-len(_SNAPSHOT_SUFFIX)], 16)
+            self._durable_last = _INDEX.unpack(cur.key())[0] if cur.last() else 0
+        self._next = self._durable_last + 1
 
-    @property
-    def durable(self) -> bool:
-        return True
+    def append(self, record: bytes, record_id: str = "") -> "asyncio.Future[int]":
+        index = self._next
+        self._next += 1
+        return self._on_writer(self._write, index, record)
 
-    @property
-    def last_index(self) -> int:
-        return self._last
+    def _write(self, index: int, record: bytes) -> int:
+        with self._env.begin(write=True, db=self._records_db) as txn:
+            txn.put(_INDEX.pack(index), record, append=True)
+        return index
 
-    async def append(self, entries: list[bytes]) -> int:
-        first = self._last + 1
-        self._last += len(entries)
-        await self._on_writer(self._write, first, entries)
-        return first + len(entries) - 1
+    def first_index(self) -> int:
+        with self._env.begin(db=self._records_db) as txn:
+            cur = txn.cursor()
+            return _INDEX.unpack(cur.key())[0] if cur.first() else self._durable_last + 1
 
-    def _write(self, first: int, entries: list[bytes]) -> None:
-        pack = _INDEX.pack
-        with self._env.begin(write=True, db=self._entries_db) as txn:
-            txn.cursor().putmulti([(pack(i), entry) for i, entry in enumerate(entries, first)],
-                                  append=True)
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        out = []
+        with self._env.begin(db=self._records_db, buffers=False) as txn:
+            cur = txn.cursor()
+            if not cur.set_range(_INDEX.pack(start)):
+                return out
+            unpack = _INDEX.unpack
+            for k, v in cur:
+                out.append((unpack(k)[0], v))
+                if len(out) == limit:
+                    break
+        return out
+
+    async def trim(self, through: int) -> None:
+        """Deletes the records up to ``through`` (but the newest) in slices, each one write
+        job between appends."""
+        while await self._on_writer(self._drop_through, through, DROP_SLICE):
+            pass
+
+    def _drop_through(self, through: int, limit: int) -> bool:
+        """Deletes up to ``limit`` records <= through; True if more remain."""
+        with self._env.begin(write=True, db=self._records_db) as txn:
+            cur = txn.cursor()
+            cur.last()
+            through = min(through, _INDEX.unpack(cur.key())[0] - 1) if cur.key() else 0
+            cur.first()
+            for _ in range(limit):
+                if not cur.key() or _INDEX.unpack(cur.key())[0] > through:
+                    return False
+                cur.delete()  # moves to the next record
+            return bool(cur.key()) and _INDEX.unpack(cur.key())[0] <= through
+
+    def size_bytes(self) -> int:
+        total = 0
+        for p in self.dir.iterdir():
+            try:
+                total += p.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
 
     # -- the writer thread ---------------------------------------------------------------------
     # One thread does every write, in the order asked, so the event loop never waits for the
@@ -94,109 +115,21 @@ class LmdbLog(Log):
             try:
                 result = func(*args)
             except BaseException as e:
-                loop.call_soon_threadsafe(_settle, fut, None, e)
+                loop.call_soon_threadsafe(self._settle, fut, func, None, e)
             else:
-                loop.call_soon_threadsafe(_settle, fut, result, None)
+                loop.call_soon_threadsafe(self._settle, fut, func, result, None)
 
-    def replay(self, after: int) -> Iterator[tuple[int, bytes]]:
-        with self._env.begin(db=self._entries_db, buffers=False) as txn:
-            cur = txn.cursor()
-            if not cur.set_range(_INDEX.pack(after + 1)):
-                return
-            for k, v in cur:
-                yield _INDEX.unpack(k)[0], v
-
-    # -- snapshots -----------------------------------------------------------------------------
-
-    def _snapshot_paths(self) -> list[Path]:
-        return sorted(p for p in self.dir.iterdir()
-                      if p.name.startswith(_SNAPSHOT_PREFIX) and p.name.endswith(_SNAPSHOT_SUFFIX))
-
-    def _newest_snapshot_path(self) -> Path | None:
-        paths = self._snapshot_paths()
-        return paths[-1] if paths else None
-
-    async def save_snapshot(self, index: int, parts: AsyncIterator[bytes]) -> None:
-        """Writes the snapshot file part by part as the parts are made, on executor threads
-        (appends go on meanwhile), then drops the entries it covers in slices, each one write
-        job between appends."""
-        loop = asyncio.get_running_loop()
-        final = self.dir / f"{_SNAPSHOT_PREFIX}{index:016x}{_SNAPSHOT_SUFFIX}"
-        tmp = final.with_suffix(".tmp")
-        f = await loop.run_in_executor(None, open, tmp, "wb")
-        try:
-            async for part in parts:
-                await loop.run_in_executor(None, f.write, part)
-            await loop.run_in_executor(None, self._finish_snapshot_file, f, tmp, final)
-        except BaseException:
-            f.close()
-            tmp.unlink(missing_ok=True)
-            raise
-        while await self._on_writer(self._drop_through, index, DROP_SLICE):
-            pass
-
-    def _finish_snapshot_file(self, f, tmp: Path, final: Path) -> None:
-        """Makes the written file durable and the newest snapshot; removes older ones."""
-        with f:
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        for old in self._snapshot_paths()[:-1]:
-            old.unlink(missing_ok=True)
-
-    def _drop_through(self, index: int, limit: int) -> bool:
-        """Deletes up to ``limit`` entries <= index (a snapshot covers them); True if more remain."""
-        with self._env.begin(write=True, db=self._entries_db) as txn:
-            cur = txn.cursor()
-            cur.first()
-            for _ in range(limit):
-                if not cur.key() or _INDEX.unpack(cur.key())[0] > index:
-                    return False
-                cur.delete()  # moves to the next entry
-            return bool(cur.key()) and _INDEX.unpack(cur.key())[0] <= index
-
-    def load_snapshot(self) -> tuple[int, bytes] | None:
-        path = self._newest_snapshot_path()
-        if path is None:
-            return None
-        index = int(path.name[len(_SNAPSHOT_PREFIX):-len(_SNAPSHOT_SUFFIX)], 16)
-        return index, path.read_bytes()
-
-    # -- member metadata -----------------------------------------------------------------------
-
-    def get_meta(self, key: str) -> bytes | None:
-        with self._env.begin(db=self._meta_db) as txn:
-            return txn.get(key.encode())
-
-    def put_meta(self, key: str, value: bytes) -> None:
-        with self._env.begin(write=True, db=self._meta_db) as txn:
-            txn.put(key.encode(), value)
-
-    def size_bytes(self) -> int:
-        total = 0
-        for p in [*(self.dir / "log").iterdir(), *self._snapshot_paths()]:
-            try:
-                total += p.stat().st_size
-            except FileNotFoundError:
-                pass
-        return total
+    def _settle(self, fut: asyncio.Future, func, result, exc) -> None:
+        if exc is None and func == self._write:
+            self._made_durable(result)  # followers see it before the proposer goes on
+        if fut.cancelled():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
 
     async def close(self) -> None:
         self._jobs.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
         self._env.close()
-        self._lock_file.close()
-
-
-def _settle(fut: asyncio.Future, result, exc) -> None:
-    if fut.cancelled():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)

@@ -1,43 +1,37 @@
 """An in-memory log: for tests and benchmarks; nothing survives the process."""
 from __future__ import annotations
 
-from typing import AsyncIterator, Iterator
+import asyncio
 
-from .base import Log
+from .local import LocalLog
 
 
-class MemoryLog(Log):
-    def __init__(self):
-        self._entries: list[bytes] = []
-        self._first = 1  # index of _entries[0]
-        self._snapshot: tuple[int, bytes] | None = None
-        self._meta: dict[str, bytes] = {}
+class MemoryLog(LocalLog):
+    def __init__(self) -> None:
+        super().__init__()
+        self._records: list[bytes] = []
+        self._first = 1  # index of _records[0]
 
-    async def append(self, entries: list[bytes]) -> int:
-        self._entries.extend(entries)
-        return self.last_index
+    def append(self, record: bytes, record_id: str = "") -> "asyncio.Future[int]":
+        self._records.append(record)
+        last = self._first + len(self._records) - 1
+        self._made_durable(last)
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(last)
+        return fut
 
-    @property
-    def last_index(self) -> int:
-        return self._first + len(self._entries) - 1
+    def first_index(self) -> int:
+        return self._first
 
-    def replay(self, after: int) -> Iterator[tuple[int, bytes]]:
-        start = max(after + 1, self._first)
-        for i in range(start, self.last_index + 1):
-            yield i, self._entries[i - self._first]
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        offset = start - self._first
+        return list(enumerate(self._records[offset:offset + limit], start))
 
-    async def save_snapshot(self, index: int, parts: AsyncIterator[bytes]) -> None:
-        self._snapshot = (index, b"".join([part async for part in parts]))
-        drop = index - self._first + 1
+    async def trim(self, through: int) -> None:
+        drop = min(through - self._first + 1, len(self._records))
         if drop > 0:
-            del self._entries[:drop]
-            self._first = index + 1
+            del self._records[:drop]
+            self._first += drop
 
-    def load_snapshot(self) -> tuple[int, bytes] | None:
-        return self._snapshot
-
-    def get_meta(self, key: str) -> bytes | None:
-        return self._meta.get(key)
-
-    def put_meta(self, key: str, value: bytes) -> None:
-        self._meta[key] = value
+    async def close(self) -> None:
+        pass

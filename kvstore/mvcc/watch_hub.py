@@ -108,6 +108,18 @@ class WatchHub:
         else:
             self._ranges.discard(w)
 
+    def move_to(self, other: "WatchHub") -> None:
+        """Hands every watcher to ``other`` (the hub of a state installed from a snapshot):
+        each catches up there from its next revision, from the new state's history."""
+        watchers = [*self._unsynced, *self._ranges, *(w for ws in self._single.values() for w in ws)]
+        self._single.clear()
+        self._ranges.clear()
+        self._unsynced.clear()
+        for w in watchers:
+            w.synced = False
+            other._unsynced.add(w)
+        other.request_sync()
+
     # -- live fan-out --------------------------------------------------------------------------
 
     def notify(self, rev: int, changes: list, prevs: list) -> None:

@@ -6,8 +6,8 @@ import asyncio
 import logging
 import sys
 
-from ..log import BACKENDS
-from ..log.lmdb import DataDirInUse
+from ..log import BACKENDS, DataDirInUse, LogUnavailable, parse_log_url
+from ..store.config import StoreConfig
 from .config import ConfigError, ServerConfig, split_urls
 
 
@@ -46,25 +46,46 @@ def _urls(value: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _log_backend(value: str) -> str:
+    try:
+        parse_log_url(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    d = StoreConfig  # the defaults
     p = argparse.ArgumentParser(prog="kvstore", description="An etcd-v3-compatible key-value store.")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run a kvstore member")
-    s.add_argument("--name", default="default", help="human-readable name for this member")
+    s.add_argument("--name", default=d.name, help="human-readable name for this member")
     s.add_argument("--data-dir", default=None, help="path to the data directory (default: NAME.kvstore)")
     s.add_argument("--listen-client-urls", type=_urls, default=["http://127.0.0.1:2379"],
                    help="comma-separated URLs to listen on for client traffic")
     s.add_argument("--advertise-client-urls", type=_urls, default=None,
                    help="comma-separated client URLs to advertise (default: the listen URLs)")
-    s.add_argument("--log-backend", choices=BACKENDS, default="lmdb",
-                   help="where writes are made durable: lmdb (default) or memory")
-    s.add_argument("--max-request-bytes", type=_positive_int, default=1536 * 1024,
+    s.add_argument("--initial-advertise-peer-urls", type=_urls, default=None,
+                   help="peer URLs shown by member list (default: http://localhost:2380 for a "
+                        "single member, the NATS URLs on jetstream)")
+    s.add_argument("--log-backend", type=_log_backend, default="lmdb",
+                   help=f"where writes are made durable and replicated: {', '.join(BACKENDS)}, "
+                        "or a log URL (nats://host:4222,...)")
+    g = s.add_argument_group("jetstream log (--log-backend jetstream)")
+    g.add_argument("--nats-url", default="nats://127.0.0.1:4222",
+                   help="comma-separated NATS server URLs")
+    g.add_argument("--cluster-name", default="kvstore",
+                   help="the kvstore cluster: its members share one JetStream stream")
+    g.add_argument("--nats-replicas", type=int, choices=(1, 3), default=None,
+                   help="replicas of the stream (default: 3 on a NATS cluster, else 1)")
+    s.add_argument("--max-request-bytes", type=_positive_int, default=d.max_request_bytes,
                    help="maximum client request size in bytes the server will accept")
-    s.add_argument("--max-txn-ops", type=_positive_int, default=128,
+    s.add_argument("--max-txn-ops", type=_positive_int, default=d.max_txn_ops,
                    help="maximum number of operations permitted in a transaction")
-    s.add_argument("--snapshot-count", type=_positive_int, default=100_000,
+    s.add_argument("--snapshot-count", type=_positive_int, default=d.snapshot_count,
                    help="applied entries between two MVCC snapshots")
-    s.add_argument("--watch-progress-notify-interval", type=_duration, default=600.0,
+    s.add_argument("--watch-progress-notify-interval", type=_duration,
+                   default=d.progress_notify_interval,
                    help="interval of progress notifications to idle progress_notify watches "
                         "(etcd's --experimental-watch-progress-notify-interval; e.g. 10m, 1s)")
     s.add_argument("--transport", choices=("h2", "grpcio"), default="h2",
@@ -73,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key-file", default=None, help="path to the client server TLS key file")
     s.add_argument("--trusted-ca-file", default=None, help="path to the client server TLS trusted CA file")
     s.add_argument("--client-cert-auth", action="store_true", help="require client certificates")
-    s.add_argument("--etcd-version", default="3.5.21",
+    s.add_argument("--etcd-version", default=d.etcd_version,
                    help="etcd version reported by Maintenance.Status")
     s.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     return p
@@ -81,18 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    backend = args.log_backend
+    log_options: dict = {}
+    if parse_log_url(backend)[0] == "nats":
+        if "://" not in backend:
+            backend = args.nats_url
+        log_options = {"cluster": args.cluster_name, "replicas": args.nats_replicas}
+    store = StoreConfig(
+        name=args.name, max_request_bytes=args.max_request_bytes, max_txn_ops=args.max_txn_ops,
+        snapshot_count=args.snapshot_count, etcd_version=args.etcd_version,
+        client_urls=args.advertise_client_urls or args.listen_client_urls,
+        peer_urls=args.initial_advertise_peer_urls or [],
+        progress_notify_interval=args.watch_progress_notify_interval,
+        cluster_name=args.cluster_name if log_options else None)
     config = ServerConfig(
-        name=args.name, data_dir=args.data_dir, listen_client_urls=args.listen_client_urls,
-        advertise_client_urls=args.advertise_client_urls or args.listen_client_urls,
-        log_backend=args.log_backend, max_request_bytes=args.max_request_bytes,
-        max_txn_ops=args.max_txn_ops, snapshot_count=args.snapshot_count,
-        etcd_version=args.etcd_version, log_level=args.log_level,
-        watch_progress_notify_interval=args.watch_progress_notify_interval,
+        store=store, data_dir=args.data_dir, listen_client_urls=args.listen_client_urls,
+        log_backend=backend, log_options=log_options, log_level=args.log_level,
         transport=args.transport, cert_file=args.cert_file, key_file=args.key_file,
         trusted_ca_file=args.trusted_ca_file, client_cert_auth=args.client_cert_auth)
     logging.basicConfig(level={"warn": "WARNING"}.get(config.log_level, config.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .serve import serve
+    from .serve import MemberFailed, serve
 
     try:
         import uvloop
@@ -101,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = asyncio.run
     try:
         runner(serve(config))
-    except (OSError, DataDirInUse, ConfigError) as e:
+    except (OSError, DataDirInUse, ConfigError, LogUnavailable, MemberFailed) as e:
         print(f"kvstore: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -4,8 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..store.store import (DEFAULT_ETCD_VERSION, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS,
-                           DEFAULT_SNAPSHOT_COUNT)
+from ..store.config import StoreConfig
 
 
 class ConfigError(ValueError):
@@ -14,17 +13,12 @@ class ConfigError(ValueError):
 
 @dataclass
 class ServerConfig:
-    name: str = "default"
+    store: StoreConfig = field(default_factory=StoreConfig)
     data_dir: str | None = None
     listen_client_urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
-    advertise_client_urls: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
-    log_backend: str = "lmdb"
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    max_txn_ops: int = DEFAULT_MAX_TXN_OPS
-    snapshot_count: int = DEFAULT_SNAPSHOT_COUNT
-    etcd_version: str = DEFAULT_ETCD_VERSION
+    log_backend: str = "lmdb"  # a backend name or a log URL (kvstore/log/__init__.py)
+    log_options: dict = field(default_factory=dict)  # the backend's own (jetstream: cluster, replicas)
     log_level: str = "info"
-    watch_progress_notify_interval: float = 600.0
     transport: str = "h2"
     cert_file: str | None = None
     key_file: str | None = None
@@ -33,7 +27,9 @@ class ServerConfig:
 
     def __post_init__(self):
         if self.data_dir is None:
-            self.data_dir = f"{self.name}.kvstore"
+            self.data_dir = f"{self.store.name}.kvstore"
+        if not self.store.client_urls:
+            self.store.client_urls = list(self.listen_client_urls)
 
     def listen_addresses(self) -> list[tuple[str, int, bool]]:
         """(host, port, tls) for each client URL."""

@@ -6,8 +6,8 @@ import logging
 import signal
 import socket
 
+from ..log import open_backend
 from ..store import Store
-from ..log import open_log
 from . import gc_policy
 from .config import ServerConfig
 from .http import HttpEndpoints
@@ -25,6 +25,10 @@ def transport_server(name: str):
     return H2Server
 
 log = logging.getLogger("kvstore")
+
+
+class MemberFailed(RuntimeError):
+    """The member can no longer apply the log (see the log for why): the process exits."""
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -45,17 +49,14 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
     ssl_context = config.ssl_context()
     for host, port, _tls in addresses:
         check_port_free(host, port)
-    wal = open_log(config.log_backend, config.data_dir)
-    store = Store(wal, name=config.name, max_request_bytes=config.max_request_bytes,
-                  max_txn_ops=config.max_txn_ops, snapshot_count=config.snapshot_count,
-                  etcd_version=config.etcd_version, client_urls=config.advertise_client_urls,
-                  progress_notify_interval=config.watch_progress_notify_interval)
+    wal, storage = open_backend(config.log_backend, config.data_dir, **config.log_options)
+    store = Store(wal, storage, config.store)
     with gc_policy.recovering():
         await store.start()
     gc_policy.settle_after_recovery()
     intercept = CallInterceptor(store)
     http = HttpEndpoints(store, client_requests=intercept.client_requests)
-    server = transport_server(config.transport)(all_services(store), config.max_request_bytes,
+    server = transport_server(config.transport)(all_services(store), config.store.max_request_bytes,
                                           http1=http.respond, intercept=intercept)
     try:
         for host, port, tls in addresses:
@@ -73,7 +74,11 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
                 pass
         if ready is not None:
             ready.set()
-        await stop.wait()
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([stopped, store.failed], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if store.failed.done():
+            raise MemberFailed(f"this member stopped: {store.failed.result()!r}")
         log.info("shutting down")
     finally:
         await server.stop(1.0)

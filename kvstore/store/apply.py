@@ -71,11 +71,7 @@ class Applier:
         if txn is None:
             if r.lease and not self.lease_exists(r.lease):
                 raise errors.LeaseNotFound()
-            txn = self.mvcc.write()
-            try:
-                return self._put(r, txn, header)
-            finally:
-                txn.end()
+            return self._in_own_txn(self._put, r, header)
         return self._put(r, txn, header)
 
     def _put(self, r: pb.PutRequest, txn, header) -> bytes:
@@ -95,12 +91,20 @@ class Applier:
     def delete_range(self, r: pb.DeleteRangeRequest, txn=None, header=revision_header) -> bytes:
         """The serialized DeleteRangeResponse (``header`` as in range)."""
         if txn is None:
-            txn = self.mvcc.write()
-            try:
-                return self._delete_range(r, txn, header)
-            finally:
-                txn.end()
+            return self._in_own_txn(self._delete_range, r, header)
         return self._delete_range(r, txn, header)
+
+    def _in_own_txn(self, op, r, header) -> bytes:
+        """``op`` in a write txn of its own: committed if it succeeds, undone if it raises (an
+        error must leave no partial write behind, on any member)."""
+        txn = self.mvcc.write()
+        try:
+            resp = op(r, txn, header)
+        except BaseException:
+            txn.abort()
+            raise
+        txn.end()
+        return resp
 
     def _delete_range(self, r: pb.DeleteRangeRequest, txn, header) -> bytes:
         deleted = txn.delete_range(r.key, range_end(r.range_end))

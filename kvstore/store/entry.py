@@ -1,11 +1,25 @@
-"""Log entries: one kind byte, then the request as etcd's protobuf message.
+"""Log entries and the records that carry them.
 
-Like etcd's raft log carrying InternalRaftRequest, an entry is the request itself; apply decodes
-it and runs it against the state, so replay repeats exactly what the live path did.
+An entry is one request, as etcd's raft log carries an InternalRaftRequest: apply decodes it
+and runs it against the state, so every member (and a restart) repeats exactly what the live
+path did. Each entry is named by the member that proposed it and a request id of that member,
+so the proposer can answer its client when the entry comes back from the log, whoever
+appended what came before it (etcd's pkg/wait).
+
+A record is what one log append carries: the entries one group commit took, all from one
+member, with consecutive request ids. Its layout:
+
+    version (1) | member id (u64) | first request id (u64) | entries
+
+and each entry: kind (1) | length (varint) | the request's protobuf message.
 """
 from __future__ import annotations
 
+import struct
+from typing import Iterator, NamedTuple
+
 from ..api import rpc_pb2 as pb
+from ..mvcc.wire import varint
 
 PUT = 0x50  # "P"
 DELETE_RANGE = 0x44  # "D"
@@ -13,21 +27,102 @@ TXN = 0x54  # "T"
 COMPACT = 0x43  # "C"
 LEASE_GRANT = 0x47  # "G"
 LEASE_REVOKE = 0x52  # "R"
+# A lease past its deadline, revoked by the member that owned expiry in a term: applied only
+# while that term is current, so a member that lost ownership cannot expire a lease the new
+# owner has renewed.
+LEASE_EXPIRE = 0x58  # "X"
+# A member won the election for lease expiry: from this entry on, it is the leader of the term.
+LEADER = 0x4C  # "L"
 
-MESSAGES = {
+_TWO_U64 = struct.Struct(">QQ")
+
+
+class LeaseExpire(NamedTuple):
+    lease_id: int
+    term: int  # the term of the leader that saw the deadline pass
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf messages' name
+        return _TWO_U64.pack(self.lease_id, self.term)
+
+    @classmethod
+    def FromString(cls, data) -> "LeaseExpire":  # noqa: N802
+        return cls(*_TWO_U64.unpack(data))
+
+
+class Leader(NamedTuple):
+    member_id: int
+    term: int
+
+    def SerializeToString(self) -> bytes:  # noqa: N802
+        return _TWO_U64.pack(self.member_id, self.term)
+
+    @classmethod
+    def FromString(cls, data) -> "Leader":  # noqa: N802
+        return cls(*_TWO_U64.unpack(data))
+
+
+MESSAGES: dict[int, type] = {
     PUT: pb.PutRequest,
     DELETE_RANGE: pb.DeleteRangeRequest,
     TXN: pb.TxnRequest,
     COMPACT: pb.CompactionRequest,
     LEASE_GRANT: pb.LeaseGrantRequest,
     LEASE_REVOKE: pb.LeaseRevokeRequest,
+    LEASE_EXPIRE: LeaseExpire,
+    LEADER: Leader,
 }
 
+RECORD_VERSION = 1
+_HEADER = struct.Struct(">BQQ")
+HEADER_SIZE = _HEADER.size
 
-def encode(kind: int, request) -> bytes:
-    return bytes((kind,)) + request.SerializeToString()
+
+class CorruptRecord(ValueError):
+    pass
 
 
-def decode(entry: bytes) -> tuple[int, object]:
-    kind = entry[0]
-    return kind, MESSAGES[kind].FromString(entry[1:])
+def encode_entry(kind: int, body: bytes) -> bytes:
+    """One entry: kind, length, the request's message."""
+    return bytes((kind,)) + varint(len(body)) + body
+
+
+def encode_record(member_id: int, first_request_id: int, entries: list[bytes]) -> bytes:
+    return b"".join([_HEADER.pack(RECORD_VERSION, member_id, first_request_id), *entries])
+
+
+def record_origin(record: bytes) -> tuple[int, int]:
+    """(member id, first request id) of a record."""
+    version, member_id, first = _HEADER.unpack_from(record)
+    if version != RECORD_VERSION:
+        raise CorruptRecord(f"log record version {version} is not {RECORD_VERSION}")
+    return member_id, first
+
+
+def record_entries(record: bytes) -> Iterator[tuple[int, memoryview]]:
+    """(kind, message bytes) of every entry in a record, in order."""
+    view = memoryview(record)
+    pos, end = HEADER_SIZE, len(record)
+    while pos < end:
+        kind = record[pos]
+        pos += 1
+        size = shift = 0
+        while True:
+            if pos >= end:
+                raise CorruptRecord("log record ends inside an entry's length")
+            b = record[pos]
+            pos += 1
+            size |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+        if pos + size > end:
+            raise CorruptRecord("log record ends inside an entry")
+        yield kind, view[pos:pos + size]
+        pos += size
+
+
+def decode_request(kind: int, body) -> object:
+    message = MESSAGES.get(kind)
+    if message is None:
+        raise CorruptRecord(f"unknown log entry kind {kind:#x}")
+    return message.FromString(body)

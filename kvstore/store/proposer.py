@@ -1,8 +1,15 @@
-"""Group commit: concurrent proposals share one log append (one LMDB transaction, one fsync).
+"""Group commit: concurrent proposals share one log record (one LMDB transaction and fsync, or
+one JetStream message).
 
-Proposals queue while the previous batch is being written; the writer task takes everything
-queued as the next batch, appends it, then applies the entries in log order and answers each
-proposer with its own result. Nothing is answered before its entry is durable and applied.
+Proposals queue while earlier records are being appended; the proposer takes everything queued
+as the next record, registers its entries in the wait table under the record's first request
+id, and appends it. It does not apply anything: the apply loop answers each proposer when the
+record comes back from the log, in log order, after whatever other members appended before it.
+
+A local log takes one append at a time (the queue grows meanwhile: that is the batching); a
+shared log takes several in flight. An append the log refuses fails its entries' futures: on a
+local log that is fatal (the disk is gone and nothing more can be acknowledged); on a shared log
+the entries fail with etcd's timeout and the member goes on, the log may come back.
 """
 from __future__ import annotations
 
@@ -11,21 +18,36 @@ import logging
 from typing import Any, Callable
 
 from .. import errors
-from ..log import Log
+from ..log import SharedLog
+from . import entry
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
+
+# One pending entry: (kind, request, future of its response).
+Pending = tuple[int, Any, asyncio.Future]
+# Request ids carry the member's start count in their top bits, so an entry an earlier
+# incarnation appended can never be taken for one this process waits for.
+REQUEST_ID_BITS = 40
 
 
 class Proposer:
-    def __init__(self, wal: Log, apply: Callable[[int, int, Any], Any], max_batch: int = 4096,
-                 after_batch: Callable[[], Any] | None = None):
+    def __init__(self, wal: SharedLog, member_id: int, starts: int,
+                 waiting: dict[int, list[Pending]], on_fatal: Callable[[BaseException], None],
+                 max_request_size: int, max_batch: int = 4096):
         self._log = wal
-        self._apply = apply  # (index, kind, request) -> response; raises EtcdError
+        self._member_id = member_id
+        self._next_request_id = (starts << REQUEST_ID_BITS) + 1
+        self._waiting = waiting  # first request id of a record -> its entries (the apply loop pops)
+        self._on_fatal = on_fatal
         self._max_batch = max_batch
-        self._after_batch = after_batch
-        self._queue: list[tuple[bytes, int, Any, asyncio.Future]] = []
+        self._max_bytes = wal.max_record_bytes - entry.HEADER_SIZE
+        # the largest request (its message) and the largest entry (kind, length, message)
+        self._max_request_size = min(max_request_size, self._max_bytes - 11)
+        self._queue: list[tuple[bytes, Pending]] = []
+        self._queued_bytes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup: asyncio.Future | None = None  # set while the writer waits for work
+        self._wakeup: asyncio.Future | None = None  # set while the proposer waits for work
+        self._in_flight = 0
         self._task: asyncio.Task | None = None
         self._failed: BaseException | None = None
         self._closing = False
@@ -42,12 +64,18 @@ class Proposer:
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run(), name="proposer")
 
-    def propose(self, entry: bytes, kind: int, request: Any) -> asyncio.Future:
-        """Queues an entry; the future gets apply's response (or its error) once durable."""
+    def propose(self, kind: int, request: Any) -> asyncio.Future:
+        """Queues an entry; the future gets apply's response (or its error) once the entry is
+        durable in the log and applied here."""
         if self._failed is not None or self._closing:
             raise errors.Stopped()
+        body = request.SerializeToString()
+        if len(body) > self._max_request_size:
+            raise errors.RequestTooLarge()
+        data = entry.encode_entry(kind, body)
         fut = self._loop.create_future()
-        self._queue.append((entry, kind, request, fut))
+        self._queue.append((data, (kind, request, fut)))
+        self._queued_bytes += len(data)
         self._wake()
         return fut
 
@@ -56,52 +84,74 @@ class Proposer:
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
 
-    async def _run(self) -> None:
-        while True:
-            if not self._queue and not self._closing:
-                self._wakeup = self._loop.create_future()
-                await self._wakeup
-                self._wakeup = None
-            while self._queue:
-                batch = self._queue[:self._max_batch]
-                del self._queue[:self._max_batch]
-                try:
-                    last = await self._log.append([b[0] for b in batch])
-                except BaseException as e:  # the log is gone: nothing more can be acknowledged
-                    self._fail(batch, e)
-                    return
-                self.batches += 1
-                self.entries += len(batch)
-                index = last - len(batch) + 1
-                for entry, kind, request, fut in batch:
-                    try:
-                        result = self._apply(index, kind, request)
-                    except errors.EtcdError as e:
-                        if not fut.done():
-                            fut.set_exception(e)
-                    except Exception as e:  # a bug in apply: answer, log, keep serving
-                        log.exception("apply of entry %d failed", index)
-                        if not fut.done():
-                            fut.set_exception(e)
-                    else:
-                        if not fut.done():
-                            fut.set_result(result)
-                    index += 1
-                if self._after_batch is not None:
-                    await self._after_batch()
-            if self._closing:
-                return
+    async def _wait(self) -> None:
+        self._wakeup = self._loop.create_future()
+        await self._wakeup
+        self._wakeup = None
 
-    def _fail(self, batch, exc: BaseException) -> None:
-        self._failed = exc
-        log.error("log append failed; refusing further writes: %r", exc)
-        for *_, fut in batch + self._queue:
+    def _take_batch(self) -> list[tuple[bytes, Pending]]:
+        """What is queued, up to max_batch entries and the log's record size."""
+        queue = self._queue
+        if len(queue) <= self._max_batch and self._queued_bytes <= self._max_bytes:
+            batch, self._queue, self._queued_bytes = queue, [], 0
+            return batch
+        n = size = 0
+        while n < len(queue) and n < self._max_batch and (
+                n == 0 or size + len(queue[n][0]) <= self._max_bytes):
+            size += len(queue[n][0])
+            n += 1
+        batch = queue[:n]
+        del queue[:n]
+        self._queued_bytes -= size
+        return batch
+
+    async def _run(self) -> None:
+        max_in_flight = self._log.max_in_flight
+        while True:
+            if self._queue and self._in_flight < max_in_flight:
+                self._append(self._take_batch())
+            elif self._closing and not self._queue and not self._in_flight:
+                return
+            else:
+                await self._wait()  # for work, or for an append to finish (the queue grows)
+
+    def _append(self, batch: list[tuple[bytes, Pending]]) -> None:
+        first = self._next_request_id
+        self._next_request_id += len(batch)
+        record = entry.encode_record(self._member_id, first, [b[0] for b in batch])
+        self._waiting[first] = [b[1] for b in batch]
+        self._in_flight += 1
+        appended = self._log.append(record, f"{self._member_id:x}-{first:x}")
+        appended.add_done_callback(lambda fut: self._appended(fut, first))
+        self.batches += 1
+        self.entries += len(batch)
+
+    def _appended(self, fut: asyncio.Future, first: int) -> None:
+        self._in_flight -= 1
+        self._wake()
+        exc = None if fut.cancelled() else fut.exception()
+        if fut.cancelled() or exc is not None:
+            pending = self._waiting.pop(first, None)
+            if self._log.local:
+                self._fail(exc or errors.Stopped(), pending or [])
+            elif pending:
+                logger.warning("log append failed: %r", exc)
+                for _, _, waiter in pending:
+                    if not waiter.done():
+                        waiter.set_exception(errors.Timeout())
+
+    def _fail(self, exc: BaseException, pending: list[Pending]) -> None:
+        if self._failed is None:
+            self._failed = exc
+            logger.error("log append failed; refusing further writes: %r", exc)
+            self._on_fatal(exc)
+        for _, _, fut in pending + [b[1] for b in self._queue]:
             if not fut.done():
                 fut.set_exception(errors.Stopped())
         self._queue.clear()
 
     async def close(self) -> None:
-        """Finishes what is queued, then stops."""
+        """Hands what is queued to the log, then stops."""
         self._closing = True
         self._wake()
         if self._task is not None:

@@ -9,21 +9,26 @@ A compaction rewrites key indexes in place, so one that lands (or is still compa
 during a capture abandons it (Overtaken); a later batch starts another.
 
 File: the keys' records, the history records (kvstore/mvcc/state_codec.py), then a msgpack
-envelope (index, revisions, leases, section lengths) and its u32 length. The envelope comes
+envelope (index, revisions, leases, the leader and its term, section lengths) and its u32
+length. The envelope comes
 last because the keys' length is known only once they are encoded: the parts go to the log as
 they are made, so a snapshot never holds more than one slice of keys in memory.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable, NamedTuple
 
 import msgpack
 
+from ..log import MemberStorage
 from ..mvcc import MVCCStore
 from ..mvcc.core import codec
 from ..mvcc.kvstore import SNAPSHOT_FORMAT
+
+logger = logging.getLogger(__name__)
 
 
 class Overtaken(Exception):
@@ -35,8 +40,9 @@ _U32 = struct.Struct("<I")
 
 
 class Capture:
-    def __init__(self, mvcc: MVCCStore, leases: list, index: int):
+    def __init__(self, mvcc: MVCCStore, leases: list, index: int, leader: tuple[int, int] = (0, 0)):
         self.index = index
+        self._leader = leader
         self._mvcc = mvcc
         self._rev = mvcc.current_rev
         self._compact_rev = mvcc.compact_rev
@@ -63,13 +69,19 @@ class Capture:
         yield self._history
         envelope = msgpack.packb({
             "index": self.index, "format": SNAPSHOT_FORMAT, "current_rev": self._rev,
-            "compact_rev": self._compact_rev, "leases": self._leases,
+            "compact_rev": self._compact_rev, "leases": self._leases, "leader": list(self._leader),
             "keys_len": keys_len, "history_len": len(self._history)})
         yield envelope + _U32.pack(len(envelope))
 
 
-def parse(data: bytes) -> tuple[MVCCStore, list]:
-    """(MVCC state, leases) from a snapshot file's bytes."""
+class Snapshot(NamedTuple):
+    mvcc: MVCCStore
+    leases: list  # [[id, ttl], ...]
+    leader: tuple[int, int]  # (member id, term) of the leader as of the snapshot
+
+
+def parse(data: bytes) -> Snapshot:
+    """The state in a snapshot file's bytes."""
     if len(data) < 4:
         raise ValueError("corrupt snapshot: no envelope")
     (n,) = _U32.unpack_from(data, len(data) - 4)
@@ -85,4 +97,72 @@ def parse(data: bytes) -> tuple[MVCCStore, list]:
     mvcc = MVCCStore.load({"format": env["format"], "current_rev": env["current_rev"],
                            "compact_rev": env["compact_rev"], "keys": data[:keys_len],
                            "history": data[keys_len:keys_len + history_len]})
-    return mvcc, env["leases"]
+    leader_id, term = env.get("leader", (0, 0))
+    return Snapshot(mvcc, env["leases"], (leader_id, term))
+
+
+class Snapshotter:
+    """Saves the applied state every ``snapshot_count`` applied entries (and when asked), beside
+    the apply loop: the cheap part of a capture is taken between two batches, in log order; the
+    rest is encoded and written while the loop keeps applying. Once a snapshot is durable,
+    ``saved(index)`` lets the log drop what it covers."""
+
+    def __init__(self, storage: MemberStorage, capture: Callable[[], Capture],
+                 applied_entries: Callable[[], int], mvcc: Callable[[], MVCCStore],
+                 compaction_done, saved, snapshot_count: int):
+        self._storage = storage
+        self._capture = capture  # a Capture of the applied state now
+        self._applied_entries = applied_entries  # entries applied by this process so far
+        self._mvcc = mvcc
+        self._compaction_done = compaction_done  # awaitable factory: every key index compacted
+        self._saved = saved  # async (index): after a snapshot is durable
+        self.snapshot_count = snapshot_count
+        self.index = 0  # the newest snapshot's log index
+        self._entries_at_last = 0
+        self._task: asyncio.Task | None = None
+
+    def maybe_start(self) -> None:
+        """After each batch: starts a snapshot when one is due (a capture refuses key indexes
+        still being compacted: the next batch tries again)."""
+        if (self._storage.durable and self._task is None and not self._mvcc().compacting
+                and self._applied_entries() - self._entries_at_last >= self.snapshot_count):
+            self._task = asyncio.get_running_loop().create_task(
+                self._save(self._capture()), name="snapshot")
+
+    async def _save(self, capture: Capture, background: bool = True) -> None:
+        index = capture.index
+        entries = self._applied_entries()
+        try:
+            while True:
+                try:
+                    await self._storage.save_snapshot(index, capture.parts(self._mvcc))
+                    break
+                except Overtaken:
+                    if background:
+                        return  # still due: the next batch tries again
+                # Any other task runs between batches, so a capture taken here is consistent.
+                capture = self._capture()
+                index, entries = capture.index, self._applied_entries()
+            self.index = index
+            self._entries_at_last = entries
+            await self._saved(index)
+        except Exception:
+            if not background:
+                raise
+            logger.exception("snapshot at %d failed; the log keeps its records", index)
+        finally:
+            self._task = None
+
+    async def save_now(self) -> None:
+        """Saves the applied state now, so recovery starts here (the log drops what it covers)."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+        await self._compaction_done()
+        self._task = asyncio.get_running_loop().create_task(
+            self._save(self._capture(), background=False), name="snapshot")
+        await self._task
+
+    async def wait(self) -> None:
+        """Until a snapshot being written is done (at close)."""
+        while self._task is not None:
+            await asyncio.shield(self._task)

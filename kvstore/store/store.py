@@ -1,8 +1,14 @@
-"""The Store: one keyspace's MVCC state behind its log. This is the embedded library.
+"""The Store: one keyspace's state behind a shared log. This is the embedded library.
 
-Writes: validate -> encode -> propose (group commit into the log) -> apply in log order ->
-answer. Reads: straight from MVCC, which already holds every acknowledged write. Recovery:
-newest snapshot, then replay of the log after it.
+Writes: validate -> propose (group commit into a log record) -> the apply loop follows the log
+and applies every record in order, on every member -> the proposing member answers from its
+wait table. Reads: from the applied MVCC state; on a shared log a linearizable read first waits
+until the state holds everything the log held when it arrived. Recovery: the newest snapshot,
+then the same apply loop from there.
+
+The Store is a facade: the proposer (proposer.py), the apply loop (apply_loop.py), the lessor
+(lessor.py), the snapshotter (snapshot.py), the compactor (compactor.py) and read indexes
+(read_index.py) do the work.
 """
 from __future__ import annotations
 
@@ -10,37 +16,34 @@ import asyncio
 import logging
 import os
 import random
-import time
+from typing import Any
 
 from .. import errors
-from ..limits import DEFAULT_MAX_REQUEST_BYTES
 from ..api import rpc_pb2 as pb
-from ..log import Log, open_log
+from ..log import MemberStorage, SharedLog, open_backend
 from ..mvcc import MVCCStore
 from ..mvcc.core import wire
-from ..mvcc.wire import varint
-from ..mvcc.lease import DEFAULT_MIN_TTL, LeaseTable, live_kvs
+from ..mvcc.lease import LeaseTable, live_kvs
 from ..mvcc.watch_hub import WatchHub
+from ..mvcc.wire import varint
 from . import entry, snapshot, validate
 from .apply import Applier
+from .apply_loop import ApplyLoop
+from .compactor import Compactor
+from .config import StoreConfig
 from .identity import Identity, load_identity
-from .proposer import Proposer
+from .lessor import Lessor
+from .proposer import Pending, Proposer
 from .range_stream import range_chunks
-from .snapshot import Capture
+from .read_index import ReadIndex
+from .snapshot import Capture, Snapshotter
 from .watch_stream import DeliveryCache, WatchStream
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
-DEFAULT_ETCD_VERSION = "3.5.21"
-DEFAULT_MAX_TXN_OPS = 128
-DEFAULT_SNAPSHOT_COUNT = 100_000  # etcd's default --snapshot-count
-# Key indexes compacted per turn of the loop (~2-5 ms): a compaction's cost comes in slices.
-COMPACT_SLICE_KEYS = 10_000
-DEFAULT_PROGRESS_NOTIFY_INTERVAL = 600.0  # etcd's 10 minutes
-LEASE_CHECK_INTERVAL = 0.5  # etcd checks for expired leases every 500 ms
-# What a member that becomes leader adds to every lease's TTL (etcd: lessor.Promote(election
-# timeout), 1 s by default): recovered leases get their TTL plus this.
-LEASE_PROMOTE_EXTENSION = 1.0
+# etcd's peer URL default (--initial-advertise-peer-urls), shown by MemberList for a member
+# that has no peers to be reached by.
+DEFAULT_PEER_URL = "http://localhost:2380"
 
 
 def etcd_proposal_size(request_size: int) -> int:
@@ -64,178 +67,223 @@ def largest_request(max_request_bytes: int) -> int:
 
 
 class Store:
-    def __init__(self, wal: Log, *, name: str = "default", max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 max_txn_ops: int = DEFAULT_MAX_TXN_OPS, snapshot_count: int = DEFAULT_SNAPSHOT_COUNT,
-                 etcd_version: str = DEFAULT_ETCD_VERSION, client_urls: list[str] | None = None,
-                 progress_notify_interval: float = DEFAULT_PROGRESS_NOTIFY_INTERVAL,
-                 min_lease_ttl: int = DEFAULT_MIN_TTL):
+    def __init__(self, wal: SharedLog, storage: MemberStorage, config: StoreConfig | None = None,
+                 **options):
+        self.config = config = config or StoreConfig(**options)
         self.log = wal
-        self.name = name
-        self.max_request_bytes = max_request_bytes
-        self._max_request_size = largest_request(max_request_bytes)
-        self.max_txn_ops = max_txn_ops
-        self.snapshot_count = snapshot_count
-        self.etcd_version = etcd_version
-        self.client_urls = list(client_urls or [])
-        self.progress_notify_interval = progress_notify_interval
-        self.leases = LeaseTable(min_lease_ttl)
-        self._set_mvcc(MVCCStore())
-        self.watch_streams: set[WatchStream] = set()
-        self.applied_index = 0
-        self.snapshot_index = 0
+        self.storage = storage
+        self.name = config.name
+        self.max_request_bytes = config.max_request_bytes
+        self.max_txn_ops = config.max_txn_ops
+        self.etcd_version = config.etcd_version
+        self.progress_notify_interval = config.progress_notify_interval
         self.identity: Identity | None = None
+        self.leases = LeaseTable(config.min_lease_ttl)
+        self.watch_streams: set[WatchStream] = set()
+        self._set_state(MVCCStore(), self.leases)
+        # The leader of the current term, as the log says (LEADER entries); and the term this
+        # member won itself (0: none), which it leads once its LEADER entry is applied.
+        self.leader_id = 0
+        self.term = 0
+        self._campaign_term = 0
+        self._waiting: dict[int, list[Pending]] = {}
+        self.lessor = Lessor(lambda: self.leases, self._propose)
+        self.compactor = Compactor(lambda: self.mvcc)
+        self.snapshotter = Snapshotter(
+            storage, self._capture, lambda: self._apply_loop.applied_entries, lambda: self.mvcc,
+            self.compactor.done, self._snapshot_saved, config.snapshot_count)
         self._proposer: Proposer | None = None
+        self._apply_loop: ApplyLoop | None = None
+        self._reads: ReadIndex | None = None
         self._timers: list[asyncio.Task] = []
-        self._revoking: set[int] = set()
-        self._snapshot_task: asyncio.Task | None = None
-        self._compactor: asyncio.Task | None = None
         self.watch_delivery = DeliveryCache(self.header_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._header_cache: tuple[int, bytes] = (-1, b"")
+        self._header_cache: tuple[int, int, bytes] = (-1, -1, b"")
+        # Done (with the error) once the member has stopped applying the log: it must stop.
+        self.failed: asyncio.Future | None = None
 
-    def _set_mvcc(self, mvcc: MVCCStore) -> None:
+    def _set_state(self, mvcc: MVCCStore, leases: LeaseTable) -> None:
+        """The deterministic state: MVCC, leases, and what observes their commits. Watchers
+        move over to the new state (a snapshot installed while serving)."""
         self.mvcc = mvcc
-        mvcc.observers.append(self.leases.on_commit)
+        self.leases = leases
+        mvcc.observers.append(leases.on_commit)
+        old_hub = getattr(self, "watch_hub", None)
         self.watch_hub = WatchHub(mvcc)
-        self.applier = Applier(mvcc, self.leases)
+        if old_hub is not None:
+            old_hub.move_to(self.watch_hub)
+        self.applier = Applier(mvcc, leases)
 
     # -- life cycle ----------------------------------------------------------------------------
 
     @classmethod
     async def open(cls, backend: str = "memory", data_dir: str | os.PathLike | None = None,
-                   **options) -> "Store":
-        """Opens (recovering if there is state) and starts a store on a log backend."""
-        store = cls(open_log(backend, data_dir), **options)
+                   log_options: dict | None = None, **options) -> "Store":
+        """Opens (recovering if there is state) and starts a store on a log backend: a name
+        (``memory``, ``lmdb``) or a log URL (``nats://host:4222``)."""
+        wal, storage = open_backend(backend, data_dir, **(log_options or {}))
+        store = cls(wal, storage, **options)
         await store.start()
         return store
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.identity = load_identity(self.log, self.name)
-        self._recover()
-        now = time.monotonic()
-        for lease in self.leases.leases.values():  # as after an etcd leader change: full TTLs
-            lease.expiry = now + lease.ttl + LEASE_PROMOTE_EXTENSION
-        self._proposer = Proposer(self.log, self._apply_and_fill, after_batch=self._maybe_snapshot)
+        self.failed = self.loop.create_future()
+        self.identity = ident = load_identity(self.storage, self.name, self.config.cluster_name)
+        await self.log.open()
+        self._recover_snapshot()
+        self._apply_loop = ApplyLoop(self.log, ident.member_id, self._waiting, self, self._fatal)
+        self._apply_loop.start(self.snapshotter.index)
+        if not self.log.local:
+            self._reads = ReadIndex(self.log, self._apply_loop.wait_applied)
+        await self._apply_loop.wait_applied(await self.log.read_index())  # caught up
+        logger.info("recovered: snapshot at %d, log applied through %d, revision %d",
+                    self.snapshotter.index, self._apply_loop.applied_index, self.mvcc.current_rev)
+        self._proposer = Proposer(self.log, ident.member_id, ident.starts, self._waiting,
+                                  self._fatal, largest_request(self.max_request_bytes))
         self._proposer.start()
-        self._timers = [asyncio.create_task(self._expire_leases(), name="lease-expiry"),
-                        asyncio.create_task(self._progress_notify(), name="watch-progress")]
+        self.lessor.start()
+        self._timers = [self.loop.create_task(self._progress_notify(), name="watch-progress")]
+        if self.log.local:  # the only member: it wins every election, its start count the term
+            await self.campaign_won(ident.starts)
 
-    def _recover(self) -> None:
-        snap = self.log.load_snapshot()
+    def _recover_snapshot(self) -> None:
+        snap = self.storage.load_snapshot()
         if snap is not None:
             index, data = snap
-            mvcc, leases = snapshot.parse(data)
-            self.leases.load(leases, live_kvs(mvcc.index))
-            self._set_mvcc(mvcc)
-            self.applied_index = self.snapshot_index = index
-        replayed = 0
-        for index, data in self.log.replay(self.applied_index):
-            kind, request = entry.decode(data)
-            try:
-                self._apply_entry(index, kind, request)
-            except errors.EtcdError:
-                pass  # the same error was answered when the entry was first applied
-            replayed += 1
-        log.info("recovered: snapshot at %d, %d entries replayed, revision %d",
-                 self.snapshot_index, replayed, self.mvcc.current_rev)
+            self._load_snapshot(snapshot.parse(data))
+            self.snapshotter.index = index
+
+    def _load_snapshot(self, snap: snapshot.Snapshot) -> None:
+        leases = LeaseTable(self.config.min_lease_ttl)
+        leases.load(snap.leases, live_kvs(snap.mvcc.index))
+        self._set_state(snap.mvcc, leases)
+        self.leader_id, self.term = snap.leader
+        self._leadership_changed()
+
+    async def install_snapshot(self, first_index: int) -> None:
+        """The log no longer holds what follows our applied index."""
+        raise errors.Corrupt(f"etcdserver: the log starts at {first_index}, after this member's "
+                             f"applied index {self._apply_loop.applied_index}, and there is no "
+                             f"snapshot to start from")
+
+    def _fatal(self, exc: BaseException) -> None:
+        if self.failed is not None and not self.failed.done():
+            self.failed.set_result(exc)
 
     async def close(self) -> None:
         for task in self._timers:
             task.cancel()
-        if self._compactor is not None:
-            self._compactor.cancel()  # the log replays the compaction at the next start
+        await self.lessor.stop()
+        self.compactor.cancel()  # the log replays the compaction at the next start
         for stream in list(self.watch_streams):
             stream.close()
         if self._proposer is not None:
-            await self._proposer.close()
+            await self._proposer.close()  # everything queued is in the log
             self._proposer = None
-        if self._snapshot_task is not None:
-            await self._snapshot_task
+            if self._apply_loop.failure is None:  # and answered, once applied
+                await self._apply_loop.wait_applied(await self.log.read_index())
+        if self._apply_loop is not None:
+            await self._apply_loop.stop()
+        await self.snapshotter.wait()
         await self.log.close()
+        await self.storage.close()
 
-    # -- apply ---------------------------------------------------------------------------------
+    # -- leadership ----------------------------------------------------------------------------
 
-    def _apply_entry(self, index: int, kind: int, request):
-        self.applied_index = index
+    async def campaign_won(self, term: int) -> None:
+        """This member won the election for ``term``: it leads once its LEADER entry is
+        applied (a later term in the log first means it lost meanwhile)."""
+        self._campaign_term = term
+        try:
+            await self._propose(entry.LEADER, entry.Leader(self.identity.member_id, term))
+        except errors.EtcdError:
+            pass  # a newer term was applied first
+
+    def campaign_lost(self) -> None:
+        self._campaign_term = 0
+        self._leadership_changed()
+
+    def _leadership_changed(self) -> None:
+        if (self.identity is not None and self.leader_id == self.identity.member_id
+                and self.term == self._campaign_term and self.term):
+            if not self.lessor.is_leader or self.lessor.term != self.term:
+                self.lessor.promote(self.term)
+        else:
+            self.lessor.demote(self.term)
+
+    # -- apply (the apply loop's state machine) ------------------------------------------------
+
+    def apply_entry(self, kind: int, request: Any) -> Any:
+        """One entry's response: KV writes come serialized, header and all; the rest are
+        messages whose header is filled here."""
         a = self.applier
         if kind == entry.PUT:
             return a.put(request, header=self.header_bytes)
-        if kind == entry.DELETE_RANGE:
-            return a.delete_range(request, header=self.header_bytes)
         if kind == entry.TXN:
             return a.txn(request, header=self.header_bytes)
+        if kind == entry.DELETE_RANGE:
+            return a.delete_range(request, header=self.header_bytes)
+        if kind == entry.LEASE_GRANT:
+            resp = a.lease_grant(request)
+            self.lessor.granted(self.leases.get(resp.ID))
+            return self._fill(resp)
+        if kind == entry.LEASE_REVOKE:
+            return self._fill(a.lease_revoke(request))
+        if kind == entry.LEASE_EXPIRE:
+            if request.term != self.term:
+                raise errors.NotLeader()
+            return self._fill(a.lease_revoke(pb.LeaseRevokeRequest(ID=request.lease_id)))
         if kind == entry.COMPACT:
             resp = a.compact(request)
-            self._schedule_compaction()
-            return resp
-        if kind == entry.LEASE_GRANT:
-            return a.lease_grant(request)
-        if kind == entry.LEASE_REVOKE:
-            return a.lease_revoke(request)
+            self.compactor.schedule()
+            return self._fill(resp)
+        if kind == entry.LEADER:
+            if request.term <= self.term:
+                raise errors.NotLeader()
+            self.leader_id, self.term = request.member_id, request.term
+            self._leadership_changed()
+            return None
         raise errors.Corrupt(f"etcdserver: unknown log entry kind {kind}")
 
-    async def _maybe_snapshot(self) -> None:
-        """After each batch: starts a snapshot when one is due. Its cheap part is taken here, at
-        a batch boundary; the rest runs beside the proposer, which keeps committing."""
-        if (self.log.durable and self._snapshot_task is None and not self.mvcc.compacting
-                and self.applied_index - self.snapshot_index >= self.snapshot_count):
-            capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
-            self._snapshot_task = self.loop.create_task(self._save_snapshot(capture), name="snapshot")
+    async def after_batch(self) -> None:
+        self.snapshotter.maybe_start()
 
-    async def _save_snapshot(self, capture: Capture, background: bool = True) -> None:
-        index = capture.index
-        try:
-            while True:
-                try:
-                    await self.log.save_snapshot(index, capture.parts(lambda: self.mvcc))
-                    break
-                except snapshot.Overtaken:
-                    if background:
-                        return  # the next batch tries again
-                # Any other task runs between batches, so a capture taken here is consistent.
-                capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
-                index = capture.index
-            self.snapshot_index = index
-        except Exception:
-            if not background:
-                raise
-            log.exception("snapshot at %d failed; the log keeps its entries", index)
-        finally:
-            self._snapshot_task = None
+    def _capture(self) -> Capture:
+        return Capture(self.mvcc, self.leases.dump(), self._apply_loop.applied_index,
+                       (self.leader_id, self.term))
+
+    async def _snapshot_saved(self, index: int) -> None:
+        if self.log.local:
+            await self.log.trim(index)
 
     async def snapshot(self) -> None:
-        """Saves the applied state now, so replay starts here (the log drops what it covers)."""
-        while self._snapshot_task is not None:
-            await asyncio.shield(self._snapshot_task)
-        await self._compaction_done()  # a capture refuses key indexes still being compacted
-        capture = Capture(self.mvcc, self.leases.dump(), self.applied_index)
-        self._snapshot_task = self.loop.create_task(self._save_snapshot(capture, background=False),
-                                                    name="snapshot")
-        await self._snapshot_task
+        """Saves the applied state now, so recovery starts here (the log drops what it covers)."""
+        await self.snapshotter.save_now()
+
+    @property
+    def applied_index(self) -> int:
+        return self._apply_loop.applied_index if self._apply_loop is not None else 0
+
+    @property
+    def snapshot_index(self) -> int:
+        return self.snapshotter.index
+
+    # -- proposals and responses ---------------------------------------------------------------
 
     def _propose(self, kind: int, request) -> asyncio.Future:
-        """Queues a write; the future gets its response, header filled, once it is durable and
-        applied. A plain future rather than a coroutine: one frame less to resume per write."""
-        data = entry.encode(kind, request)
-        if len(data) - 1 > self._max_request_size:
-            raise errors.RequestTooLarge()
+        """Queues a write; the future gets its response, header filled, once it is in the log
+        and applied. A plain future rather than a coroutine: one frame less to resume per write."""
         if self._proposer is None:
             raise errors.Stopped()
-        return self._proposer.propose(data, kind, request)
-
-    def _apply_and_fill(self, index: int, kind: int, request):
-        """The response of an entry: KV writes come serialized, header and all; the rest are
-        messages whose header is filled here."""
-        resp = self._apply_entry(index, kind, request)
-        return resp if type(resp) is bytes else self._fill(resp)
+        return self._proposer.propose(kind, request)
 
     def _fill(self, resp):
         h = resp.header
         ident = self.identity
         h.cluster_id = ident.cluster_id
         h.member_id = ident.member_id
-        h.raft_term = ident.term
+        h.raft_term = self.term
         if not h.revision:
             h.revision = self.mvcc.current_rev
         return resp
@@ -244,27 +292,58 @@ class Store:
         """The serialized header of a response at ``revision`` (the last one is kept: reads
         between two writes share it)."""
         cached = self._header_cache
-        if cached[0] != revision:
+        if cached[0] != revision or cached[1] != self.term:
             ident = self.identity
-            cached = self._header_cache = (revision, wire.encode_header(
-                ident.cluster_id, ident.member_id, revision, ident.term))
-        return cached[1]
+            cached = self._header_cache = (revision, self.term, wire.encode_header(
+                ident.cluster_id, ident.member_id, revision, self.term))
+        return cached[2]
+
+    def _after_read_index(self, read):
+        """``read()``'s result once a linearizable read may be served (a future)."""
+        out = self.loop.create_future()
+
+        def serve(ready: asyncio.Future) -> None:
+            if out.done():
+                return
+            exc = ready.exception()
+            if exc is not None:
+                out.set_exception(exc)
+                return
+            try:
+                out.set_result(read())
+            except Exception as e:
+                out.set_exception(e)
+
+        self._reads.wait().add_done_callback(serve)
+        return out
 
     # -- KV ------------------------------------------------------------------------------------
 
     def range(self, r: pb.RangeRequest) -> pb.RangeResponse:
-        return pb.RangeResponse.FromString(self.range_encoded(r))
-
-    def range_encoded(self, r: pb.RangeRequest) -> bytes:
-        """Range's response already serialized: the fast path (no protobuf object per key)."""
+        """The RangeResponse from the applied state (on a shared log, ``await
+        store.linearizable()`` first for a linearizable read)."""
         validate.check_range(r)
-        return self.applier.range(r, header=self.header_bytes)
+        return pb.RangeResponse.FromString(self.applier.range(r, header=self.header_bytes))
+
+    def range_encoded(self, r: pb.RangeRequest):
+        """Range's response already serialized: the fast path (no protobuf object per key). A
+        future of it when the read must first wait for a read index (a linearizable read on a
+        shared log)."""
+        validate.check_range(r)
+        if r.serializable or self._reads is None:
+            return self.applier.range(r, header=self.header_bytes)
+        return self._after_read_index(lambda: self.applier.range(r, header=self.header_bytes))
 
     def range_stream(self, r: pb.RangeRequest):
         """RangeStream's responses, serialized (range_stream.py): request errors are raised
         here, read errors (a future or compacted revision) by the first ``next()``."""
         validate.check_range_stream(r)
         return range_chunks(self.mvcc, r, self.max_request_bytes, self.header_bytes)
+
+    async def linearizable(self) -> None:
+        """Returns once a linearizable read may be served here."""
+        if self._reads is not None:
+            await self._reads.wait()
 
     # Writes: ``*_encoded`` answer with the response serialized (the fast path the services
     # take: a future, no coroutine in between); the plain ones parse it for library callers.
@@ -287,7 +366,9 @@ class Store:
         """The serialized TxnResponse: at once for a read-only txn, else a future."""
         validate.check_txn(r, self.max_txn_ops)
         if validate.is_txn_readonly(r):
-            return self.applier.txn(r, header=self.header_bytes)
+            if self._reads is None or validate.is_txn_serializable(r):
+                return self.applier.txn(r, header=self.header_bytes)
+            return self._after_read_index(lambda: self.applier.txn(r, header=self.header_bytes))
         return self._propose(entry.TXN, r)
 
     async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
@@ -302,28 +383,8 @@ class Store:
 
     async def _compacted(self, applied: asyncio.Future) -> pb.CompactionResponse:
         resp = await applied
-        await self._compaction_done()
+        await self.compactor.done()
         return resp
-
-    async def _compaction_done(self) -> None:
-        while self._compactor is not None:
-            await asyncio.shield(self._compactor)
-
-    def _schedule_compaction(self) -> None:
-        """Compacts the key indexes in slices between other work, so a compaction of many
-        keys never stalls requests for long (etcd compacts in batches with pauses too)."""
-        if self._compactor is None:
-            if self.loop is None:  # not started: no loop to share
-                self.mvcc.finish_compaction()
-                return
-            self._compactor = self.loop.create_task(self._compact_in_slices(), name="compaction")
-
-    async def _compact_in_slices(self) -> None:
-        try:
-            while self.mvcc.compact_step(COMPACT_SLICE_KEYS):
-                await asyncio.sleep(0)
-        finally:
-            self._compactor = None
 
     # -- watch ---------------------------------------------------------------------------------
 
@@ -342,11 +403,7 @@ class Store:
     async def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
         if r.ID == 0:  # the server picks: a positive id not in use, fixed before proposing
             r = pb.LeaseGrantRequest(TTL=r.TTL, ID=self._new_lease_id())
-        resp = await self._propose(entry.LEASE_GRANT, r)
-        lease = self.leases.get(resp.ID)
-        if lease is not None:
-            lease.expiry = time.monotonic() + lease.ttl
-        return resp
+        return await self._propose(entry.LEASE_GRANT, r)
 
     def _new_lease_id(self) -> int:
         while True:
@@ -357,56 +414,35 @@ class Store:
     async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
         return await self._propose(entry.LEASE_REVOKE, r)
 
-    def lease_keepalive(self, lease_id: int) -> pb.LeaseKeepAliveResponse:
-        """Renews a lease to its full TTL; TTL 0 when it is unknown or already expired."""
-        lease = self.leases.get(lease_id)
-        now = time.monotonic()
-        ttl = 0
-        if lease is not None and (lease.expiry is None or lease.expiry > now):
-            lease.expiry = now + lease.ttl
-            ttl = lease.ttl
+    async def lease_keepalive(self, lease_id: int) -> pb.LeaseKeepAliveResponse:
+        """Renews a lease to its full TTL (on the leader); TTL 0 when it is unknown or expired."""
+        ttl = await self.lessor.keepalive(lease_id)
         return self._fill(pb.LeaseKeepAliveResponse(ID=lease_id, TTL=ttl))
 
-    def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+    async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
+        await self.linearizable()
         lease = self.leases.get(r.ID)
         if lease is None:
             return self._fill(pb.LeaseTimeToLiveResponse(ID=r.ID, TTL=-1))
-        resp = pb.LeaseTimeToLiveResponse(ID=r.ID, TTL=lease.remaining(time.monotonic()),
+        resp = pb.LeaseTimeToLiveResponse(ID=r.ID, TTL=await self.lessor.time_to_live(r.ID),
                                           grantedTTL=lease.ttl)
         if r.keys:
             resp.keys.extend(sorted(lease.keys))
         return self._fill(resp)
 
-    def lease_leases(self) -> pb.LeaseLeasesResponse:
+    async def lease_leases(self) -> pb.LeaseLeasesResponse:
+        await self.linearizable()
         by_expiry = sorted(self.leases.leases.values(), key=lambda l: (l.expiry or 0, l.id))
         return self._fill(pb.LeaseLeasesResponse(leases=[pb.LeaseStatus(ID=l.id) for l in by_expiry]))
-
-    async def _expire_leases(self) -> None:
-        """Proposes a revoke for every lease past its deadline (the decision is made here, on
-        the clock; the revoke itself is an ordinary log entry)."""
-        while True:
-            await asyncio.sleep(LEASE_CHECK_INTERVAL)
-            now = time.monotonic()
-            for lease in list(self.leases.leases.values()):
-                if lease.expiry is not None and lease.expiry <= now and lease.id not in self._revoking:
-                    self._revoking.add(lease.id)
-                    asyncio.create_task(self._revoke_expired(lease.id))
-
-    async def _revoke_expired(self, lease_id: int) -> None:
-        try:
-            await self.lease_revoke(pb.LeaseRevokeRequest(ID=lease_id))
-        except errors.EtcdError:
-            pass  # revoked meanwhile by a client, or the store is stopping
-        finally:
-            self._revoking.discard(lease_id)
 
     # -- member --------------------------------------------------------------------------------
 
     def db_size(self) -> int:
-        return self.log.size_bytes()
+        return self.log.size_bytes() + self.storage.size_bytes()
 
     def healthy(self) -> bool:
-        return self._proposer is not None and self._proposer.healthy
+        return (self._proposer is not None and self._proposer.healthy
+                and self.failed is not None and not self.failed.done())
 
     def log_appends(self) -> int:
         return self._proposer.batches if self._proposer is not None else 0
@@ -415,14 +451,15 @@ class Store:
         return self._proposer.entries if self._proposer is not None else 0
 
     def status(self) -> pb.StatusResponse:
-        ident = self.identity
         size = self.db_size()
         return self._fill(pb.StatusResponse(
-            version=self.etcd_version, dbSize=size, dbSizeInUse=size, leader=ident.member_id,
-            raftIndex=self.applied_index, raftTerm=ident.term, raftAppliedIndex=self.applied_index,
+            version=self.etcd_version, dbSize=size, dbSizeInUse=size, leader=self.leader_id,
+            raftIndex=self.applied_index, raftTerm=self.term, raftAppliedIndex=self.applied_index,
             isLearner=False))
 
     def member_list(self) -> pb.MemberListResponse:
         ident = self.identity
-        member = pb.Member(ID=ident.member_id, name=self.name, clientURLs=self.client_urls)
+        member = pb.Member(ID=ident.member_id, name=self.name, clientURLs=self.config.client_urls,
+                           peerURLs=self.config.peer_urls or [DEFAULT_PEER_URL])
         return self._fill(pb.MemberListResponse(members=[member]))
+

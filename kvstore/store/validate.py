@@ -150,3 +150,13 @@ def is_txn_readonly(r: pb.TxnRequest) -> bool:
             if which == "request_txn" and not is_txn_readonly(op.request_txn):
                 return False
     return True
+
+
+def is_txn_serializable(r: pb.TxnRequest) -> bool:
+    """etcd's isTxnSerializable: every op of both branches a serializable range (then a
+    read-only txn skips the read index)."""
+    for ops in (r.success, r.failure):
+        for op in ops:
+            if op.WhichOneof("request") != "request_range" or not op.request_range.serializable:
+                return False
+    return True

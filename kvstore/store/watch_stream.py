@@ -42,7 +42,6 @@ class WatchOptions:
 class WatchStream:
     def __init__(self, store):
         self._store = store
-        self._hub = store.watch_hub
         self._cache: DeliveryCache = store.watch_delivery
         self._queue: deque[bytes] = deque()  # serialized WatchResponses
         # a future the reader waits on when the queue is empty (asyncio.Event would look the
@@ -57,6 +56,11 @@ class WatchStream:
         self._compacted_ids: set[int] = set()
         self.max_fragment_bytes = with_overhead(store.max_request_bytes)
         store.watch_streams.add(self)
+
+    @property
+    def _hub(self):
+        # looked up each time: a snapshot installed while serving brings a new hub
+        return self._store.watch_hub
 
     # -- requests from the client --------------------------------------------------------------
 

@@ -20,10 +20,10 @@ class LeaseService:
     async def LeaseKeepAlive(self, requests: AsyncIterator[pb.LeaseKeepAliveRequest]
                              ) -> AsyncIterator[pb.LeaseKeepAliveResponse]:
         async for request in requests:
-            yield self.store.lease_keepalive(request.ID)
+            yield await self.store.lease_keepalive(request.ID)
 
     async def LeaseTimeToLive(self, request: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
-        return self.store.lease_time_to_live(request)
+        return await self.store.lease_time_to_live(request)
 
     async def LeaseLeases(self, request: pb.LeaseLeasesRequest) -> pb.LeaseLeasesResponse:
-        return self.store.lease_leases()
+        return await self.store.lease_leases()

@@ -1,0 +1,24 @@
+"""What a Store is configured with: one place for the defaults (the server's flags take theirs
+from here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..limits import DEFAULT_MAX_REQUEST_BYTES
+from ..mvcc.lease import DEFAULT_MIN_TTL
+
+
+@dataclass
+class StoreConfig:
+    name: str = "default"  # the member's name
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_txn_ops: int = 128
+    snapshot_count: int = 100_000  # etcd's default --snapshot-count: applied entries between snapshots
+    etcd_version: str = "3.5.21"  # reported by Maintenance.Status and /version
+    client_urls: list[str] = field(default_factory=list)  # advertised in MemberList
+    peer_urls: list[str] = field(default_factory=list)  # advertised in MemberList
+    progress_notify_interval: float = 600.0  # etcd's 10 minutes
+    min_lease_ttl: int = DEFAULT_MIN_TTL
+    # Members of one cluster share a log and report one cluster id, derived from this name;
+    # None: a single member, whose cluster id is drawn once.
+    cluster_name: str | None = None
