@@ -19,6 +19,9 @@ from .storage import DataDirInUse, DirStorage, MemoryStorage
 class Backend(NamedTuple):
     log: SharedLog
     storage: MemberStorage
+    # What members of a shared log do through it besides the log (election, membership, the
+    # leader link, shared snapshots); None for a single member.
+    cluster: Any = None
 
 
 def _memory(address: str, data_dir, options: dict) -> Backend:
@@ -39,8 +42,10 @@ def _nats(address: str, data_dir, options: dict) -> Backend:
     if not data_dir:
         raise ValueError("a jetstream member needs a data directory for its snapshots")
     storage = DirStorage(data_dir)
-    from .jetstream import JetStreamLog
-    return Backend(JetStreamLog(address.split(","), **options), storage)
+    from .jetstream.cluster import JetStreamCluster
+    from .jetstream.log import JetStreamLog
+    wal = JetStreamLog(address.split(","), **options)
+    return Backend(wal, storage, JetStreamCluster(wal))
 
 
 OPENERS: dict[str, Callable[[str, Any, dict], Backend]] = {

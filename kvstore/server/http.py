@@ -31,8 +31,8 @@ class HttpEndpoints:
     def metrics(self) -> str:
         s = self.store
         rows = [
-            ("etcd_server_has_leader", "gauge", "Whether or not a leader exists.", 1),
-            ("etcd_server_is_leader", "gauge", "Whether or not this member is a leader.", 1),
+            ("etcd_server_has_leader", "gauge", "Whether or not a leader exists.", int(s.has_leader())),
+            ("etcd_server_is_leader", "gauge", "Whether or not this member is a leader.", int(s.lessor.is_leader)),
             ("etcd_mvcc_db_total_size_in_bytes", "gauge", "Total size of the underlying database.", s.db_size()),
             ("etcd_debugging_mvcc_current_revision", "gauge", "The current revision of store.", s.mvcc.current_rev),
             ("etcd_debugging_mvcc_compact_revision", "gauge", "The revision of the last compaction.", s.mvcc.compact_rev),

@@ -49,8 +49,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
     ssl_context = config.ssl_context()
     for host, port, _tls in addresses:
         check_port_free(host, port)
-    wal, storage = open_backend(config.log_backend, config.data_dir, **config.log_options)
-    store = Store(wal, storage, config.store)
+    wal, storage, cluster = open_backend(config.log_backend, config.data_dir, **config.log_options)
+    store = Store(wal, storage, config.store, cluster=cluster)
     with gc_policy.recovering():
         await store.start()
     gc_policy.settle_after_recovery()

@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import errors
 from ..api import rpc_pb2 as pb
-from ..log import MemberStorage, SharedLog, open_backend
+from ..log import LogUnavailable, MemberStorage, SharedLog, open_backend
 from ..mvcc import MVCCStore
 from ..mvcc.core import wire
 from ..mvcc.lease import LeaseTable, live_kvs
@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 # etcd's peer URL default (--initial-advertise-peer-urls), shown by MemberList for a member
 # that has no peers to be reached by.
 DEFAULT_PEER_URL = "http://localhost:2380"
+CLOSE_TIMEOUT = 5.0  # for what is in flight to come back from the log at close
 
 
 def etcd_proposal_size(request_size: int) -> int:
@@ -68,10 +69,11 @@ def largest_request(max_request_bytes: int) -> int:
 
 class Store:
     def __init__(self, wal: SharedLog, storage: MemberStorage, config: StoreConfig | None = None,
-                 **options):
+                 cluster=None, **options):
         self.config = config = config or StoreConfig(**options)
         self.log = wal
         self.storage = storage
+        self.cluster = cluster  # None: the only member (kvstore/log/jetstream/cluster.py)
         self.name = config.name
         self.max_request_bytes = config.max_request_bytes
         self.max_txn_ops = config.max_txn_ops
@@ -121,8 +123,8 @@ class Store:
                    log_options: dict | None = None, **options) -> "Store":
         """Opens (recovering if there is state) and starts a store on a log backend: a name
         (``memory``, ``lmdb``) or a log URL (``nats://host:4222``)."""
-        wal, storage = open_backend(backend, data_dir, **(log_options or {}))
-        store = cls(wal, storage, **options)
+        wal, storage, cluster = open_backend(backend, data_dir, **(log_options or {}))
+        store = cls(wal, storage, cluster=cluster, **options)
         await store.start()
         return store
 
@@ -131,12 +133,14 @@ class Store:
         self.failed = self.loop.create_future()
         self.identity = ident = load_identity(self.storage, self.name, self.config.cluster_name)
         await self.log.open()
+        if self.cluster is not None:
+            await self.cluster.open()
         self._recover_snapshot()
         self._apply_loop = ApplyLoop(self.log, ident.member_id, self._waiting, self, self._fatal)
         self._apply_loop.start(self.snapshotter.index)
         if not self.log.local:
             self._reads = ReadIndex(self.log, self._apply_loop.wait_applied)
-        await self._apply_loop.wait_applied(await self.log.read_index())  # caught up
+        await self._apply_loop.wait_applied(await self._log_end())  # caught up
         logger.info("recovered: snapshot at %d, log applied through %d, revision %d",
                     self.snapshotter.index, self._apply_loop.applied_index, self.mvcc.current_rev)
         self._proposer = Proposer(self.log, ident.member_id, ident.starts, self._waiting,
@@ -144,8 +148,24 @@ class Store:
         self._proposer.start()
         self.lessor.start()
         self._timers = [self.loop.create_task(self._progress_notify(), name="watch-progress")]
-        if self.log.local:  # the only member: it wins every election, its start count the term
+        if self.cluster is None:  # the only member: it wins every election, its start count the term
             await self.campaign_won(ident.starts)
+        else:
+            from ..log.jetstream.cluster import LeaderRequests, MemberInfo
+            me = MemberInfo(ident.member_id, self.name, self.config.client_urls,
+                            self.config.peer_urls or self.log.servers)
+            await self.cluster.start(me, LeaderRequests(self.lessor.renew, self.lessor.remaining),
+                                     self.campaign_won, self.campaign_lost)
+            self.lessor.link = self.cluster
+
+    async def _log_end(self) -> int:
+        """The log's read index, asked until the log answers (at start, NATS may be electing)."""
+        while True:
+            try:
+                return await self.log.read_index()
+            except LogUnavailable as e:
+                logger.info("waiting for the log: %s", e)
+                await asyncio.sleep(0.5)
 
     def _recover_snapshot(self) -> None:
         snap = self.storage.load_snapshot()
@@ -162,10 +182,26 @@ class Store:
         self._leadership_changed()
 
     async def install_snapshot(self, first_index: int) -> None:
-        """The log no longer holds what follows our applied index."""
-        raise errors.Corrupt(f"etcdserver: the log starts at {first_index}, after this member's "
-                             f"applied index {self._apply_loop.applied_index}, and there is no "
-                             f"snapshot to start from")
+        """The log no longer holds what follows our applied index: start again from the
+        cluster's shared snapshot (a new or wiped member, or one away for long)."""
+        applied = self._apply_loop.applied_index
+        if self.cluster is None:
+            raise errors.Corrupt(f"etcdserver: the log starts at {first_index}, after this "
+                                 f"member's applied index {applied}, and there is no snapshot "
+                                 f"to start from")
+        while True:
+            index, data = await self.cluster.download_snapshot()
+            if index >= first_index - 1:
+                break
+            logger.warning("the shared snapshot (%d) does not reach the log's start (%d) yet; "
+                           "waiting", index, first_index)
+            await asyncio.sleep(1.0)
+        self._load_snapshot(snapshot.parse(data))
+        self._apply_loop.set_applied(index)
+        self.snapshotter.index = index
+        await self.storage.save_snapshot(index, _parts(data))
+        logger.info("installed the shared snapshot at log index %d (revision %d)", index,
+                    self.mvcc.current_rev)
 
     def _fatal(self, exc: BaseException) -> None:
         if self.failed is not None and not self.failed.done():
@@ -182,7 +218,13 @@ class Store:
             await self._proposer.close()  # everything queued is in the log
             self._proposer = None
             if self._apply_loop.failure is None:  # and answered, once applied
-                await self._apply_loop.wait_applied(await self.log.read_index())
+                try:
+                    await asyncio.wait_for(self._apply_loop.wait_applied(
+                        await self.log.read_index()), CLOSE_TIMEOUT)
+                except (LogUnavailable, asyncio.TimeoutError):
+                    pass
+        if self.cluster is not None:
+            await self.cluster.close()
         if self._apply_loop is not None:
             await self._apply_loop.stop()
         await self.snapshotter.wait()
@@ -254,8 +296,20 @@ class Store:
                        (self.leader_id, self.term))
 
     async def _snapshot_saved(self, index: int) -> None:
-        if self.log.local:
+        """A snapshot is durable here. On a single member the log drops what it covers. On a
+        shared log the leader shares it with new members, then trims the stream below the one
+        it shared before (a member that was away less than a snapshot's worth of entries still
+        finds its place in the stream)."""
+        if self.cluster is None:
             await self.log.trim(index)
+        elif self.lessor.is_leader:
+            shared_before = await self.cluster.shared_snapshot_index()
+            snap = self.storage.load_snapshot()
+            if snap is None or snap[0] != index:
+                return  # a newer one is being written
+            await self.cluster.upload_snapshot(index, snap[1])
+            if shared_before:
+                await self.log.trim(shared_before)
 
     async def snapshot(self) -> None:
         """Saves the applied state now, so recovery starts here (the log drops what it covers)."""
@@ -442,7 +496,14 @@ class Store:
 
     def healthy(self) -> bool:
         return (self._proposer is not None and self._proposer.healthy
-                and self.failed is not None and not self.failed.done())
+                and self.failed is not None and not self.failed.done() and self.has_leader())
+
+    def has_leader(self) -> bool:
+        """Whether a leader is known and this member reaches it through the log (etcd's
+        members answer "no leader" otherwise)."""
+        if self.cluster is None:
+            return self.leader_id != 0
+        return self.leader_id != 0 and self.cluster.has_leader()
 
     def log_appends(self) -> int:
         return self._proposer.batches if self._proposer is not None else 0
@@ -458,8 +519,17 @@ class Store:
             isLearner=False))
 
     def member_list(self) -> pb.MemberListResponse:
-        ident = self.identity
-        member = pb.Member(ID=ident.member_id, name=self.name, clientURLs=self.config.client_urls,
-                           peerURLs=self.config.peer_urls or [DEFAULT_PEER_URL])
-        return self._fill(pb.MemberListResponse(members=[member]))
+        if self.cluster is None:
+            ident = self.identity
+            members = [pb.Member(ID=ident.member_id, name=self.name,
+                                 clientURLs=self.config.client_urls,
+                                 peerURLs=self.config.peer_urls or [DEFAULT_PEER_URL])]
+        else:
+            members = [pb.Member(ID=m.member_id, name=m.name, clientURLs=m.client_urls,
+                                 peerURLs=m.peer_urls) for m in self.cluster.members()]
+        return self._fill(pb.MemberListResponse(members=members))
+
+
+async def _parts(data: bytes):
+    yield data
 

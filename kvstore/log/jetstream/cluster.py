@@ -1,0 +1,216 @@
+"""What the members of one kvstore cluster do through NATS besides sharing the log.
+
+- **Election** of the member that owns lease expiry (election.py).
+- **Membership:** every member puts its record (id, name, URLs) into a key-value bucket every
+  HEARTBEAT seconds; records live MEMBER_TTL seconds, so the live members are the ones heard
+  from lately. Members see each other's puts as they happen (a plain subscription on the
+  bucket's subjects).
+- **The leader link:** the leader answers the other members' keep-alives and time-to-live
+  questions on a subject of the cluster (NATS request-reply).
+- **Snapshots for new members:** the leader keeps its newest snapshot in an object store
+  bucket; a member that finds the stream trimmed past what it applied (a new or wiped member,
+  or one that was away too long) starts from it, then follows the stream from its index.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from typing import Awaitable, Callable, NamedTuple
+
+import msgpack
+import nats.errors
+import nats.js.api
+import nats.js.errors
+
+from ... import errors
+from .election import Election, _bucket
+from .log import JetStreamLog
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = 2.0
+MEMBER_TTL = 3 * HEARTBEAT
+LINK_TIMEOUT = 2.0
+SNAPSHOT_OBJECT = "snapshot"
+
+
+class MemberInfo(NamedTuple):
+    member_id: int
+    name: str
+    client_urls: list[str]
+    peer_urls: list[str]
+
+
+class LeaderRequests(NamedTuple):
+    """What the leader answers for the other members."""
+    keepalive: Callable[[int], int]  # lease id -> TTL renewed to (0: unknown or expired)
+    time_to_live: Callable[[int], int]  # lease id -> seconds left (-1: unknown)
+
+
+class JetStreamCluster:
+    def __init__(self, wal: JetStreamLog):
+        self._log = wal
+        self._names = wal.names
+        self.me: MemberInfo | None = None
+        self.election: Election | None = None
+        self._heard: dict[int, tuple[MemberInfo, float]] = {}
+        self._members_kv = None
+        self._objects = None
+        self._leader_sub = None
+        self._requests: LeaderRequests | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def open(self) -> None:
+        """The cluster's buckets (created by the first member), before the member catches up:
+        catching up may need the shared snapshot."""
+        js = self._log.nc.jetstream(timeout=LINK_TIMEOUT)
+        replicas = await self._replicas()
+        self._members_kv = await _bucket(js, self._names.members_bucket, replicas, MEMBER_TTL)
+        self._objects = await _object_store(js, self._names.snapshots_bucket, replicas)
+        self._election_bucket = (js, replicas)
+
+    async def start(self, me: MemberInfo, requests: LeaderRequests,
+                    elected: Callable[[int], Awaitable[None]], deposed: Callable[[], None]) -> None:
+        """Once caught up: membership heartbeats, and the campaign for leadership."""
+        nc = self._log.nc
+        self.me, self._requests = me, requests
+        await nc.subscribe(f"$KV.{self._names.members_bucket}.>", cb=self._on_member)
+        await self._read_members()
+        js, replicas = self._election_bucket
+        self.election = Election(js, self._names.election_bucket, replicas, me.member_id,
+                                 lambda term: self._on_elected(term, elected),
+                                 lambda: self._on_deposed(deposed))
+        await self.election.start()
+        self._tasks = [asyncio.get_running_loop().create_task(self._heartbeat(), name="membership")]
+
+    async def _replicas(self) -> int:
+        info = await self._log.api(f"$JS.API.STREAM.INFO.{self._names.stream}")
+        return info["config"].get("num_replicas", 1)
+
+    def has_leader(self) -> bool:
+        return self._log.connected and self.election is not None and self.election.has_leader()
+
+    # -- membership ----------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        me = self.me
+        record = msgpack.packb(list(me))
+        while True:
+            try:
+                await self._members_kv.put(f"{me.member_id:x}", record)
+            except Exception as e:
+                logger.debug("membership heartbeat: %r", e)
+            await asyncio.sleep(HEARTBEAT)
+
+    async def _on_member(self, msg) -> None:
+        try:
+            info = MemberInfo(*msgpack.unpackb(msg.data))
+        except Exception:
+            return  # a delete marker, or not ours
+        self._heard[info.member_id] = (info, time.monotonic())
+
+    async def _read_members(self) -> None:
+        try:
+            keys = await self._members_kv.keys()
+        except Exception:  # no keys yet, or not reachable: heartbeats will tell
+            return
+        for key in keys:
+            try:
+                entry = await self._members_kv.get(key)
+                info = MemberInfo(*msgpack.unpackb(entry.value))
+            except Exception:
+                continue
+            self._heard.setdefault(info.member_id, (info, time.monotonic()))
+
+    def members(self) -> list[MemberInfo]:
+        """The members heard from lately, this one included."""
+        now = time.monotonic()
+        live = {m.member_id: m for m, at in self._heard.values() if now - at < MEMBER_TTL}
+        live[self.me.member_id] = self.me
+        return sorted(live.values(), key=lambda m: m.name)
+
+    # -- the leader link -----------------------------------------------------------------------
+
+    async def _on_elected(self, term: int, elected) -> None:
+        if self._leader_sub is None:
+            self._leader_sub = await self._log.nc.subscribe(self._names.leader_subject,
+                                                            cb=self._answer)
+        await elected(term)
+
+    def _on_deposed(self, deposed) -> None:
+        sub, self._leader_sub = self._leader_sub, None
+        if sub is not None:
+            asyncio.get_running_loop().create_task(sub.unsubscribe())
+        deposed()
+
+    async def _answer(self, msg) -> None:
+        try:
+            op, lease_id = msgpack.unpackb(msg.data)
+            handler = self._requests.keepalive if op == "keepalive" else self._requests.time_to_live
+            await msg.respond(msgpack.packb(handler(lease_id)))
+        except Exception as e:
+            logger.warning("leader request failed: %r", e)
+
+    async def ask_leader(self, op: str, lease_id: int) -> int:
+        try:
+            msg = await self._log.nc.request(self._names.leader_subject,
+                                             msgpack.packb([op, lease_id]), timeout=LINK_TIMEOUT)
+        except nats.errors.NoRespondersError:
+            raise errors.NoLeader() from None
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            raise errors.Timeout() from None
+        except nats.errors.Error:
+            raise errors.NoLeader() from None
+        return msgpack.unpackb(msg.data)
+
+    async def keepalive(self, lease_id: int) -> int:
+        return await self.ask_leader("keepalive", lease_id)
+
+    async def time_to_live(self, lease_id: int) -> int:
+        return await self.ask_leader("ttl", lease_id)
+
+    # -- snapshots for new members -------------------------------------------------------------
+
+    async def upload_snapshot(self, index: int, data: bytes) -> None:
+        await self._objects.put(SNAPSHOT_OBJECT, io.BytesIO(data), meta=nats.js.api.ObjectMeta(
+            name=SNAPSHOT_OBJECT, description=str(index)))
+
+    async def shared_snapshot_index(self) -> int:
+        try:
+            info = await self._objects.get_info(SNAPSHOT_OBJECT)
+        except nats.js.errors.ObjectNotFoundError:
+            return 0
+        return int(info.description or 0)
+
+    async def download_snapshot(self) -> tuple[int, bytes]:
+        """The shared snapshot: (its log index, its bytes); (0, b"") when there is none."""
+        into = io.BytesIO()  # not the client's own concatenation: quadratic in the chunks
+        try:
+            result = await self._objects.get(SNAPSHOT_OBJECT, writeinto=into)
+        except nats.js.errors.ObjectNotFoundError:
+            return 0, b""
+        return int(result.info.description or 0), into.getvalue()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.election is not None:
+            await self.election.stop()
+        if self._members_kv is not None and self.me is not None:
+            try:
+                await self._members_kv.delete(f"{self.me.member_id:x}")
+            except Exception:
+                pass
+
+
+async def _object_store(js, name: str, replicas: int):
+    try:
+        return await js.object_store(name)
+    except nats.js.errors.BucketNotFoundError:
+        pass
+    try:
+        return await js.create_object_store(bucket=name, replicas=replicas, storage="file")
+    except nats.js.errors.BadRequestError:
+        return await js.object_store(name)

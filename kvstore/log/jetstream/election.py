@@ -1,0 +1,110 @@
+"""Electing the member that owns lease expiry, through a JetStream key-value bucket.
+
+The bucket's messages live TTL seconds. The leader holds one key, created only if absent, and
+renews it by revision (compare-and-set) every RENEW seconds; if it stops, the key expires and
+another member's create succeeds. The term is the key's revision when it was created: later
+winners always get larger ones. A leader counts itself deposed once TTL - MARGIN has passed
+since it sent its last successful renewal: that renewal was stored after it was sent, so the
+key outlives the leader's own view, and two members never both count themselves leader.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+import nats.js.errors
+
+logger = logging.getLogger(__name__)
+
+TTL = 3.0
+RENEW = 0.5
+MARGIN = 1.0
+KEY = "leader"
+
+
+class Election:
+    def __init__(self, js, bucket: str, replicas: int, member_id: int,
+                 elected: Callable[[int], Awaitable[None]], deposed: Callable[[], None]):
+        self._js = js
+        self._bucket = bucket
+        self._replicas = replicas
+        self._member = member_id.to_bytes(8, "big")
+        self._elected = elected
+        self._deposed = deposed
+        self._kv = None
+        self.term = 0  # the term this member leads, 0 when it does not
+        self._revision = 0
+        self._held_until = 0.0  # our own view of how long we lead
+        self._leader_seen = 0.0  # when a leader last showed it exists (us, or a held key)
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._kv = await _bucket(self._js, self._bucket, self._replicas, TTL)
+        self._task = asyncio.get_running_loop().create_task(self._campaign(), name="election")
+
+    def has_leader(self) -> bool:
+        return time.monotonic() - self._leader_seen < TTL
+
+    async def _campaign(self) -> None:
+        while True:
+            sent = time.monotonic()
+            try:
+                if not self.term:
+                    await self._try_to_win(sent)
+                else:
+                    self._revision = await self._kv.update(KEY, self._member, last=self._revision)
+                    self._held_until = sent + TTL - MARGIN
+                    self._leader_seen = sent
+            except nats.js.errors.KeyWrongLastSequenceError:
+                if self.term:
+                    self._step_down("another member holds the key")
+                else:
+                    self._leader_seen = sent
+            except Exception as e:  # timeout, no responders, disconnected
+                logger.debug("election: %r", e)
+            if self.term and time.monotonic() >= self._held_until:
+                self._step_down("could not renew in time")
+            await asyncio.sleep(RENEW)
+
+    async def _try_to_win(self, sent: float) -> None:
+        revision = await self._kv.create(KEY, self._member)
+        self.term = self._revision = revision
+        self._held_until = sent + TTL - MARGIN
+        self._leader_seen = sent
+        logger.info("elected leader for term %d", revision)
+        # apart from the campaign: renewals must not wait for the LEADER entry
+        asyncio.get_running_loop().create_task(self._elected(revision))
+
+    def _step_down(self, why: str) -> None:
+        logger.warning("no longer the leader of term %d: %s", self.term, why)
+        self.term = self._revision = 0
+        self._deposed()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self.term:  # let another member take over now rather than after the TTL
+            try:
+                await self._kv.delete(KEY, last=self._revision)
+            except Exception:
+                pass
+            self.term = 0
+
+
+async def _bucket(js, name: str, replicas: int, ttl: float | None):
+    """The key-value bucket, created if it does not exist yet."""
+    try:
+        return await js.key_value(name)
+    except nats.js.errors.BucketNotFoundError:
+        pass
+    try:
+        return await js.create_key_value(bucket=name, history=1, ttl=ttl, replicas=replicas,
+                                         storage="file")
+    except nats.js.errors.BadRequestError:  # created by another member meanwhile
+        return await js.key_value(name)

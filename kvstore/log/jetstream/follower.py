@@ -1,0 +1,192 @@
+"""Following a JetStream stream in order, from a sequence on, through restarts and elections.
+
+An ephemeral push consumer (no acks, flow control, idle heartbeats) delivers the stream from
+the next sequence this member needs to an inbox of its own. Every message is checked against
+that sequence: an older one (a replay after a consumer was replaced) is dropped, a newer one (a
+gap) replaces the consumer at the sequence needed, so apply sees every record once and in
+order. A consumer that goes quiet while the stream has more (its server died, or the
+connection came back without it) is replaced too: heartbeats are due every HEARTBEAT seconds.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import AsyncIterator
+
+from ..base import LogUnavailable, Trimmed
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = 1.0
+STALL = 3 * HEARTBEAT  # silence after which the consumer is replaced
+API_TIMEOUT = 2.0
+
+
+class Follower:
+    def __init__(self, nc, stream: str, subject: str):
+        self._nc = nc
+        self._stream = stream
+        self._subject = subject
+        self._next = 1  # the sequence apply needs next
+        self._buffer: list[tuple[int, bytes]] = []
+        self._wakeup: asyncio.Future | None = None
+        self._sub = None
+        self._consumer = ""
+        self._heard = 0.0  # when the consumer last sent anything
+        self._trimmed: Trimmed | None = None
+        self._replacing = asyncio.Lock()
+        self.restarts = 0
+
+    async def follow(self, after: int) -> AsyncIterator[list[tuple[int, bytes]]]:
+        self._next = after + 1
+        self._buffer = []
+        self._trimmed = None
+        await self._replace()
+        watchdog = asyncio.get_running_loop().create_task(self._watch(), name="jetstream-follow")
+        try:
+            while True:
+                if self._trimmed is not None:
+                    raise self._trimmed
+                if not self._buffer:
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    await self._wakeup
+                    self._wakeup = None
+                    continue
+                batch, self._buffer = self._buffer, []
+                yield batch
+        finally:
+            watchdog.cancel()
+            await self._drop()
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def _on_message(self, msg, generation: int) -> None:
+        if generation != self._generation:
+            return  # a replaced consumer's late delivery
+        self._heard = time.monotonic()
+        reply = msg.reply
+        if not reply.startswith("$JS.ACK."):
+            await self._on_status(msg)
+            return
+        seq = _stream_seq(reply)
+        if seq < self._next:
+            return  # already had it
+        if seq > self._next:
+            logger.warning("gap in the stream: got %d, need %d; following again", seq, self._next)
+            self._replace_soon()
+            return
+        self._next = seq + 1
+        self._buffer.append((seq, msg.data))
+        self._wake()
+
+    async def _on_status(self, msg) -> None:
+        headers = msg.headers or {}
+        if msg.reply:  # flow control (or a stalled consumer): it waits for an answer
+            await self._nc.publish(msg.reply, b"")
+        elif headers.get("Nats-Consumer-Stalled"):
+            await self._nc.publish(headers["Nats-Consumer-Stalled"], b"")
+        last = headers.get("Nats-Last-Stream")  # a heartbeat says what it delivered last
+        if last is not None and int(last) >= self._next:
+            logger.warning("the consumer delivered %s, but %d never arrived; following again",
+                           last, self._next)
+            self._replace_soon()
+
+    def _replace_soon(self) -> None:
+        if not self._replacing.locked():
+            asyncio.get_running_loop().create_task(self._replace())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            if time.monotonic() - self._heard > STALL and not self._replacing.locked():
+                logger.info("the stream's consumer went quiet; following again from %d", self._next)
+                await self._replace()
+
+    async def _replace(self) -> None:
+        """A new consumer from the sequence needed (the old one is dropped)."""
+        async with self._replacing:
+            await self._replace_locked()
+
+    async def _replace_locked(self) -> None:
+        await self._drop()
+        self._heard = time.monotonic()
+        while True:
+            try:
+                first = await self._first_seq()
+                if self._next < first:
+                    self._trimmed = Trimmed(first)
+                    self._wake()
+                    return
+                inbox = self._nc.new_inbox()
+                self._generation += 1
+                generation = self._generation
+
+                async def deliver(msg, generation=generation):
+                    await self._on_message(msg, generation)
+
+                self._sub = await self._nc.subscribe(inbox, cb=deliver)
+                config = {
+                    "deliver_subject": inbox, "deliver_policy": "by_start_sequence",
+                    "opt_start_seq": self._next, "ack_policy": "none", "flow_control": True,
+                    "idle_heartbeat": int(HEARTBEAT * 1e9), "mem_storage": True,
+                    "num_replicas": 1, "inactive_threshold": int(10 * STALL * 1e9),
+                    "filter_subject": self._subject}
+                resp = await self._api(f"$JS.API.CONSUMER.CREATE.{self._stream}",
+                                       {"stream_name": self._stream, "config": config})
+                self._consumer = resp["name"]
+                self.restarts += 1
+                self._heard = time.monotonic()
+                return
+            except (LogUnavailable, asyncio.TimeoutError) as e:
+                logger.info("cannot follow the stream yet (%s); retrying", e)
+                await self._drop()
+                await asyncio.sleep(0.5)
+
+    async def _first_seq(self) -> int:
+        info = await self._api(f"$JS.API.STREAM.INFO.{self._stream}", None)
+        return info["state"]["first_seq"]
+
+    async def _api(self, subject: str, body) -> dict:
+        try:
+            msg = await self._nc.request(subject, json.dumps(body).encode() if body else b"",
+                                         timeout=API_TIMEOUT)
+        except Exception as e:  # timeout, no responders, disconnected
+            raise LogUnavailable(f"{subject}: {e!r}") from None
+        resp = json.loads(msg.data)
+        if "error" in resp:
+            raise LogUnavailable(f"{subject}: {resp['error'].get('description')}")
+        return resp
+
+    async def _drop(self) -> None:
+        sub, consumer = self._sub, self._consumer
+        self._sub, self._consumer = None, ""
+        self._generation += 1
+        if sub is not None:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+        if consumer:  # in the background: it would expire by itself after its threshold anyway
+            asyncio.get_running_loop().create_task(self._delete_consumer(consumer))
+
+    async def _delete_consumer(self, consumer: str) -> None:
+        try:
+            await self._nc.request(f"$JS.API.CONSUMER.DELETE.{self._stream}.{consumer}",
+                                   b"", timeout=API_TIMEOUT)
+        except Exception:
+            pass
+
+    _generation = 0  # of the consumer whose deliveries count
+
+
+def _stream_seq(reply: str) -> int:
+    """The stream sequence in a delivered message's reply subject (both $JS.ACK layouts)."""
+    tokens = reply.split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        return int(tokens[5])
+    return int(tokens[7])  # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>...
