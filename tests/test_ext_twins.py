@@ -10,6 +10,9 @@ from kvstore.mvcc import history as py_history, key_index as py_ki, kv as py_kv
 # than skipping. KVSTORE_NO_EXT only changes what kvstore selects, not what this test imports.
 import kvstore._ext.mvcc_core as compiled
 
+# In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
+pytestmark = pytest.mark.inprocess
+
 
 def test_compiled_core_is_selected_unless_disabled():
     from kvstore.mvcc import COMPILED

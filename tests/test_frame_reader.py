@@ -16,6 +16,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import kvstore._ext.h2frames as compiled
 from kvstore.server.transport.h2 import frame_reader as pure, frames as f
 
+# In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
+pytestmark = pytest.mark.inprocess
+
 IMPLS = [pytest.param(pure, id="pure"), pytest.param(compiled, id="compiled")]
 MAX = f.DEFAULT_MAX_FRAME
 

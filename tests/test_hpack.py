@@ -15,6 +15,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import kvstore._ext.hpack as compiled
 from kvstore.server.transport.h2 import hpack as pure
 
+# In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
+pytestmark = pytest.mark.inprocess
+
 IMPLS = [pytest.param(pure, id="pure"), pytest.param(compiled, id="compiled")]
 
 

@@ -13,7 +13,8 @@ from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
 from jetstream_members import Members
 from nats_cluster import NatsCluster
 
-pytestmark = pytest.mark.timeout(600)
+# Real NATS and kvstore processes; independent of the client transport (run once, on h2).
+pytestmark = [pytest.mark.jetstream, pytest.mark.timeout(600)]
 
 ALL = dict(key=b"\x00", range_end=b"\x00")
 
@@ -504,3 +505,42 @@ def test_etcdctl_with_every_member_keeps_working_when_one_dies(nats3, tmp_path):
         while len(Etcdctl(m[1].endpoint).json("member", "list")["members"]) != 2:
             assert time.monotonic() < deadline
             time.sleep(1)
+
+
+async def test_a_watch_survives_a_snapshot_installed_while_its_member_serves(nats3, tmp_path):
+    """A member paused (SIGSTOP) while the stream is trimmed past it installs the shared
+    snapshot when it resumes; a watch open on it meanwhile gets every event, once, in order."""
+    import signal
+
+    from watchclient import WatchClient
+
+    with Members(tmp_path, nats3, n=2, name="inst", extra_args=["--snapshot-count", "30"]) as m:
+        paused = m[1]
+        w = WatchClient(paused.endpoint)
+        try:
+            kv, _, _ = stubs(m[0].endpoint)
+            start = kv.Put(pb.PutRequest(key=b"i/first", value=b"0")).header.revision
+            await w.create(b"i/", b"i0", start_revision=start)
+            assert len(await w.events(1)) == 1
+            paused.proc.send_signal(signal.SIGSTOP)
+            paused_at = time.monotonic()
+            try:
+                # more than the sockets buffer: NATS drops the paused member as a slow consumer
+                for i in range(400):
+                    kv.Put(pb.PutRequest(key=b"i/%03d" % (i % 50), value=b"%d" % i + b"." * 20_000),
+                           timeout=30)
+                deadline = time.monotonic() + 30
+                while nats3.stream_info(m.stream)["state"]["first_seq"] < 100:
+                    assert time.monotonic() < deadline, "the stream was never trimmed"
+                    await asyncio.sleep(0.5)
+                await asyncio.sleep(max(0.0, paused_at + 15 - time.monotonic()))
+            finally:
+                paused.proc.send_signal(signal.SIGCONT)
+            events = await w.events(400, timeout=90)
+            revisions = [ev.kv.mod_revision for _, ev in events]
+            assert revisions == list(range(start + 1, start + 401))
+            assert [ev.kv.value[:3].rstrip(b".") for _, ev in events] == [b"%d" % i for i in range(400)]
+            assert "installed the shared snapshot" in paused.log()
+            await check_converged(m.endpoints)
+        finally:
+            await w.close()

@@ -5,6 +5,9 @@ import pytest
 from kvstore import errors
 from kvstore.mvcc import KeyValue, MVCCStore
 
+# In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
+pytestmark = pytest.mark.inprocess
+
 
 def put(s, key, value=b"v", lease=0):
     t = s.write()

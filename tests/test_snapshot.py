@@ -10,6 +10,9 @@ import pytest
 from kvstore.mvcc import MVCCStore
 from kvstore.store import snapshot
 
+# In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
+pytestmark = pytest.mark.inprocess
+
 
 def random_write(mvcc: MVCCStore, rng: random.Random) -> None:
     txn = mvcc.write()

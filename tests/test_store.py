@@ -7,6 +7,9 @@ import kvstore
 from kvstore import errors
 from kvstore.api import rpc_pb2 as pb
 
+# In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
+pytestmark = pytest.mark.inprocess
+
 
 async def open_lmdb(path, **opts):
     return await kvstore.Store.open("lmdb", path, **opts)

@@ -1,9 +1,14 @@
 """Watch fan-out in process: synced/unsynced movement, bounded queues, compaction, filters."""
 import asyncio
 
+import pytest
+
 import kvstore
 from kvstore.api import kv_pb2, rpc_pb2 as pb
 from kvstore.store import watch_stream
+
+# In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
+pytestmark = pytest.mark.inprocess
 
 PUT, DELETE = kv_pb2.Event.PUT, kv_pb2.Event.DELETE
 

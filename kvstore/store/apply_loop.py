@@ -38,10 +38,12 @@ class StateMachine(Protocol):
 
 class ApplyLoop:
     def __init__(self, wal: SharedLog, member_id: int, waiting: dict[int, list[Pending]],
-                 machine: StateMachine, on_fatal: Callable[[BaseException], None]):
+                 appended_at: dict[int, int], machine: StateMachine,
+                 on_fatal: Callable[[BaseException], None]):
         self._log = wal
         self._member_id = member_id
         self._waiting = waiting
+        self._appended_at = appended_at  # the proposer's: first request id -> log index
         self._machine = machine
         self._on_fatal = on_fatal
         self.applied_index = 0
@@ -94,7 +96,10 @@ class ApplyLoop:
         if index != self.applied_index + 1:  # the log's contract: no gap, no repeat
             raise errors.Corrupt(f"etcdserver: log record {index} follows {self.applied_index}")
         member, first = entry.record_origin(record)
-        pending = self._waiting.pop(first, None) if member == self._member_id else None
+        pending = None
+        if member == self._member_id:
+            pending = self._waiting.pop(first, None)
+            self._appended_at.pop(first, None)
         apply = self._machine.apply_entry
         if pending is not None:
             for kind, request, fut in pending:

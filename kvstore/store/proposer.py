@@ -32,8 +32,9 @@ REQUEST_ID_BITS = 40
 
 class Proposer:
     def __init__(self, wal: SharedLog, member_id: int, starts: int,
-                 waiting: dict[int, list[Pending]], on_fatal: Callable[[BaseException], None],
-                 max_request_size: int, max_batch: int = 4096):
+                 waiting: dict[int, list[Pending]], appended_at: dict[int, int],
+                 on_fatal: Callable[[BaseException], None], max_request_size: int,
+                 max_batch: int = 4096):
         self._log = wal
         self._member_id = member_id
         self._next_request_id = (starts << REQUEST_ID_BITS) + 1
@@ -51,6 +52,9 @@ class Proposer:
         self._task: asyncio.Task | None = None
         self._failed: BaseException | None = None
         self._closing = False
+        # first request id -> log index, for records of a shared log acked but not yet applied
+        # (a snapshot installed over them answers them: see forget_through)
+        self.appended_at = appended_at
         self.batches = 0  # log appends made (each one fsync on a durable log)
         self.entries = 0  # entries appended
 
@@ -129,14 +133,27 @@ class Proposer:
     def _appended(self, fut: asyncio.Future, first: int) -> None:
         self._in_flight -= 1
         self._wake()
-        exc = None if fut.cancelled() else fut.exception()
-        if fut.cancelled() or exc is not None:
-            pending = self._waiting.pop(first, None)
-            if self._log.local:
-                self._fail(exc or errors.Stopped(), pending or [])
-            elif pending:
-                logger.warning("log append failed: %r", exc)
-                for _, _, waiter in pending:
+        exc = errors.Stopped() if fut.cancelled() else fut.exception()
+        if exc is None:
+            if not self._log.local and first in self._waiting:
+                self.appended_at[first] = fut.result()
+            return
+        pending = self._waiting.pop(first, None)
+        if self._log.local:
+            self._fail(exc, pending or [])
+        elif pending:
+            logger.warning("log append failed: %r", exc)
+            for _, _, waiter in pending:
+                if not waiter.done():
+                    waiter.set_exception(errors.Timeout())
+
+    def forget_through(self, index: int) -> None:
+        """A snapshot at ``index`` was installed: records at or below it will never be applied
+        here, so their proposers learn no outcome (etcd's "request timed out")."""
+        for first, at in list(self.appended_at.items()):
+            if at <= index:
+                del self.appended_at[first]
+                for _, _, waiter in self._waiting.pop(first, []):
                     if not waiter.done():
                         waiter.set_exception(errors.Timeout())
 

@@ -136,7 +136,9 @@ class Store:
         if self.cluster is not None:
             await self.cluster.open()
         self._recover_snapshot()
-        self._apply_loop = ApplyLoop(self.log, ident.member_id, self._waiting, self, self._fatal)
+        self._appended_at: dict[int, int] = {}
+        self._apply_loop = ApplyLoop(self.log, ident.member_id, self._waiting, self._appended_at,
+                                     self, self._fatal)
         self._apply_loop.start(self.snapshotter.index)
         if not self.log.local:
             self._reads = ReadIndex(self.log, self._apply_loop.wait_applied)
@@ -144,7 +146,8 @@ class Store:
         logger.info("recovered: snapshot at %d, log applied through %d, revision %d",
                     self.snapshotter.index, self._apply_loop.applied_index, self.mvcc.current_rev)
         self._proposer = Proposer(self.log, ident.member_id, ident.starts, self._waiting,
-                                  self._fatal, largest_request(self.max_request_bytes))
+                                  self._appended_at, self._fatal,
+                                  largest_request(self.max_request_bytes))
         self._proposer.start()
         self.lessor.start()
         self._timers = [self.loop.create_task(self._progress_notify(), name="watch-progress")]
@@ -198,6 +201,8 @@ class Store:
             await asyncio.sleep(1.0)
         self._load_snapshot(snapshot.parse(data))
         self._apply_loop.set_applied(index)
+        if self._proposer is not None:
+            self._proposer.forget_through(index)
         self.snapshotter.index = index
         await self.storage.save_snapshot(index, _parts(data))
         logger.info("installed the shared snapshot at log index %d (revision %d)", index,
