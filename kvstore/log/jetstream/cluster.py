@@ -25,7 +25,7 @@ import nats.js.api
 import nats.js.errors
 
 from ... import errors
-from .election import Election, _bucket
+from .election import Election, _bucket, _open_or_create, _retrying
 from .log import JetStreamLog
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class JetStreamCluster:
         """The cluster's buckets (created by the first member), before the member catches up:
         catching up may need the shared snapshot."""
         js = self._log.nc.jetstream(timeout=LINK_TIMEOUT)
-        replicas = await self._replicas()
+        replicas = await _retrying("stream info", self._replicas)
         self._members_kv = await _bucket(js, self._names.members_bucket, replicas, MEMBER_TTL)
         self._objects = await _object_store(js, self._names.snapshots_bucket, replicas)
         self._election_bucket = (js, replicas)
@@ -206,11 +206,6 @@ class JetStreamCluster:
 
 
 async def _object_store(js, name: str, replicas: int):
-    try:
-        return await js.object_store(name)
-    except nats.js.errors.BucketNotFoundError:
-        pass
-    try:
-        return await js.create_object_store(bucket=name, replicas=replicas, storage="file")
-    except nats.js.errors.BadRequestError:
-        return await js.object_store(name)
+    return await _retrying(f"object store {name}", lambda: _open_or_create(
+        js.object_store(name), lambda: js.create_object_store(bucket=name, replicas=replicas,
+                                                              storage="file")))

@@ -14,7 +14,10 @@ import logging
 import time
 from typing import Awaitable, Callable
 
+import nats.errors
 import nats.js.errors
+
+from ..base import LogUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -98,13 +101,28 @@ class Election:
 
 
 async def _bucket(js, name: str, replicas: int, ttl: float | None):
-    """The key-value bucket, created if it does not exist yet."""
+    """The key-value bucket, created if it does not exist yet (retried while JetStream settles,
+    e.g. right after the NATS cluster started)."""
+    return await _retrying(f"bucket {name}", lambda: _open_or_create(
+        js.key_value(name), lambda: js.create_key_value(bucket=name, history=1, ttl=ttl,
+                                                        replicas=replicas, storage="file")))
+
+
+async def _open_or_create(opening, create):
     try:
-        return await js.key_value(name)
+        return await opening
     except nats.js.errors.BucketNotFoundError:
-        pass
-    try:
-        return await js.create_key_value(bucket=name, history=1, ttl=ttl, replicas=replicas,
-                                         storage="file")
-    except nats.js.errors.BadRequestError:  # created by another member meanwhile
-        return await js.key_value(name)
+        return await create()
+
+
+async def _retrying(what: str, attempt, pause: float = 0.5):
+    """``await attempt()`` until it succeeds: JetStream may be electing, or starting."""
+    tries = 0
+    while True:
+        try:
+            return await attempt()
+        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, LogUnavailable) as e:
+            tries += 1
+            if tries in (1, 10) or tries % 60 == 0:
+                logger.warning("%s: %r; retrying", what, e)
+            await asyncio.sleep(pause)

@@ -37,6 +37,7 @@ class Follower:
         self._heard = 0.0  # when the consumer last sent anything
         self._trimmed: Trimmed | None = None
         self._replacing = asyncio.Lock()
+        self._deleting: set[asyncio.Task] = set()
         self.restarts = 0
 
     async def follow(self, after: int) -> AsyncIterator[list[tuple[int, bytes]]]:
@@ -172,7 +173,13 @@ class Follower:
             except Exception:
                 pass
         if consumer:  # in the background: it would expire by itself after its threshold anyway
-            asyncio.get_running_loop().create_task(self._delete_consumer(consumer))
+            task = asyncio.get_running_loop().create_task(self._delete_consumer(consumer))
+            self._deleting.add(task)
+            task.add_done_callback(self._deleting.discard)
+
+    def close(self) -> None:
+        for task in list(self._deleting):
+            task.cancel()
 
     async def _delete_consumer(self, consumer: str) -> None:
         try:

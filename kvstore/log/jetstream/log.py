@@ -42,6 +42,7 @@ class JetStreamLog:
         self.max_record_bytes = 1 << 20
         self._publisher: Publisher | None = None
         self._follower: Follower | None = None
+        self._stream_bytes = 0
 
     async def open(self) -> None:
         self.nc = await connect(self.servers, self.client_name)
@@ -106,18 +107,16 @@ class JetStreamLog:
 
     async def read_index(self) -> int:
         info = await self.api(f"$JS.API.STREAM.INFO.{self.names.stream}")
+        self._stream_bytes = info["state"]["bytes"]
         return info["state"]["last_seq"]
-
-    async def first_index(self) -> int:
-        info = await self.api(f"$JS.API.STREAM.INFO.{self.names.stream}")
-        return info["state"]["first_seq"]
 
     async def trim(self, through: int) -> None:
         """Purges the records below ``through + 1`` (JetStream keeps ``seq`` and after)."""
         await self.api(f"$JS.API.STREAM.PURGE.{self.names.stream}", {"seq": through + 1})
 
     def size_bytes(self) -> int:
-        return 0  # the stream lives on the NATS servers
+        """The stream's bytes (on each NATS server that keeps a replica), as last seen."""
+        return self._stream_bytes
 
     @property
     def connected(self) -> bool:
@@ -126,6 +125,8 @@ class JetStreamLog:
     async def close(self) -> None:
         if self._publisher is not None:
             await self._publisher.close()
+        if self._follower is not None:
+            self._follower.close()
         if self.nc is not None:
             try:
                 await self.nc.close()
