@@ -48,7 +48,7 @@ class JetStreamLog:
         self.nc = await connect(self.servers, self.client_name)
         await self._ensure_stream()
         self.max_record_bytes = self.nc.max_payload - HEADERS_ROOM
-        self._publisher = Publisher(self.nc, self.names.subject, self.names.stream)
+        self._publisher = Publisher(self.nc, self.names.subject)
         await self._publisher.start()
         self._follower = Follower(self.nc, self.names.stream, self.names.subject)
 

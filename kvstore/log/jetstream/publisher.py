@@ -39,10 +39,9 @@ class _Append:
 
 
 class Publisher:
-    def __init__(self, nc, subject: str, stream: str):
+    def __init__(self, nc, subject: str):
         self._nc = nc
         self._subject = subject
-        self._stream = stream
         self._inbox = ""
         self._tokens = itertools.count(1)
         self._pending: dict[str, _Append] = {}  # reply token -> append waiting for its ack
@@ -88,8 +87,7 @@ class Publisher:
                 a.resend_at = time.monotonic() + ACK_TIMEOUT
                 try:
                     await nc.publish(self._subject, a.record, reply=f"{self._inbox}.{token}",
-                                     headers={"Nats-Msg-Id": a.msg_id,
-                                              "Nats-Expected-Stream": self._stream})
+                                     headers={"Nats-Msg-Id": a.msg_id})
                 except Exception as e:  # disconnected with a full buffer: the timer resends
                     logger.debug("publish of %s failed: %r", a.msg_id, e)
 
