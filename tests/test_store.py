@@ -307,3 +307,45 @@ async def test_a_snapshot_waits_for_the_keys_of_a_compaction(tmp_path, monkeypat
         assert all(k.revision_count() == 1 for k in s2.mvcc.index.all())
     finally:
         await s2.close()
+
+
+async def test_an_entry_apply_cannot_make_sense_of_stops_the_member():
+    """A replica that skipped an entry would diverge silently: the apply loop stops instead,
+    and the member with it (writes refused, waiters answered, the server exits)."""
+    from kvstore.store import entry
+
+    s = await kvstore.Store.open("memory")
+    try:
+        await s.put(pb.PutRequest(key=b"a", value=b"1"))
+        await s.log.append(entry.encode_record(12345, 1, [entry.encode_entry(0x7A, b"")]))
+        exc = await asyncio.wait_for(asyncio.shield(s.failed), 5)
+        assert isinstance(exc, entry.CorruptRecord) and "0x7a" in str(exc)
+        assert not s.healthy()
+        with pytest.raises(errors.Stopped):
+            await s.put(pb.PutRequest(key=b"b", value=b"2"))
+        assert s.applied_index == s.log.first_index() + 1  # the bad record was not applied
+    finally:
+        await s.close()
+
+
+async def test_a_record_out_of_order_stops_the_member():
+    """The log's contract is no gap and no repeat: a follower that hands over a record twice is
+    caught, not applied twice."""
+    from kvstore.log.memory import MemoryLog
+
+    class RepeatingLog(MemoryLog):
+        def read(self, start, limit):
+            batch = super().read(start, limit)
+            return batch + batch[-1:] if len(batch) == 1 and start >= 2 else batch
+
+    s = kvstore.Store(RepeatingLog(), kvstore.log.MemoryStorage())
+    await s.start()
+    try:
+        assert (await s.put(pb.PutRequest(key=b"a", value=b"1"))).header.revision == 2
+        exc = await asyncio.wait_for(asyncio.shield(s.failed), 5)  # then handed over again
+        assert isinstance(exc, errors.Corrupt) and "follows" in str(exc)
+        assert s.mvcc.current_rev == 2  # applied once
+        with pytest.raises(errors.Stopped):
+            await s.put(pb.PutRequest(key=b"b", value=b"2"))
+    finally:
+        await s.close()

@@ -159,10 +159,15 @@ class Proposer:
 
     def _fail(self, exc: BaseException, pending: list[Pending]) -> None:
         if self._failed is None:
-            self._failed = exc
             logger.error("log append failed; refusing further writes: %r", exc)
             self._on_fatal(exc)
-        for _, _, fut in pending + [b[1] for b in self._queue]:
+        self.refuse(exc, pending)
+
+    def refuse(self, exc: BaseException, pending: list[Pending] = ()) -> None:
+        """The member stops: no more proposals; what is queued fails."""
+        if self._failed is None:
+            self._failed = exc
+        for _, _, fut in [*pending, *(b[1] for b in self._queue)]:
             if not fut.done():
                 fut.set_exception(errors.Stopped())
         self._queue.clear()

@@ -209,6 +209,10 @@ class Store:
                     self.mvcc.current_rev)
 
     def _fatal(self, exc: BaseException) -> None:
+        """The member can no longer apply the log (or append to its local log): it stops taking
+        writes, and the server exits (serve.py)."""
+        if self._proposer is not None:
+            self._proposer.refuse(exc)
         if self.failed is not None and not self.failed.done():
             self.failed.set_result(exc)
 
