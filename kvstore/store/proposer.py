@@ -28,6 +28,9 @@ Pending = tuple[int, Any, asyncio.Future]
 # Request ids carry the member's start count in their top bits, so an entry an earlier
 # incarnation appended can never be taken for one this process waits for.
 REQUEST_ID_BITS = 40
+# On a shared log, a write not applied this long after it was proposed gets etcd's "request
+# timed out" (etcd's ReqTimeout: 5 s + 2 election timeouts); its outcome is unknown to the client.
+REQUEST_TIMEOUT = 8.0
 
 
 class Proposer:
@@ -127,6 +130,8 @@ class Proposer:
         self._in_flight += 1
         appended = self._log.append(record, f"{self._member_id:x}-{first:x}")
         appended.add_done_callback(lambda fut: self._appended(fut, first))
+        if not self._log.local:  # etcd's request timeout: appended, but never back from the log
+            self._loop.call_later(REQUEST_TIMEOUT, self._timed_out, first)
         self.batches += 1
         self.entries += len(batch)
 
@@ -146,6 +151,13 @@ class Proposer:
             for _, _, waiter in pending:
                 if not waiter.done():
                     waiter.set_exception(errors.Timeout())
+
+    def _timed_out(self, first: int) -> None:
+        pending = self._waiting.pop(first, None)
+        self.appended_at.pop(first, None)
+        for _, _, waiter in pending or ():
+            if not waiter.done():
+                waiter.set_exception(errors.Timeout())
 
     def forget_through(self, index: int) -> None:
         """A snapshot at ``index`` was installed: records at or below it will never be applied

@@ -49,10 +49,13 @@ class ReadIndex:
                     logger.warning("no read index from the log: %r", e)
                     _settle(batch, errors.Timeout())
                     continue
-                applied = self._wait_applied(index)
-                asyncio.ensure_future(applied).add_done_callback(
+                applied = asyncio.ensure_future(self._wait_applied(index))
+                applied.add_done_callback(
                     lambda f, batch=batch: _settle(batch, None if f.cancelled() or f.exception() is None
                                                    else f.exception()))
+                # a member that cannot catch up (its follower is being replaced) answers in time
+                asyncio.get_running_loop().call_later(
+                    READ_INDEX_TIMEOUT, _settle, batch, errors.Timeout())
         finally:
             self._task = None
 

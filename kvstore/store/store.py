@@ -314,8 +314,8 @@ class Store:
         elif self.lessor.is_leader:
             shared_before = await self.cluster.shared_snapshot_index()
             snap = self.storage.load_snapshot()
-            if snap is None or snap[0] != index:
-                return  # a newer one is being written
+            if index <= shared_before or snap is None or snap[0] != index:
+                return  # a newer one is shared already (a deposed leader's would be older)
             await self.cluster.upload_snapshot(index, snap[1])
             if shared_before:
                 await self.log.trim(shared_before)
