@@ -98,8 +98,9 @@ def kvstore_member(name: str, workdir: Path, log_args: list[str]) -> tuple[Proce
 
 
 class Setup:
-    def __init__(self, name: str, workdir: Path):
+    def __init__(self, name: str, workdir: Path, gomaxprocs: int | None = None):
         self.name = name
+        self.gomaxprocs = gomaxprocs  # for the Go servers (NATS, etcd) alike
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True)
         self.procs: list[Process] = []
@@ -111,7 +112,15 @@ class Setup:
             p, e = kvstore_member("kv1", self.workdir, ["--log-backend", "lmdb"])
             self.procs, self.endpoints = [p], [e]
         elif self.name == "js3":
-            self.nats = NatsCluster(self.workdir / "nats", size=3).start()
+            saved = os.environ.get("GOMAXPROCS")
+            if self.gomaxprocs:  # NatsServer takes this process's environment
+                os.environ["GOMAXPROCS"] = str(self.gomaxprocs)
+            try:
+                self.nats = NatsCluster(self.workdir / "nats", size=3).start()
+            finally:
+                os.environ.pop("GOMAXPROCS", None)
+                if saved is not None:
+                    os.environ["GOMAXPROCS"] = saved
             for i in range(3):
                 p, e = kvstore_member(f"kv{i + 1}", self.workdir, [
                     "--log-backend", "jetstream", "--nats-url", self.nats.url,
@@ -124,6 +133,8 @@ class Setup:
             clients = [free_port() for _ in range(3)]
             cluster = ",".join(f"e{i + 1}=http://127.0.0.1:{peers[i]}" for i in range(3))
             env = {k: v for k, v in child_env().items() if not k.startswith("ETCD")}
+            if self.gomaxprocs:
+                env["GOMAXPROCS"] = str(self.gomaxprocs)
             for i in range(3):
                 url, peer = f"http://127.0.0.1:{clients[i]}", f"http://127.0.0.1:{peers[i]}"
                 self.procs.append(Process(f"e{i + 1}", [
@@ -197,6 +208,8 @@ def main(argv=None) -> int:
     ap.add_argument("--total", type=int, default=20000, help="requests per run")
     ap.add_argument("--workdir", default=None, help="where the data dirs go (default: a temp dir)")
     ap.add_argument("--json", default=None, help="write the results here too")
+    ap.add_argument("--gomaxprocs", type=int, default=None,
+                    help="GOMAXPROCS of the Go servers, NATS and etcd alike (default: Go's)")
     ap.add_argument("--benchmark-bin", default=None)
     ap.add_argument("--build-timeout", type=float, default=1800)
     args = ap.parse_args(argv)
@@ -206,7 +219,7 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     results = []
     for name in args.setups.split(","):
-        setup = Setup(name, workdir)
+        setup = Setup(name, workdir, args.gomaxprocs)
         log(f"[{name}] starting")
         try:
             setup.start()
@@ -231,16 +244,17 @@ def main(argv=None) -> int:
                     results.append(row)
         finally:
             setup.stop()
-    print(report(results, build, medium(workdir), git_state()))
+    print(report(results, build, medium(workdir), git_state(), args.gomaxprocs))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0 if all(r["ok"] for r in results) else 1
 
 
-def report(results: list[dict], build: str, media: str, git: dict) -> str:
+def report(results: list[dict], build: str, media: str, git: dict, gomaxprocs: int | None) -> str:
     by = {(r["setup"], r["workload"], r["clients"]): r for r in results}
     lines = [f"kvstore {git['head']}{' +changes' if git['changed'] else ''}, {build} build; "
-             f"every setup's data on {media}; {os.cpu_count()} CPUs shared by servers and client",
+             f"every setup's data on {media}; {os.cpu_count()} CPUs shared by servers and client; "
+             f"GOMAXPROCS of NATS and etcd: {gomaxprocs or 'Go default'}",
              "", "| workload | clients | setup | req/s | p99 | server CPU-s | req/CPU-s |",
              "|---|---|---|---|---|---|---|"]
     for r in results:

@@ -64,6 +64,8 @@ class LeaseTable:
     def on_commit(self, rev: int, changes: list, prevs: list) -> None:
         """Keeps each lease's key set in step with the keys' live revisions."""
         leases = self.leases
+        if not leases:  # nothing to keep in step (a key naming a lease names a revoked one)
+            return
         for kv, prev in zip(changes, prevs):
             old = prev.lease if prev is not None else 0
             new = 0 if kv.version == 0 else kv.lease

@@ -124,8 +124,10 @@ class WatchHub:
 
     def notify(self, rev: int, changes: list, prevs: list) -> None:
         """Pushes one committed revision to the synced watchers it concerns."""
-        batches: dict[Watcher, list] = {}
         single, ranges = self._single, self._ranges
+        if not single and not ranges:
+            return
+        batches: dict[Watcher, list] = {}
         for kv, prev in zip(changes, prevs):
             ws = single.get(kv.key)
             if ws:
