@@ -19,8 +19,11 @@ from ..base import LogUnavailable, Trimmed
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT = 1.0
-STALL = 3 * HEARTBEAT  # silence after which the consumer is replaced
+HEARTBEAT = 0.5
+# Silence after which the consumer is replaced: its server died, or lost it. Writes through this
+# member wait for it (they are answered when applied), so it is short; a needless replacement
+# costs one consumer creation.
+STALL = 4 * HEARTBEAT
 API_TIMEOUT = 2.0
 
 
