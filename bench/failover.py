@@ -76,6 +76,18 @@ class Writers:
             await ch.close()
 
 
+def lead_probe_from(nats3, server) -> None:
+    """Moves the probe stream's leader to ``server``: killing it then starts the same election
+    for both streams."""
+    for _ in range(20):
+        if nats3.stream_leader("PROBE") is server:
+            return
+        nats3.request("$JS.API.STREAM.LEADER.STEPDOWN.PROBE",
+                      json.dumps({"placement": {"preferred": server.server_name}}))
+        time.sleep(0.5)
+    raise RuntimeError(f"the probe stream's leader did not move to {server.server_name}")
+
+
 async def nats_recovery(urls: list[str], subject: str, since: float) -> float:
     """Seconds from ``since`` until a raw publish to the stream is acknowledged."""
     async def quiet(e):  # the killed server refuses connections: expected
@@ -114,9 +126,7 @@ async def run(args) -> dict:
                 for fault in FAULTS:
                     if fault == "stream leader":
                         victim = nats3.stream_leader(m.stream)
-                        probe_leader = nats3.stream_leader("PROBE")
-                        if probe_leader is not victim:  # the probe measures the same election
-                            nats3.request("$JS.API.STREAM.LEADER.STEPDOWN.PROBE")
+                        await loop.run_in_executor(None, lead_probe_from, nats3, victim)
                     elif fault == "stream follower":
                         leader = nats3.stream_leader(m.stream)
                         victim = next(s for s in nats3.servers if s is not leader)

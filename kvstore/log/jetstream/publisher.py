@@ -21,7 +21,7 @@ from ..base import LogUnavailable
 
 logger = logging.getLogger(__name__)
 
-ACK_TIMEOUT = 1.0  # then the record is sent again
+ACK_TIMEOUT = 0.5  # then the record is sent again (NATS de-duplicates it)
 RETRY_PAUSE = 0.25  # after the stream said it cannot take it now (no leader yet)
 APPEND_DEADLINE = 7.0  # etcd's request timeout with default settings (5 s + 2 election timeouts)
 CHECK_INTERVAL = 0.1
