@@ -16,7 +16,7 @@ SNAPSHOT_FORMAT = 4  # 1: nested lists; 2: generations; 3: envelope first
 
 class RangeResult(NamedTuple):
     kvs: list[KeyValue]
-    count: int
+    count: int  # type: ignore[assignment]  # etcd's name; shadows tuple.count, which no one calls
     rev: int  # the store revision the read was served at (the current one)
 
 
@@ -114,7 +114,9 @@ class MVCCStore:
         index, rev = self.index, self.compact_rev
         keys = index.keys_from(self._compact_from, max_keys)
         for key in keys:
-            if index.get(key).compact(rev):
+            ki = index.get(key)
+            assert ki is not None  # keys_from just listed it
+            if ki.compact(rev):
                 index.remove(key)
         if len(keys) < max_keys:
             self._compact_from = None
@@ -208,10 +210,11 @@ class WriteTxn:
     def delete_range(self, key: bytes, end: bytes | None) -> list[KeyValue]:
         """Deletes the live keys in [key, end); returns what they held before."""
         index = self.store.index
-        deleted = [ki.current() for ki in index.scan(key, end) if ki.current() is not None]
-        for prev in deleted:
+        live = [(ki, kv) for ki in index.scan(key, end) if (kv := ki.current()) is not None]
+        deleted = [prev for _, prev in live]
+        for ki, prev in live:
             tomb = KeyValue.tombstone(prev.key, self.rev)
-            index.get(prev.key).tombstone(tomb)
+            ki.tombstone(tomb)
             index.mark_dead(prev.key)
             self.changes.append(tomb)
             self.prevs.append(prev)
@@ -228,6 +231,7 @@ class WriteTxn:
         index = self.store.index
         for kv in reversed(self.changes):
             ki = index.get(kv.key)
+            assert ki is not None  # this txn wrote kv to it
             ki.pop()
             if ki.is_empty():  # the txn created the key
                 index.remove(kv.key)

@@ -75,7 +75,7 @@ class OrderedKeys:
 
     def keys_from(self, key: bytes, n: int) -> list[bytes]:
         """Up to ``n`` keys >= key, in order."""
-        out = []
+        out: list[bytes] = []
         for ki in self._kis.irange_key(key, None):
             if len(out) == n:
                 break
