@@ -16,7 +16,7 @@ and each entry: kind (1) | length (varint) | the request's protobuf message.
 from __future__ import annotations
 
 import struct
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from ..api import rpc_pb2 as pb
 from ..mvcc.wire import varint
@@ -61,7 +61,7 @@ class Leader(NamedTuple):
         return cls(*_TWO_U64.unpack(data))
 
 
-MESSAGES: dict[int, type] = {
+MESSAGES: dict[int, type[Any]] = {  # each with FromString
     PUT: pb.PutRequest,
     DELETE_RANGE: pb.DeleteRangeRequest,
     TXN: pb.TxnRequest,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .. import errors
 from ..log import SharedLog
@@ -77,6 +78,7 @@ class Proposer:
         if len(body) > self._max_request_size:
             raise errors.RequestTooLarge()
         data = entry.encode_entry(kind, body)
+        assert self._loop is not None  # start() comes first
         fut = self._loop.create_future()
         self._queue.append((data, (kind, request, fut)))
         self._queued_bytes += len(data)
@@ -89,6 +91,7 @@ class Proposer:
             wakeup.set_result(None)
 
     async def _wait(self) -> None:
+        assert self._loop is not None  # start() comes first
         self._wakeup = self._loop.create_future()
         await self._wakeup
         self._wakeup = None
@@ -163,7 +166,7 @@ class Proposer:
             self._on_fatal(exc)
         self.refuse(exc, pending)
 
-    def refuse(self, exc: BaseException, pending: list[Pending] = ()) -> None:
+    def refuse(self, exc: BaseException, pending: Iterable[Pending] = ()) -> None:
         """The member stops: no more proposals; what is queued fails."""
         if self._failed is None:
             self._failed = exc

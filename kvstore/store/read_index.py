@@ -50,9 +50,11 @@ class ReadIndex:
                     _settle(batch, errors.Timeout())
                     continue
                 applied = self._wait_applied(index)
-                asyncio.ensure_future(applied).add_done_callback(
-                    lambda f, batch=batch: _settle(batch, None if f.cancelled() or f.exception() is None
-                                                   else f.exception()))
+
+                def settle(f: asyncio.Future, batch: list[asyncio.Future] = batch) -> None:
+                    _settle(batch, None if f.cancelled() or f.exception() is None else f.exception())
+
+                asyncio.ensure_future(applied).add_done_callback(settle)
         finally:
             self._task = None
 
