@@ -56,7 +56,7 @@ class LmdbLog(LocalLog):
             return _INDEX.unpack(cur.key())[0] if cur.first() else self._durable_last + 1
 
     def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
-        out = []
+        out: list[tuple[int, bytes]] = []
         with self._env.begin(db=self._records_db, buffers=False) as txn:
             cur = txn.cursor()
             if not cur.set_range(_INDEX.pack(start)):
