@@ -5,6 +5,8 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from ..log import BACKENDS, DataDirInUse, LogUnavailable, parse_log_url
 from ..store.config import StoreConfig
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .serve import MemberFailed, serve
 
+    runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
         runner = uvloop.run

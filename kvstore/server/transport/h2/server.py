@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
 from ....limits import with_overhead
 from ..methods import service_methods
@@ -22,7 +23,7 @@ class H2Server:
         self._intercept = intercept
         self._methods = method_table(services)
         self._max_receive = with_overhead(max_request_bytes)
-        self._listen: list[tuple[str, int, object]] = []
+        self._listen: list[tuple[str, int, ssl.SSLContext | None]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self.connections: set[H2Connection] = set()
 
@@ -34,7 +35,7 @@ class H2Server:
         self.connections.add(conn)
         return conn
 
-    def listen(self, host: str, port: int, ssl_context=None) -> None:
+    def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self._listen.append((host, port, ssl_context))
 
     async def start(self) -> None:
