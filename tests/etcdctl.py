@@ -67,7 +67,7 @@ class Etcdctl:
                "--command-timeout=5s", *args]
         return cmd, env
 
-    def start(self, *args: str) -> "Background":
+    def start(self, *args: str) -> Background:
         """Starts etcdctl in the background (watch, keep-alive, elect, lock...)."""
         return Background(self, args)
 
@@ -297,7 +297,7 @@ def ref_server(tmp_path_factory):
 
 
 @pytest.fixture
-def ctl(kv_server, ref_server) -> "Differential":
+def ctl(kv_server, ref_server) -> Differential:
     d = Differential(Etcdctl(kv_server.endpoint), Etcdctl(ref_server.endpoint))
     d.sync()
     return d

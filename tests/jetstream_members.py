@@ -24,7 +24,7 @@ class Members:
                                        "--cluster-name", name, *(extra_args or [])])
             for i in range(n)]
 
-    def __enter__(self) -> "Members":
+    def __enter__(self) -> Members:
         try:
             for p in self.procs:
                 p.start(timeout=60)

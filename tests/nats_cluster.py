@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Self
 
 import pytest
+
 from procs import ServerProcess, free_port
 
 

@@ -85,7 +85,7 @@ class ServerProcess:
     def env(self) -> dict:
         return dict(os.environ)
 
-    def start(self, timeout: float = 30.0) -> "ServerProcess":
+    def start(self, timeout: float = 30.0) -> ServerProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(3):
             log = open(self.log_path, "ab")

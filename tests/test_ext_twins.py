@@ -4,11 +4,10 @@ import random
 
 import pytest
 
-from kvstore.mvcc import history as py_history, key_index as py_ki, kv as py_kv
-
 # The compiled module must be built (make test installs it); a missing build fails here rather
 # than skipping. KVSTORE_NO_EXT only changes what kvstore selects, not what this test imports.
 import kvstore._ext.mvcc_core as compiled
+from kvstore.mvcc import history as py_history, key_index as py_ki, kv as py_kv
 
 # In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
 pytestmark = pytest.mark.inprocess

@@ -9,8 +9,8 @@ import time
 import grpc
 import pytest
 
-from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
 from jetstream_members import Members
+from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
 from nats_cluster import NatsCluster
 
 # Real NATS and kvstore processes; independent of the client transport (run once, on h2).

@@ -1,5 +1,4 @@
 """Leases against a real server process: grant, keep-alive, expiry through the log, restart."""
-import asyncio
 import time
 
 import grpc

@@ -2,14 +2,12 @@
 import asyncio
 import subprocess
 import sys
-import threading
-import time
 
 import grpc
 import pytest
 
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
-from procs import REPO, KvstoreProcess, free_port
+from procs import REPO, KvstoreProcess
 
 
 def kv_stub(server):

@@ -132,6 +132,7 @@ async def test_writes_go_on_while_a_snapshot_is_written(tmp_path, monkeypatch):
     """The proposer does not wait for the snapshot file: puts commit (durably) meanwhile, and
     the covered entries are dropped in slices once the file is in place."""
     import threading
+
     from kvstore.log import lmdb as lmdb_log, storage
 
     release = threading.Event()

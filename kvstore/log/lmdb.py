@@ -40,7 +40,7 @@ class LmdbLog(LocalLog):
             self._durable_last = _INDEX.unpack(cur.key())[0] if cur.last() else 0
         self._next = self._durable_last + 1
 
-    def append(self, record: bytes, record_id: str = "") -> "asyncio.Future[int]":
+    def append(self, record: bytes, record_id: str = "") -> asyncio.Future[int]:
         index = self._next
         self._next += 1
         return self._on_writer(self._write, index, record)

@@ -8,8 +8,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import _ext
-from . import history as _py_history, key_index as _py_key_index, kv as _py_kv
-from . import ordered_keys as _py_ordered, state_codec as _py_codec, wire as _py_wire
+from . import (
+    history as _py_history,
+    key_index as _py_key_index,
+    kv as _py_kv,
+    ordered_keys as _py_ordered,
+    state_codec as _py_codec,
+    wire as _py_wire,
+)
 
 _compiled = _ext.compiled("mvcc_core")
 

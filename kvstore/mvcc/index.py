@@ -8,7 +8,7 @@ counted by rank in O(log n) (count_live).
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .core import KeyIndex, OrderedKeys, collect_visible
 

@@ -27,7 +27,7 @@ class KeyValue:
             key, create_revision, mod_revision, version, value, lease)
 
     @classmethod
-    def tombstone(cls, key: bytes, revision: int) -> "KeyValue":
+    def tombstone(cls, key: bytes, revision: int) -> KeyValue:
         return cls(key, 0, revision, 0, b"", 0)
 
     @property

@@ -5,11 +5,12 @@ It knows nothing of requests, logs or transports; etcd's mvcc package is the mod
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from .. import errors
-from .index import TreeIndex
 from .core import History, KeyValue, codec
+from .index import TreeIndex
 
 SNAPSHOT_FORMAT = 4  # 1: nested lists; 2: generations; 3: envelope first
 
@@ -81,7 +82,7 @@ class MVCCStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def write(self) -> "WriteTxn":
+    def write(self) -> WriteTxn:
         return WriteTxn(self)
 
     def compact(self, rev: int) -> None:
@@ -147,7 +148,7 @@ class MVCCStore:
                 "history": codec.encode_history(self.history)}
 
     @classmethod
-    def load(cls, state: dict) -> "MVCCStore":
+    def load(cls, state: dict) -> MVCCStore:
         if state.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"snapshot format {state.get('format')!r} is not {SNAPSHOT_FORMAT}")
         store = cls()

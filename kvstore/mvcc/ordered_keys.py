@@ -7,8 +7,8 @@ Python call per key. This twin keeps the same order in a sortedcontainers list.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from operator import attrgetter
-from typing import Iterator
 
 from sortedcontainers import SortedKeyList
 

@@ -5,7 +5,7 @@ too)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from ..mvcc import MVCCStore
 

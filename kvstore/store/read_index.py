@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from .. import errors
 from ..log import LogUnavailable, SharedLog
@@ -45,7 +45,7 @@ class ReadIndex:
                 self.rounds += 1
                 try:
                     index = await asyncio.wait_for(self._log.read_index(), READ_INDEX_TIMEOUT)
-                except (LogUnavailable, asyncio.TimeoutError) as e:
+                except (TimeoutError, LogUnavailable) as e:
                     logger.warning("no read index from the log: %r", e)
                     _settle(batch, errors.Timeout())
                     continue

@@ -124,7 +124,7 @@ class Store:
 
     @classmethod
     async def open(cls, backend: str = "memory", data_dir: str | os.PathLike | None = None,
-                   log_options: dict | None = None, **options) -> "Store":
+                   log_options: dict | None = None, **options) -> Store:
         """Opens (recovering if there is state) and starts a store on a log backend: a name
         (``memory``, ``lmdb``) or a log URL (``nats://host:4222``)."""
         wal, storage, cluster = open_backend(backend, data_dir, **(log_options or {}))
@@ -240,7 +240,7 @@ class Store:
                 try:
                     await asyncio.wait_for(apply_loop.wait_applied(
                         await self.log.read_index()), CLOSE_TIMEOUT)
-                except (LogUnavailable, asyncio.TimeoutError):
+                except (TimeoutError, LogUnavailable):
                     pass
         if self.cluster is not None:
             await self.cluster.close()
@@ -431,14 +431,14 @@ class Store:
     # Writes: ``*_encoded`` answer with the response serialized (the fast path the services
     # take: a future, no coroutine in between); the plain ones parse it for library callers.
 
-    def put_encoded(self, r: pb.PutRequest) -> "asyncio.Future[bytes]":
+    def put_encoded(self, r: pb.PutRequest) -> asyncio.Future[bytes]:
         validate.check_put(r)
         return self._propose(entry.PUT, r)
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
         return pb.PutResponse.FromString(await self.put_encoded(r))
 
-    def delete_range_encoded(self, r: pb.DeleteRangeRequest) -> "asyncio.Future[bytes]":
+    def delete_range_encoded(self, r: pb.DeleteRangeRequest) -> asyncio.Future[bytes]:
         validate.check_delete(r)
         return self._propose(entry.DELETE_RANGE, r)
 

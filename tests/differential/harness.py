@@ -265,7 +265,7 @@ class DiffPair:
         return self._sequences == 0
 
     def sequence(self, title: str, barrier: bool | None = None, cls: type | None = None
-                 ) -> "Sequence":
+                 ) -> Sequence:
         """A new sequence in its own namespace; ``barrier`` defaults to "unless fresh";
         ``cls``: a subclass of Sequence to make it with."""
         if barrier is None:

@@ -175,7 +175,7 @@ class JetStreamCluster:
                                              msgpack.packb([op, lease_id]), timeout=LINK_TIMEOUT)
         except nats.errors.NoRespondersError:
             raise errors.NoLeader() from None
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             raise errors.Timeout() from None
         except nats.errors.Error:
             raise errors.NoLeader() from None

@@ -128,7 +128,7 @@ async def _retrying(what: str, attempt, pause: float = 0.5):
     while True:
         try:
             return await attempt()
-        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, LogUnavailable) as e:
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error, LogUnavailable) as e:
             tries += 1
             if tries in (1, 10) or tries % 60 == 0:
                 logger.warning("%s: %r; retrying", what, e)

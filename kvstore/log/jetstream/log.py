@@ -105,7 +105,7 @@ class JetStreamLog:
             raise LogUnavailable(f"{subject}: {resp['error'].get('description')}")
         return resp
 
-    def append(self, record: bytes, record_id: str) -> "asyncio.Future[int]":
+    def append(self, record: bytes, record_id: str) -> asyncio.Future[int]:
         assert self._publisher is not None  # open() comes first
         return self._publisher.append(record, record_id)
 

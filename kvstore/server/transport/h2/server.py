@@ -11,7 +11,6 @@ from .connection import H2Connection
 from .grpc_call import GrpcCall, Method
 
 
-
 def method_table(services) -> dict[bytes, Method]:
     """b"/etcdserverpb.KV/Range" -> Method, for every method a service object defines."""
     return {m.path: Method(m.func, m.request.FromString, m.kind) for m in service_methods(services)}
