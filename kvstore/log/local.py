@@ -65,5 +65,5 @@ class LocalLog(ABC):
     def size_bytes(self) -> int:
         return 0
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 - not abstract: local logs open in __init__
         pass

@@ -44,6 +44,5 @@ class KeyValue:
         return hash(self.as_tuple())
 
     def __repr__(self):
-        return ("KeyValue(key=%r, create=%d, mod=%d, version=%d, value=%r, lease=%d)"
-                % (self.key, self.create_revision, self.mod_revision, self.version,
-                   self.value[:32], self.lease))
+        return (f"KeyValue(key={self.key!r}, create={self.create_revision}, mod={self.mod_revision}, "
+                f"version={self.version}, value={self.value[:32]!r}, lease={self.lease})")

@@ -515,8 +515,8 @@ class Store:
 
     async def lease_leases(self) -> pb.LeaseLeasesResponse:
         await self.linearizable()
-        by_expiry = sorted(self.leases.leases.values(), key=lambda l: (l.expiry or 0, l.id))
-        return self._fill(pb.LeaseLeasesResponse(leases=[pb.LeaseStatus(ID=l.id) for l in by_expiry]))
+        by_expiry = sorted(self.leases.leases.values(), key=lambda lease: (lease.expiry or 0, lease.id))
+        return self._fill(pb.LeaseLeasesResponse(leases=[pb.LeaseStatus(ID=lease.id) for lease in by_expiry]))
 
     # -- member --------------------------------------------------------------------------------
 
