@@ -71,7 +71,8 @@ class Members:
                 (leader,) = seen
                 for p in self.procs:
                     with grpc.insecure_channel(p.endpoint) as ch:
-                        if rpc.MaintenanceStub(ch).Status(pb.StatusRequest(), timeout=2).header.member_id == leader:
+                        status = rpc.MaintenanceStub(ch).Status(pb.StatusRequest(), timeout=2)
+                        if status.header.member_id == leader:
                             return p
             if time.monotonic() > deadline:
                 raise TimeoutError(f"members do not agree on a leader: {seen}")

@@ -163,13 +163,13 @@ class NatsServer(ServerProcess):
             try:
                 self._wait(timeout, wait_jetstream)
                 return self
-            except Exception:
+            except Exception as e:
                 self.stop()
                 if self._port_chosen and attempt < 2 and "address already in use" in self.log():
                     self.port = free_port()  # taken meanwhile (e.g. by a client socket)
                     continue
                 raise RuntimeError(f"nats-server {self.server_name} failed to start; "
-                                   f"log:\n{self.log()}")
+                                   f"log:\n{self.log()}") from e
         raise AssertionError("unreachable")
 
     def _wait(self, timeout: float, wait_jetstream: bool) -> None:

@@ -1134,7 +1134,7 @@ def test_lease_leases_ordered_by_remaining_ttl(shared):
             assert out.ok, out.text()
             ids.append(out.response.ID)
         out = ep.call("LeaseLeases", pb.LeaseLeasesRequest())
-        assert [l.ID for l in out.response.leases] == [501, 503, 500, 502], (ep.name, out.text())
+        assert [status.ID for status in out.response.leases] == [501, 503, 500, 502], (ep.name, out.text())
         for lid in ids:
             ep.call("LeaseRevoke", pb.LeaseRevokeRequest(ID=lid))
 

@@ -174,7 +174,7 @@ def test_history_twins_agree(seed):
     hists = [py_history.History(), compiled.History()]
     kvs = {}
     rev = 1
-    for step in range(rng.randint(0, 400)):
+    for _step in range(rng.randint(0, 400)):
         if rng.random() < 0.05 and rev > 1:
             at = rng.randint(1, rev)
             for h in hists:

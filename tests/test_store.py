@@ -37,7 +37,8 @@ async def test_concurrent_puts_share_log_appends(tmp_path):
         entries, batches = p.entries, p.batches  # the start's LEADER entry is in the log
         await asyncio.gather(*(s.put(pb.PutRequest(key=b"k%d" % i, value=b"v")) for i in range(200)))
         assert p.entries - entries == 200
-        assert p.batches - batches < 50, f"{p.batches - batches} fsyncs for 200 concurrent puts: no group commit"
+        assert p.batches - batches < 50, (f"{p.batches - batches} fsyncs for 200 concurrent puts: "
+                                          "no group commit")
         assert s.mvcc.current_rev == 201
     finally:
         await s.close()
