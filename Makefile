@@ -3,18 +3,29 @@ PYTHON ?= python3
 DATA_DIR ?= ./default.kvstore
 LISTEN ?= http://127.0.0.1:2379
 
-.PHONY: serve test install install-test
+.PHONY: serve test lint install install-test
 
 serve: install
 	$(PYTHON) -m kvstore serve --data-dir $(DATA_DIR) --listen-client-urls $(LISTEN) --advertise-client-urls $(LISTEN)
 
-# The whole suite on kvstore's HTTP/2 transport with the compiled hot paths; again on grpcio
-# (the tests of members on NATS JetStream do not depend on the transport: once is enough); then
-# the in-process tests on their pure-Python twins (KVSTORE_NO_EXT=1).
+# Lint first (below); then the whole suite on kvstore's HTTP/2 transport with the compiled hot
+# paths; again on grpcio (the tests of members on NATS JetStream do not depend on the transport:
+# once is enough); then the in-process tests on their pure-Python twins (KVSTORE_NO_EXT=1).
 test: install-test
+	$(MAKE) --no-print-directory lint
 	KVSTORE_TEST_TRANSPORT=h2 $(PYTHON) -m pytest -q
 	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q -m "not jetstream"
 	KVSTORE_NO_EXT=1 $(PYTHON) -m pytest -q -m inprocess
+
+# ruff (rules in pyproject.toml) over the code and its tests, benchmarks and tools; mypy over
+# kvstore; stubtest holds the stubs of the compiled modules (kvstore/_ext/*.pyi) to the built
+# modules (make install or install-test builds them).
+STUBBED = kvstore._ext.mvcc_core kvstore._ext.hpack kvstore._ext.h2frames
+lint:
+	$(PYTHON) -m ruff check kvstore tests bench tools
+	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy.stubtest --mypy-config-file pyproject.toml \
+		--allowlist kvstore/_ext/stubtest-allowlist.txt $(STUBBED)
 
 install:
 	$(PYTHON) -m pip install -q -e .

@@ -601,8 +601,8 @@ def git_state() -> dict:
                                   timeout=10).stdout
         except Exception:  # noqa: BLE001 - informational only
             return ""
-    changed = [l[3:] for l in git("status", "--porcelain", "--", "kvstore", "ext").splitlines()
-               if not l[3:].endswith((".so", ".c"))]
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "kvstore", "ext").splitlines()
+               if not line[3:].endswith((".so", ".c"))]
     return {"head": git("rev-parse", "--short", "HEAD").strip() or "unknown", "changed": changed}
 
 
@@ -758,7 +758,7 @@ def markdown_table(results: list[dict], servers: list[str], workloads: list[str]
         head += [f"{s} CPU-s", f"{s} req/CPU-s"] + ([f"{s} req/CPU-s ×{base}"] if cmp else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     notes, noisy_notes, legend, dagger = [], [], [], False
-    for w, row_name, shown_c, c, rs in table_rows(results, servers, workloads):
+    for _w, row_name, shown_c, c, rs in table_rows(results, servers, workloads):
         if row_name in ROW_UNITS and row_name not in legend:
             legend.append(row_name)
         row = [row_name, shown_c]
@@ -831,7 +831,7 @@ def headline_table(results: list[dict], servers: list[str], workloads: list[str]
              f"(goal on {' and '.join(GOAL_WORKLOADS)}: req/CPU-s ≥ {GOAL_PER_CPU:.2f}× and "
              f"p99 ≤ 1.00×)", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for w, row_name, shown_c, c, rs in table_rows(results, servers, workloads):
+    for w, row_name, shown_c, _c, rs in table_rows(results, servers, workloads):
         row = [row_name, shown_c]
         for s in others:
             per_cpu = ratio_value(rs[s], rs[base], "per_cpu")
@@ -900,7 +900,9 @@ def main(argv=None) -> int:
                    help="range consistency: s(erializable, default) or l(inearizable)")
     p.add_argument("--pin", action="store_true",
                    help="pin the servers with taskset -c 0 and the load generator with taskset -c 1")
-    p.add_argument("--kvstore-args", default="", help="extra args for `kvstore serve`, one shell-quoted string; use the = form when it starts with a dash: --kvstore-args='--foo 1'")
+    p.add_argument("--kvstore-args", default="",
+                   help="extra args for `kvstore serve`, one shell-quoted string; use the = form when "
+                        "it starts with a dash: --kvstore-args='--foo 1'")
     p.add_argument("--benchmark-bin", help="etcd benchmark binary (default: run build-etcd-benchmark.sh)")
     p.add_argument("--etcd-bin", default=shutil.which("etcd") or "/usr/bin/etcd")
     p.add_argument("--quota-backend-bytes", type=int, default=8 * 1024**3,
@@ -1029,7 +1031,7 @@ def main(argv=None) -> int:
                     results.extend(recs.values())
 
                     def set_all(**kw):
-                        for r in recs.values():
+                        for r in recs.values():  # noqa: B023 - called within this iteration
                             r.update(kw)
                     if not srv.error and (died := srv.died_reason()):
                         srv.error = died
@@ -1070,8 +1072,8 @@ def main(argv=None) -> int:
                     if all(r["ok"] for r in rows.values()):
                         continue
                     last["stdout_tail"], last["stderr_tail"] = res.text[-1500:], res.stderr_tail
-                    errtail = "\n".join(l for l in res.stderr_tail.splitlines()
-                                         if not l.startswith("INFO:"))
+                    errtail = "\n".join(line for line in res.stderr_tail.splitlines()
+                                         if not line.startswith("INFO:"))
                     if errtail.strip():
                         log(f"    benchmark stderr (tail): {errtail[-500:].strip()}")
                     if not srv.died_reason():  # wedged? check before spending more timeouts

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import grpc  # noqa: E402
 import nats  # noqa: E402
 
-from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc  # noqa: E402
 from jetstream_members import Members  # noqa: E402
+from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc  # noqa: E402
 from nats_cluster import NatsCluster  # noqa: E402
 
 FAULTS = ("stream leader", "stream follower", "kvstore member")

@@ -85,7 +85,8 @@ async def run(requests: int, burst: int, method: str, profile: bool) -> None:
         await store.put(pb.PutRequest(key=b"r", value=b"x" * 256))
         path, make = b"/etcdserverpb.KV/Range", lambda i: pb.RangeRequest(key=b"r", serializable=True)
     else:
-        path, make = b"/etcdserverpb.KV/Put", lambda i: pb.PutRequest(key=b"%08d" % (i * 7919 % 100000), value=b"v" * 256)
+        path, make = b"/etcdserverpb.KV/Put", lambda i: pb.PutRequest(
+            key=b"%08d" % (i * 7919 % 100000), value=b"v" * 256)
     sid = 1
     chunks = []
     for start in range(0, requests, burst):

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc  # noqa: E402
 from etcd_side_by_side import EtcdServer, KvstoreServer, log, tcp_open  # noqa: E402
+from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc  # noqa: E402
 
 MOD = pb.Compare.MOD
 EQUAL = pb.Compare.EQUAL

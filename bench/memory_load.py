@@ -22,8 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from etcd_side_by_side import (  # noqa: E402
-    Bench, EtcdServer, KvstoreServer, get_benchmark_binary, log, run_benchmark)
+from etcd_side_by_side import Bench, EtcdServer, KvstoreServer, get_benchmark_binary, log, run_benchmark  # noqa: E402
 
 
 def proc_memory(pid: int) -> dict[str, int]:

@@ -31,8 +31,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from etcd_side_by_side import (REPO, child_env, free_port, get_benchmark_binary,  # noqa: E402
-                               git_state, kill_group, log, proc_tree_cpu, run_benchmark)
+from etcd_side_by_side import (  # noqa: E402
+    REPO,
+    child_env,
+    free_port,
+    get_benchmark_binary,
+    git_state,
+    kill_group,
+    log,
+    proc_tree_cpu,
+    run_benchmark,
+)
 from nats_cluster import NatsCluster  # noqa: E402
 
 SETUPS = ("lmdb1", "js3", "etcd3")

@@ -45,7 +45,7 @@ class Result:
     @property
     def error(self) -> str:
         """stderr without the client's zap log lines (what etcdctl itself printed)."""
-        return "\n".join(l for l in self.stderr.splitlines() if not _ZAP_LINE.match(l.strip()))
+        return "\n".join(line for line in self.stderr.splitlines() if not _ZAP_LINE.match(line.strip()))
 
     def json(self):
         return json.loads(self.stdout)
@@ -67,7 +67,7 @@ class Etcdctl:
                "--command-timeout=5s", *args]
         return cmd, env
 
-    def start(self, *args: str) -> "Background":
+    def start(self, *args: str) -> Background:
         """Starts etcdctl in the background (watch, keep-alive, elect, lock...)."""
         return Background(self, args)
 
@@ -123,8 +123,8 @@ def normalize_stdout(stdout: str, drop_header: tuple[str, ...] = ()) -> object:
         except ValueError:
             pass
     lines = stdout.splitlines()
-    if any(_FIELDS_IDS.match(l) for l in lines):
-        return "\n".join(l for l in lines if not _FIELDS_IDS.match(l))
+    if any(_FIELDS_IDS.match(line) for line in lines):
+        return "\n".join(line for line in lines if not _FIELDS_IDS.match(line))
     return stdout
 
 
@@ -230,7 +230,7 @@ class Background:
     @property
     def error(self) -> str:
         """stderr so far, without the client's zap log lines."""
-        return "\n".join(l for l in self._err if not _ZAP_LINE.match(l.strip()))
+        return "\n".join(line for line in self._err if not _ZAP_LINE.match(line.strip()))
 
     def wait_for(self, predicate, timeout: float = 10.0, what: str = "output") -> list[str]:
         """Waits until predicate(stdout lines) holds; returns the lines."""
@@ -297,7 +297,7 @@ def ref_server(tmp_path_factory):
 
 
 @pytest.fixture
-def ctl(kv_server, ref_server) -> "Differential":
+def ctl(kv_server, ref_server) -> Differential:
     d = Differential(Etcdctl(kv_server.endpoint), Etcdctl(ref_server.endpoint))
     d.sync()
     return d

@@ -50,7 +50,7 @@ class RawH2:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 chunk = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 raise TimeoutError("no frame from the server") from None
             if not chunk:
                 return None

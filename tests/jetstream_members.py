@@ -24,7 +24,7 @@ class Members:
                                        "--cluster-name", name, *(extra_args or [])])
             for i in range(n)]
 
-    def __enter__(self) -> "Members":
+    def __enter__(self) -> Members:
         try:
             for p in self.procs:
                 p.start(timeout=60)
@@ -71,7 +71,8 @@ class Members:
                 (leader,) = seen
                 for p in self.procs:
                     with grpc.insecure_channel(p.endpoint) as ch:
-                        if rpc.MaintenanceStub(ch).Status(pb.StatusRequest(), timeout=2).header.member_id == leader:
+                        status = rpc.MaintenanceStub(ch).Status(pb.StatusRequest(), timeout=2)
+                        if status.header.member_id == leader:
                             return p
             if time.monotonic() > deadline:
                 raise TimeoutError(f"members do not agree on a leader: {seen}")

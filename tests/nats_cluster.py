@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Self
 
 import pytest
+
 from procs import ServerProcess, free_port
 
 
@@ -162,13 +163,13 @@ class NatsServer(ServerProcess):
             try:
                 self._wait(timeout, wait_jetstream)
                 return self
-            except Exception:
+            except Exception as e:
                 self.stop()
                 if self._port_chosen and attempt < 2 and "address already in use" in self.log():
                     self.port = free_port()  # taken meanwhile (e.g. by a client socket)
                     continue
                 raise RuntimeError(f"nats-server {self.server_name} failed to start; "
-                                   f"log:\n{self.log()}")
+                                   f"log:\n{self.log()}") from e
         raise AssertionError("unreachable")
 
     def _wait(self, timeout: float, wait_jetstream: bool) -> None:

@@ -85,7 +85,7 @@ class ServerProcess:
     def env(self) -> dict:
         return dict(os.environ)
 
-    def start(self, timeout: float = 30.0) -> "ServerProcess":
+    def start(self, timeout: float = 30.0) -> ServerProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(3):
             log = open(self.log_path, "ab")
@@ -94,12 +94,12 @@ class ServerProcess:
             log.close()
             try:
                 wait_for_grpc(self.endpoint, self.proc, timeout, self.root_ca)
-            except Exception:
+            except Exception as e:
                 self.stop()
                 if self._port_chosen and attempt < 2 and "address already in use" in self.log():
                     self.port = free_port()  # taken meanwhile (e.g. by a client socket)
                     continue
-                raise RuntimeError(f"{self.name} failed to start; log:\n{self.log()}")
+                raise RuntimeError(f"{self.name} failed to start; log:\n{self.log()}") from e
             if self.proc.poll() is not None:  # what answered was another server on the port
                 raise RuntimeError(f"{self.name} exited at start; log:\n{self.log()}")
             return self

@@ -40,8 +40,16 @@ import pytest
 from google.protobuf import text_format
 
 from differential.generate import Op, SequenceGenerator, cmp, delete, prefix_end, put, rng, txn
-from differential.harness import (DiffPair, Mismatch, Outcome, Sequence, _indent, abbreviate,
-                                  normalize, start_both)
+from differential.harness import (
+    DiffPair,
+    Mismatch,
+    Outcome,
+    Sequence,
+    _indent,
+    abbreviate,
+    normalize,
+    start_both,
+)
 from kvstore.api import kv_pb2, rpc_pb2 as pb, rpc_pb2_grpc
 from procs import EtcdProcess, KvstoreProcess
 
@@ -168,7 +176,7 @@ class ServerStream:
 class WatchPair:
     """A Watch stream on each server, driven in lockstep by a WatchLeaseSequence."""
 
-    def __init__(self, seq: "WatchLeaseSequence", name: str, channel_options=None):
+    def __init__(self, seq: WatchLeaseSequence, name: str, channel_options=None):
         self.seq = seq
         self.name = name
         self.streams = {}
@@ -348,7 +356,7 @@ class WatchPair:
 class KeepAlivePair:
     """A LeaseKeepAlive stream on each server."""
 
-    def __init__(self, seq: "WatchLeaseSequence"):
+    def __init__(self, seq: WatchLeaseSequence):
         self.seq = seq
         self.streams = {}
         for ep in (seq.pair.etcd, seq.pair.kvstore):
@@ -1126,7 +1134,7 @@ def test_lease_leases_ordered_by_remaining_ttl(shared):
             assert out.ok, out.text()
             ids.append(out.response.ID)
         out = ep.call("LeaseLeases", pb.LeaseLeasesRequest())
-        assert [l.ID for l in out.response.leases] == [501, 503, 500, 502], (ep.name, out.text())
+        assert [status.ID for status in out.response.leases] == [501, 503, 500, 502], (ep.name, out.text())
         for lid in ids:
             ep.call("LeaseRevoke", pb.LeaseRevokeRequest(ID=lid))
 

@@ -583,7 +583,8 @@ def test_concurrent_puts_get_distinct_consecutive_revisions(ctl):
     for c in ctl.each():
         base = c.revision()
         with ThreadPoolExecutor(12) as pool:
-            resps = list(pool.map(lambda i: c.json("put", f"cc/{i:02}", str(i)), range(n)))
+            # the lambda runs within this iteration (list() waits for every call)
+            resps = list(pool.map(lambda i: c.json("put", f"cc/{i:02}", str(i)), range(n)))  # noqa: B023
         revs = [r["header"]["revision"] for r in resps]
         assert sorted(revs) == list(range(base + 1, base + n + 1))
         got = c.json("get", "cc/", "--prefix")

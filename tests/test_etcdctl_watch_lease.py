@@ -149,7 +149,7 @@ def _watch_key_prefix_range(c: Etcdctl) -> list[str]:
         w3.wait_for(lambda lines: len(after_probe(lines, probe)) >= 3 * 7)
         time.sleep(0.3)                                        # for any line too many
         o1, o2, o3 = (after_probe(w.lines, probe) for w in (w1, w2, w3))
-        o2 = ["probe" if l == probe else l for l in o2]
+        o2 = ["probe" if line == probe else line for line in o2]
         assert o1 == ["PUT", "ew/a", "1", "DELETE", "ew/a", "", "PUT", "ew/a", "x",
                       "DELETE", "ew/a", ""], o1
         assert o2 == ["PUT", "ew/a", "probe", "ew/a", "1",      # --prev-kv: previous first
@@ -240,8 +240,8 @@ def _watch_exec(c: Etcdctl) -> list[str]:
         out = quiet_lines(w, 8)
         # etcdctl passes the event in ETCD_WATCH_* variables, Go-quoted, and runs the command
         # in a goroutine: its output may come after the next event's
-        events = [l for l in out if not l.startswith("cmd ")]
-        runs = sorted(l for l in out if l.startswith("cmd "))
+        events = [line for line in out if not line.startswith("cmd ")]
+        runs = sorted(line for line in out if line.startswith("cmd "))
         assert events == ["PUT", "ex/k", "hello", "DELETE", "ex/k", ""], out
         assert runs == ['cmd "DELETE" "ex/k" "" 2', 'cmd "PUT" "ex/k" "hello" 1'], out
         return events + runs
@@ -390,7 +390,7 @@ def _elect(c: Etcdctl) -> list[str]:
         t.append(f"c2: {_session_id(second[0], 'elx', names)} {second[1]}")
         assert second[1] == "p2" and second[0] != first[0]
         seen = obs.wait_lines(4)
-        t.append("observer: " + " ".join(names.sub(l) for l in seen))
+        t.append("observer: " + " ".join(names.sub(line) for line in seen))
         t.append("keys: " + names.sub(c.ok("get", "elx", "--prefix").stdout))
         c2.signal(signal.SIGINT)
         assert c2.wait(10) == 0, str(c2)
@@ -420,10 +420,10 @@ def _lock_two_contenders(c: Etcdctl) -> list[str]:
         h2 = c.start("lock", "lkx")
         time.sleep(1.0)
         assert h2.lines == [], f"both hold the lock:\n{h1}\n{h2}"
-        waiting = [l for l in c.ok("get", "lkx", "--prefix", "--keys-only",
-                                   "--sort-by=create").lines if l]
+        waiting = [line for line in c.ok("get", "lkx", "--prefix", "--keys-only",
+                                         "--sort-by=create").lines if line]
         t.append("keys while h1 holds: " +
-                 " ".join(f"lkx/{_session_id(l, 'lkx', names)}" for l in waiting))
+                 " ".join(f"lkx/{_session_id(line, 'lkx', names)}" for line in waiting))
         h1.signal(signal.SIGINT)                              # unlocks
         assert h1.wait(10) == 0, str(h1)
         second = h2.wait_lines(1)
@@ -488,7 +488,7 @@ def _lock_holder_dies(c: Etcdctl) -> list[str]:
         h2.wait_lines(1, timeout=10)
         waited = time.monotonic() - killed
         assert 1.0 < waited < 6.0, waited                     # TTL 2 s, checked every 0.5 s
-        keys = [l for l in c.ok("get", "lkd", "--prefix", "--keys-only").lines if l]
+        keys = [line for line in c.ok("get", "lkd", "--prefix", "--keys-only").lines if line]
         assert keys == h2.lines[:1], (keys, h2.lines)
         return ["h2 acquired after h1's session expired", f"{len(keys)} key"]
     finally:

@@ -4,11 +4,10 @@ import random
 
 import pytest
 
-from kvstore.mvcc import history as py_history, key_index as py_ki, kv as py_kv
-
 # The compiled module must be built (make test installs it); a missing build fails here rather
 # than skipping. KVSTORE_NO_EXT only changes what kvstore selects, not what this test imports.
 import kvstore._ext.mvcc_core as compiled
+from kvstore.mvcc import history as py_history, key_index as py_ki, kv as py_kv
 
 # In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
 pytestmark = pytest.mark.inprocess
@@ -175,7 +174,7 @@ def test_history_twins_agree(seed):
     hists = [py_history.History(), compiled.History()]
     kvs = {}
     rev = 1
-    for step in range(rng.randint(0, 400)):
+    for _step in range(rng.randint(0, 400)):
         if rng.random() < 0.05 and rev > 1:
             at = rng.randint(1, rev)
             for h in hists:

@@ -194,7 +194,8 @@ def test_non_bytes_input_raises_and_keeps_state(fr):
 
 
 def test_payloads_are_independent_copies(fr):
-    data = bytearray(raw(f.DATA, 0, 1, b"first") + raw(f.DATA, 0, 3, b"second") + raw(f.DATA, 0, 5, b"th", length=5))
+    data = bytearray(raw(f.DATA, 0, 1, b"first") + raw(f.DATA, 0, 3, b"second")
+                     + raw(f.DATA, 0, 5, b"th", length=5))
     r = fr.FrameReader(MAX)
     frames, _ = r.feed(data)
     data[:] = b"\xee" * len(data)             # the caller reuses its buffer

@@ -19,8 +19,8 @@ from kvstore.mvcc import MVCCStore
 from kvstore.mvcc.core import KeyIndex
 from kvstore.server import gc_policy
 from kvstore.server.services import all_services
-from kvstore.server.transport.h2.grpc_call import GrpcCall
 from kvstore.server.transport.h2.connection import Stream
+from kvstore.server.transport.h2.grpc_call import GrpcCall
 from kvstore.server.transport.h2.server import H2Server
 
 

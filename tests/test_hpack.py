@@ -249,7 +249,7 @@ def test_huffman_code_table_is_complete_and_prefix_free():
     assert len(codes) == len(lengths) == 257
     assert compiled.HUFFMAN_CODES == codes and compiled.HUFFMAN_CODE_LENGTHS == lengths
     assert sum(2 ** (30 - n) for n in lengths) == 2**30  # Kraft equality: a complete code
-    words = sorted(format(c, "0%db" % n) for c, n in zip(codes, lengths))
+    words = sorted(format(c, f"0{n}b") for c, n in zip(codes, lengths))
     assert all(not b.startswith(a) for a, b in zip(words, words[1:]))
     assert min(lengths) == 5 and max(lengths) == 30
 
@@ -288,7 +288,7 @@ def bits_to_bytes(bits: str) -> bytes:
 
 
 def code_bits(sym: int) -> str:
-    return format(pure.HUFFMAN_CODES[sym], "0%db" % pure.HUFFMAN_CODE_LENGTHS[sym])
+    return format(pure.HUFFMAN_CODES[sym], f"0{pure.HUFFMAN_CODE_LENGTHS[sym]}b")
 
 
 def test_huffman_padding_up_to_seven_ones_is_accepted(hp):
@@ -599,7 +599,7 @@ def test_twins_agree_on_truncated_and_mutated_blocks():
     rng = random.Random(42)
     blocks = [h(b) for b in C3 + C4 + C5 + C6]
     e = pure.Encoder(no_index=())
-    for i in range(40):
+    for _i in range(40):
         blocks.append(e.encode([(b"x-%d" % rng.randrange(5), bytes(rng.randrange(256)
                                 for _ in range(rng.randrange(40)))) for _ in range(4)]))
     for block in blocks:

@@ -9,8 +9,8 @@ import time
 import grpc
 import pytest
 
-from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
 from jetstream_members import Members
+from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
 from nats_cluster import NatsCluster
 
 # Real NATS and kvstore processes; independent of the client transport (run once, on h2).
@@ -111,12 +111,14 @@ async def state_at(c: Client, rev: int) -> list[tuple]:
 async def all_events(c: Client, last_rev: int) -> list[tuple]:
     """Every event from revision 1 through last_rev, as a watch on this member delivers them."""
     call = c.watch.Watch()
-    await call.write(pb.WatchRequest(create_request=pb.WatchCreateRequest(start_revision=1, prev_kv=True, **ALL)))
+    await call.write(pb.WatchRequest(create_request=pb.WatchCreateRequest(start_revision=1, prev_kv=True,
+                                                                          **ALL)))
     events: list[tuple] = []
     while not events or events[-1][1][3] < last_rev:
         resp = await asyncio.wait_for(call.read(), 20)
         for ev in resp.events:
-            events.append((ev.type, kv_tuple(ev.kv), kv_tuple(ev.prev_kv) if ev.HasField("prev_kv") else None))
+            events.append((ev.type, kv_tuple(ev.kv),
+                           kv_tuple(ev.prev_kv) if ev.HasField("prev_kv") else None))
     call.cancel()
     return events
 
@@ -234,7 +236,8 @@ class Writers:
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._write(i)) for i in range(len(self.clients) * self.per_member)]
+        self._tasks = [asyncio.create_task(self._write(i))
+                       for i in range(len(self.clients) * self.per_member)]
 
     async def _write(self, i: int) -> None:
         loop = asyncio.get_running_loop()

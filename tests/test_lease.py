@@ -1,5 +1,4 @@
 """Leases against a real server process: grant, keep-alive, expiry through the log, restart."""
-import asyncio
 import time
 
 import grpc
@@ -39,7 +38,7 @@ async def test_expired_lease_deletes_its_keys_in_one_revision_with_events(kvstor
         await w.close()
     assert keys(kv, b"e/") == [b"e/keep"]
     assert lease.LeaseTimeToLive(pb.LeaseTimeToLiveRequest(ID=g.ID)).TTL == -1
-    assert g.ID not in [l.ID for l in lease.LeaseLeases(pb.LeaseLeasesRequest()).leases]
+    assert g.ID not in [status.ID for status in lease.LeaseLeases(pb.LeaseLeasesRequest()).leases]
 
 
 def test_keepalive_holds_a_lease_past_its_ttl(kvstore_server):
@@ -109,6 +108,6 @@ def test_leases_survive_restart_with_renewed_ttl_and_expiry_is_logged(tmp_path):
         kv, lease = stubs(server)
         assert keys(kv, b"l/") == [b"l/long"]
         assert kv.Range(pb.RangeRequest(key=b"l/")).header.revision == rev
-        assert [l.ID for l in lease.LeaseLeases(pb.LeaseLeasesRequest()).leases] == [long]
+        assert [status.ID for status in lease.LeaseLeases(pb.LeaseLeasesRequest()).leases] == [long]
     finally:
         server.stop()

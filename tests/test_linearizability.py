@@ -7,6 +7,7 @@ import random
 import time
 
 import pytest
+
 from linearizability import History, check
 
 K = b"k"

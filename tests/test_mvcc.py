@@ -219,7 +219,7 @@ def test_paged_counts_by_rank_match_a_full_scan(seed):
         kvs, count = collect_visible(s.index.scan(key, end), at, 0, False)
         return [kv.key for kv in kvs[:limit] if limit] or [kv.key for kv in kvs], count
 
-    for step in range(200):
+    for _step in range(200):
         op = rng.random()
         if op < 0.5:
             put(s, rng.choice(names))

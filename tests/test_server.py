@@ -2,14 +2,12 @@
 import asyncio
 import subprocess
 import sys
-import threading
-import time
 
 import grpc
 import pytest
 
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
-from procs import REPO, KvstoreProcess, free_port
+from procs import REPO, KvstoreProcess
 
 
 def kv_stub(server):
@@ -107,7 +105,7 @@ def test_kill_9_during_concurrent_writes_loses_no_acknowledged_write(tmp_path):
     async def run():
         stop = asyncio.Event()
         tasks = [asyncio.create_task(writer(n, stop)) for n in range(16)]
-        while len(acked) < 1500:
+        while len(acked) < 1500:  # noqa: ASYNC110 - polls the writers' progress
             await asyncio.sleep(0.01)
         server.kill()
         stop.set()

@@ -37,7 +37,8 @@ async def test_concurrent_puts_share_log_appends(tmp_path):
         entries, batches = p.entries, p.batches  # the start's LEADER entry is in the log
         await asyncio.gather(*(s.put(pb.PutRequest(key=b"k%d" % i, value=b"v")) for i in range(200)))
         assert p.entries - entries == 200
-        assert p.batches - batches < 50, f"{p.batches - batches} fsyncs for 200 concurrent puts: no group commit"
+        assert p.batches - batches < 50, (f"{p.batches - batches} fsyncs for 200 concurrent puts: "
+                                          "no group commit")
         assert s.mvcc.current_rev == 201
     finally:
         await s.close()
@@ -132,6 +133,7 @@ async def test_writes_go_on_while_a_snapshot_is_written(tmp_path, monkeypatch):
     """The proposer does not wait for the snapshot file: puts commit (durably) meanwhile, and
     the covered entries are dropped in slices once the file is in place."""
     import threading
+
     from kvstore.log import lmdb as lmdb_log, storage
 
     release = threading.Event()

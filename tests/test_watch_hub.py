@@ -22,7 +22,7 @@ async def drain(stream, timeout=0.2):
     while True:
         try:
             resp = await asyncio.wait_for(stream.next(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return out
         if resp is None:
             return out

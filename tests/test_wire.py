@@ -2,10 +2,9 @@
 serializer: byte-identical output on generated messages, edge values included."""
 from hypothesis import given, settings, strategies as st
 
+import kvstore._ext.mvcc_core as compiled  # must be built: a missing build fails here
 from kvstore.api import kv_pb2, rpc_pb2 as pb
 from kvstore.mvcc import kv as py_kv, wire as py_wire
-
-import kvstore._ext.mvcc_core as compiled  # must be built: a missing build fails here
 
 INT64 = st.one_of(st.integers(-2**63, 2**63 - 1), st.sampled_from([0, 1, 127, 128, 16383, 16384,
                                                                    -1, 2**63 - 1, -2**63]))

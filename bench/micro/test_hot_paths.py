@@ -11,8 +11,14 @@ import pytest
 
 import kvstore._ext.mvcc_core as compiled
 from kvstore.api import kv_pb2, rpc_pb2 as pb
-from kvstore.mvcc import (history as py_history, key_index as py_ki, kv as py_kv,
-                          ordered_keys as py_ordered, state_codec as py_codec, wire as py_wire)
+from kvstore.mvcc import (
+    history as py_history,
+    key_index as py_ki,
+    kv as py_kv,
+    ordered_keys as py_ordered,
+    state_codec as py_codec,
+    wire as py_wire,
+)
 
 IMPLS = {"cython": (compiled, compiled, compiled, compiled, compiled),
          "python": (py_kv, py_ki, py_ordered, py_wire, py_codec)}

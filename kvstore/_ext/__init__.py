@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import importlib
 import os
+from types import ModuleType
 
 DISABLED = os.environ.get("KVSTORE_NO_EXT", "") not in ("", "0")
 
 
-def compiled(name: str):
+def compiled(name: str) -> ModuleType | None:
     """The compiled module ``kvstore._ext.<name>``, or None when disabled or not built."""
     if DISABLED:
         return None

@@ -10,7 +10,8 @@ A bare scheme ("lmdb", "memory") is taken as its URL; "jetstream" names the nats
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from .base import LogUnavailable, MemberStorage, SharedLog, Trimmed
 from .storage import DataDirInUse, DirStorage, MemoryStorage

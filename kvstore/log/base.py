@@ -12,7 +12,8 @@ following the log after N.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Protocol
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 
 class LogUnavailable(Exception):
@@ -42,7 +43,7 @@ class SharedLog(Protocol):
     async def open(self) -> None:
         """Connects (or opens files); the log is usable afterwards."""
 
-    def append(self, record: bytes, record_id: str) -> "asyncio.Future[int]":
+    def append(self, record: bytes, record_id: str) -> asyncio.Future[int]:
         """Appends one record; the future gets its index once it is durable in the log.
         ``record_id`` names the record for de-duplication of a retried append."""
 

@@ -40,7 +40,7 @@ class LmdbLog(LocalLog):
             self._durable_last = _INDEX.unpack(cur.key())[0] if cur.last() else 0
         self._next = self._durable_last + 1
 
-    def append(self, record: bytes, record_id: str = "") -> "asyncio.Future[int]":
+    def append(self, record: bytes, record_id: str = "") -> asyncio.Future[int]:
         index = self._next
         self._next += 1
         return self._on_writer(self._write, index, record)
@@ -56,7 +56,7 @@ class LmdbLog(LocalLog):
             return _INDEX.unpack(cur.key())[0] if cur.first() else self._durable_last + 1
 
     def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
-        out = []
+        out: list[tuple[int, bytes]] = []
         with self._env.begin(db=self._records_db, buffers=False) as txn:
             cur = txn.cursor()
             if not cur.set_range(_INDEX.pack(start)):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from .base import Trimmed
 
@@ -65,5 +65,5 @@ class LocalLog(ABC):
     def size_bytes(self) -> int:
         return 0
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 - not abstract: local logs open in __init__
         pass

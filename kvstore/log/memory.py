@@ -12,7 +12,7 @@ class MemoryLog(LocalLog):
         self._records: list[bytes] = []
         self._first = 1  # index of _records[0]
 
-    def append(self, record: bytes, record_id: str = "") -> "asyncio.Future[int]":
+    def append(self, record: bytes, record_id: str = "") -> asyncio.Future[int]:
         self._records.append(record)
         last = self._first + len(self._records) - 1
         self._made_durable(last)

@@ -5,13 +5,26 @@ Everything in kvstore takes KeyValue and KeyIndex from here, so one switch
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import _ext
-from . import history as _py_history, key_index as _py_key_index, kv as _py_kv
-from . import ordered_keys as _py_ordered, state_codec as _py_codec, wire as _py_wire
+from . import (
+    history as _py_history,
+    key_index as _py_key_index,
+    kv as _py_kv,
+    ordered_keys as _py_ordered,
+    state_codec as _py_codec,
+    wire as _py_wire,
+)
 
 _compiled = _ext.compiled("mvcc_core")
 
-if _compiled is not None:
+if TYPE_CHECKING:
+    # mypy reads the types from the compiled module's stub (kvstore/_ext/mvcc_core.pyi); the
+    # pure-Python twins have the same API (tests/test_ext_twins.py).
+    from .._ext import mvcc_core as codec, mvcc_core as wire
+    from .._ext.mvcc_core import History, KeyIndex, KeyValue, OrderedKeys, collect_visible
+elif _compiled is not None:
     KeyValue = _compiled.KeyValue
     KeyIndex = _compiled.KeyIndex
     History = _compiled.History

@@ -8,7 +8,7 @@ counted by rank in O(log n) (count_live).
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .core import KeyIndex, OrderedKeys, collect_visible
 
@@ -44,7 +44,9 @@ class TreeIndex:
     def mark_dead(self, key: bytes) -> None:
         """The key's newest revision is now a tombstone."""
         if key not in self._dead:
-            self._dead.add(self._order.get(key))
+            ki = self._order.get(key)
+            assert ki is not None  # callers pass a key of the index (deleted or written just now)
+            self._dead.add(ki)
 
     def mark_live(self, key: bytes) -> None:
         """The key (new, or deleted before) has a live revision again."""

@@ -27,7 +27,7 @@ class KeyValue:
             key, create_revision, mod_revision, version, value, lease)
 
     @classmethod
-    def tombstone(cls, key: bytes, revision: int) -> "KeyValue":
+    def tombstone(cls, key: bytes, revision: int) -> KeyValue:
         return cls(key, 0, revision, 0, b"", 0)
 
     @property
@@ -44,6 +44,5 @@ class KeyValue:
         return hash(self.as_tuple())
 
     def __repr__(self):
-        return ("KeyValue(key=%r, create=%d, mod=%d, version=%d, value=%r, lease=%d)"
-                % (self.key, self.create_revision, self.mod_revision, self.version,
-                   self.value[:32], self.lease))
+        return (f"KeyValue(key={self.key!r}, create={self.create_revision}, mod={self.mod_revision}, "
+                f"version={self.version}, value={self.value[:32]!r}, lease={self.lease})")

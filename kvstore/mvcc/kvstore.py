@@ -5,18 +5,19 @@ It knows nothing of requests, logs or transports; etcd's mvcc package is the mod
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from .. import errors
-from .index import TreeIndex
 from .core import History, KeyValue, codec
+from .index import TreeIndex
 
 SNAPSHOT_FORMAT = 4  # 1: nested lists; 2: generations; 3: envelope first
 
 
 class RangeResult(NamedTuple):
     kvs: list[KeyValue]
-    count: int
+    count: int  # type: ignore[assignment]  # etcd's name; shadows tuple.count, which no one calls
     rev: int  # the store revision the read was served at (the current one)
 
 
@@ -81,7 +82,7 @@ class MVCCStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def write(self) -> "WriteTxn":
+    def write(self) -> WriteTxn:
         return WriteTxn(self)
 
     def compact(self, rev: int) -> None:
@@ -114,7 +115,9 @@ class MVCCStore:
         index, rev = self.index, self.compact_rev
         keys = index.keys_from(self._compact_from, max_keys)
         for key in keys:
-            if index.get(key).compact(rev):
+            ki = index.get(key)
+            assert ki is not None  # keys_from just listed it
+            if ki.compact(rev):
                 index.remove(key)
         if len(keys) < max_keys:
             self._compact_from = None
@@ -145,7 +148,7 @@ class MVCCStore:
                 "history": codec.encode_history(self.history)}
 
     @classmethod
-    def load(cls, state: dict) -> "MVCCStore":
+    def load(cls, state: dict) -> MVCCStore:
         if state.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"snapshot format {state.get('format')!r} is not {SNAPSHOT_FORMAT}")
         store = cls()
@@ -208,10 +211,11 @@ class WriteTxn:
     def delete_range(self, key: bytes, end: bytes | None) -> list[KeyValue]:
         """Deletes the live keys in [key, end); returns what they held before."""
         index = self.store.index
-        deleted = [ki.current() for ki in index.scan(key, end) if ki.current() is not None]
-        for prev in deleted:
+        live = [(ki, kv) for ki in index.scan(key, end) if (kv := ki.current()) is not None]
+        deleted = [prev for _, prev in live]
+        for ki, prev in live:
             tomb = KeyValue.tombstone(prev.key, self.rev)
-            index.get(prev.key).tombstone(tomb)
+            ki.tombstone(tomb)
             index.mark_dead(prev.key)
             self.changes.append(tomb)
             self.prevs.append(prev)
@@ -228,6 +232,7 @@ class WriteTxn:
         index = self.store.index
         for kv in reversed(self.changes):
             ki = index.get(kv.key)
+            assert ki is not None  # this txn wrote kv to it
             ki.pop()
             if ki.is_empty():  # the txn created the key
                 index.remove(kv.key)

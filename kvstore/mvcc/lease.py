@@ -89,5 +89,5 @@ class LeaseTable:
                 self.leases[kv.lease].keys.add(kv.key)
 
 
-def live_kvs(index) -> "list[KeyValue]":
+def live_kvs(index) -> list[KeyValue]:
     return [kv for kv in (ki.current() for ki in index.all()) if kv is not None]

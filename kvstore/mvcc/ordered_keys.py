@@ -7,8 +7,8 @@ Python call per key. This twin keeps the same order in a sortedcontainers list.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from operator import attrgetter
-from typing import Iterator
 
 from sortedcontainers import SortedKeyList
 
@@ -75,7 +75,7 @@ class OrderedKeys:
 
     def keys_from(self, key: bytes, n: int) -> list[bytes]:
         """Up to ``n`` keys >= key, in order."""
-        out = []
+        out: list[bytes] = []
         for ki in self._kis.irange_key(key, None):
             if len(out) == n:
                 break

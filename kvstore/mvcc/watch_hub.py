@@ -108,7 +108,7 @@ class WatchHub:
         else:
             self._ranges.discard(w)
 
-    def move_to(self, other: "WatchHub") -> None:
+    def move_to(self, other: WatchHub) -> None:
         """Hands every watcher to ``other`` (the hub of a state installed from a snapshot):
         each catches up there from its next revision, from the new state's history."""
         watchers = [*self._unsynced, *self._ranges, *(w for ws in self._single.values() for w in ws)]

@@ -5,6 +5,8 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from ..log import BACKENDS, DataDirInUse, LogUnavailable, parse_log_url
 from ..store.config import StoreConfig
@@ -24,7 +26,7 @@ def _positive_int(value: str) -> int:
 def _duration(value: str) -> float:
     """Go-style durations as etcd takes them: 10m, 1.5s, 100ms (a bare number is seconds)."""
     units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
-    for suffix, scale in units:
+    for suffix, scale in units:  # noqa: B007 - scale is read after the break
         if value.endswith(suffix) and not (suffix == "s" and value.endswith("ms")):
             number = value[: -len(suffix)]
             break
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .serve import MemberFailed, serve
 
+    runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
         runner = uvloop.run

@@ -40,6 +40,7 @@ def check_port_free(host: str, port: int) -> None:
             s.bind((host, port))
             s.listen(1)
         except OSError as e:
+            assert e.strerror is not None  # bind and listen errors carry one
             raise OSError(f"listen tcp {host}:{port}: bind: {e.strerror.lower()}") from None
 
 
@@ -74,11 +75,13 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
                 pass
         if ready is not None:
             ready.set()
+        failed = store.failed
+        assert failed is not None  # set by start()
         stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([stopped, store.failed], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
-        if store.failed.done():
-            raise MemberFailed(f"this member stopped: {store.failed.result()!r}")
+        if failed.done():
+            raise MemberFailed(f"this member stopped: {failed.result()!r}")
         log.info("shutting down")
     finally:
         await server.stop(1.0)

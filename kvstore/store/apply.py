@@ -79,12 +79,13 @@ class Applier:
         prev = None
         if r.ignore_value or r.ignore_lease or r.prev_kv:
             prev = txn.current(r.key)
-        if (r.ignore_value or r.ignore_lease) and prev is None:
-            raise errors.KeyNotFound()
-        if r.ignore_value:
-            value = prev.value
-        if r.ignore_lease:
-            lease = prev.lease
+        if r.ignore_value or r.ignore_lease:
+            if prev is None:
+                raise errors.KeyNotFound()
+            if r.ignore_value:
+                value = prev.value
+            if r.ignore_lease:
+                lease = prev.lease
         txn.put(r.key, value, lease)
         return wire.put_response(header(txn.rev), prev if r.prev_kv else None)
 

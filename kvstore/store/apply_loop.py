@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from typing import Any, Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from .. import errors
 from ..log import SharedLog, Trimmed

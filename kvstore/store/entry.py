@@ -16,7 +16,8 @@ and each entry: kind (1) | length (varint) | the request's protobuf message.
 from __future__ import annotations
 
 import struct
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from ..api import rpc_pb2 as pb
 from ..mvcc.wire import varint
@@ -45,7 +46,7 @@ class LeaseExpire(NamedTuple):
         return _TWO_U64.pack(self.lease_id, self.term)
 
     @classmethod
-    def FromString(cls, data) -> "LeaseExpire":  # noqa: N802
+    def FromString(cls, data) -> LeaseExpire:  # noqa: N802
         return cls(*_TWO_U64.unpack(data))
 
 
@@ -57,11 +58,11 @@ class Leader(NamedTuple):
         return _TWO_U64.pack(self.member_id, self.term)
 
     @classmethod
-    def FromString(cls, data) -> "Leader":  # noqa: N802
+    def FromString(cls, data) -> Leader:  # noqa: N802
         return cls(*_TWO_U64.unpack(data))
 
 
-MESSAGES: dict[int, type] = {
+MESSAGES: dict[int, type[Any]] = {  # each with FromString
     PUT: pb.PutRequest,
     DELETE_RANGE: pb.DeleteRangeRequest,
     TXN: pb.TxnRequest,

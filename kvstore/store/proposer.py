@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .. import errors
 from ..log import SharedLog
@@ -80,6 +81,7 @@ class Proposer:
         if len(body) > self._max_request_size:
             raise errors.RequestTooLarge()
         data = entry.encode_entry(kind, body)
+        assert self._loop is not None  # start() comes first
         fut = self._loop.create_future()
         self._queue.append((data, (kind, request, fut)))
         self._queued_bytes += len(data)
@@ -92,6 +94,7 @@ class Proposer:
             wakeup.set_result(None)
 
     async def _wait(self) -> None:
+        assert self._loop is not None  # start() comes first
         self._wakeup = self._loop.create_future()
         await self._wakeup
         self._wakeup = None
@@ -131,6 +134,7 @@ class Proposer:
         appended = self._log.append(record, f"{self._member_id:x}-{first:x}")
         appended.add_done_callback(lambda fut: self._appended(fut, first))
         if not self._log.local:  # etcd's request timeout: appended, but never back from the log
+            assert self._loop is not None  # start() comes first
             self._loop.call_later(REQUEST_TIMEOUT, self._timed_out, first)
         self.batches += 1
         self.entries += len(batch)
@@ -175,7 +179,7 @@ class Proposer:
             self._on_fatal(exc)
         self.refuse(exc, pending)
 
-    def refuse(self, exc: BaseException, pending: list[Pending] = ()) -> None:
+    def refuse(self, exc: BaseException, pending: Iterable[Pending] = ()) -> None:
         """The member stops: no more proposals; what is queued fails."""
         if self._failed is None:
             self._failed = exc

@@ -13,7 +13,7 @@ merging the chunks in order gives Range's response.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..api import rpc_pb2 as pb
 from ..mvcc.core import wire

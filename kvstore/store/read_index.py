@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from .. import errors
 from ..log import LogUnavailable, SharedLog
@@ -45,14 +45,16 @@ class ReadIndex:
                 self.rounds += 1
                 try:
                     index = await asyncio.wait_for(self._log.read_index(), READ_INDEX_TIMEOUT)
-                except (LogUnavailable, asyncio.TimeoutError) as e:
+                except (TimeoutError, LogUnavailable) as e:
                     logger.warning("no read index from the log: %r", e)
                     _settle(batch, errors.Timeout())
                     continue
                 applied = asyncio.ensure_future(self._wait_applied(index))
-                applied.add_done_callback(
-                    lambda f, batch=batch: _settle(batch, None if f.cancelled() or f.exception() is None
-                                                   else f.exception()))
+
+                def settle(f: asyncio.Future, batch: list[asyncio.Future] = batch) -> None:
+                    _settle(batch, None if f.cancelled() or f.exception() is None else f.exception())
+
+                applied.add_done_callback(settle)
                 # a member that cannot catch up (its follower is being replaced) answers in time
                 asyncio.get_running_loop().call_later(
                     READ_INDEX_TIMEOUT, _settle, batch, errors.Timeout())

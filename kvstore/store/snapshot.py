@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import AsyncIterator, Callable, NamedTuple
+from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
 
 import msgpack
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import random
-from typing import Any
+from typing import Any, cast
 
 from .. import errors
 from ..api import rpc_pb2 as pb
@@ -92,7 +92,7 @@ class Store:
         self.lessor = Lessor(lambda: self.leases, self._propose)
         self.compactor = Compactor(lambda: self.mvcc)
         self.snapshotter = Snapshotter(
-            storage, self._capture, lambda: self._apply_loop.applied_entries, lambda: self.mvcc,
+            storage, self._capture, self._applied_entries, lambda: self.mvcc,
             self.compactor.done, self._snapshot_saved, config.snapshot_count)
         self._proposer: Proposer | None = None
         self._apply_loop: ApplyLoop | None = None
@@ -103,6 +103,10 @@ class Store:
         self._header_cache: tuple[int, int, bytes] = (-1, -1, b"")
         # Done (with the error) once the member has stopped applying the log: it must stop.
         self.failed: asyncio.Future | None = None
+
+    def _applied_entries(self) -> int:
+        assert self._apply_loop is not None  # the snapshotter runs once the store has started
+        return self._apply_loop.applied_entries
 
     def _set_state(self, mvcc: MVCCStore, leases: LeaseTable) -> None:
         """The deterministic state: MVCC, leases, and what observes their commits. Watchers
@@ -120,7 +124,7 @@ class Store:
 
     @classmethod
     async def open(cls, backend: str = "memory", data_dir: str | os.PathLike | None = None,
-                   log_options: dict | None = None, **options) -> "Store":
+                   log_options: dict | None = None, **options) -> Store:
         """Opens (recovering if there is state) and starts a store on a log backend: a name
         (``memory``, ``lmdb``) or a log URL (``nats://host:4222``)."""
         wal, storage, cluster = open_backend(backend, data_dir, **(log_options or {}))
@@ -155,8 +159,10 @@ class Store:
             await self.campaign_won(ident.starts)
         else:
             from ..log.jetstream.cluster import LeaderRequests, MemberInfo
+            from ..log.jetstream.log import JetStreamLog
+            servers = cast(JetStreamLog, self.log).servers  # a cluster's members share a JetStream log
             me = MemberInfo(ident.member_id, self.name, self.config.client_urls,
-                            self.config.peer_urls or self.log.servers)
+                            self.config.peer_urls or servers)
             await self.cluster.start(me, LeaderRequests(self.lessor.renew, self.lessor.remaining),
                                      self.campaign_won, self.campaign_lost)
             self.lessor.link = self.cluster
@@ -187,7 +193,9 @@ class Store:
     async def install_snapshot(self, first_index: int) -> None:
         """The log no longer holds what follows our applied index: start again from the
         cluster's shared snapshot (a new or wiped member, or one away for long)."""
-        applied = self._apply_loop.applied_index
+        apply_loop = self._apply_loop
+        assert apply_loop is not None  # the apply loop calls this
+        applied = apply_loop.applied_index
         if self.cluster is None:
             raise errors.Corrupt(f"etcdserver: the log starts at {first_index}, after this "
                                  f"member's applied index {applied}, and there is no snapshot "
@@ -200,7 +208,7 @@ class Store:
                            "waiting", index, first_index)
             await asyncio.sleep(1.0)
         self._load_snapshot(snapshot.parse(data))
-        self._apply_loop.set_applied(index)
+        apply_loop.set_applied(index)
         if self._proposer is not None:
             self._proposer.forget_through(index)
         self.snapshotter.index = index
@@ -226,11 +234,13 @@ class Store:
         if self._proposer is not None:
             await self._proposer.close()  # everything queued is in the log
             self._proposer = None
-            if self._apply_loop.failure is None:  # and answered, once applied
+            apply_loop = self._apply_loop
+            assert apply_loop is not None  # started before the proposer
+            if apply_loop.failure is None:  # and answered, once applied
                 try:
-                    await asyncio.wait_for(self._apply_loop.wait_applied(
+                    await asyncio.wait_for(apply_loop.wait_applied(
                         await self.log.read_index()), CLOSE_TIMEOUT)
-                except (LogUnavailable, asyncio.TimeoutError):
+                except (TimeoutError, LogUnavailable):
                     pass
         if self.cluster is not None:
             await self.cluster.close()
@@ -246,6 +256,7 @@ class Store:
         """This member won the election for ``term``: it leads once its LEADER entry is
         applied (a later term in the log first means it lost meanwhile)."""
         self._campaign_term = term
+        assert self.identity is not None  # campaigns follow start()
         try:
             await self._propose(entry.LEADER, entry.Leader(self.identity.member_id, term))
         except errors.EtcdError:
@@ -277,7 +288,9 @@ class Store:
             return a.delete_range(request, header=self.header_bytes)
         if kind == entry.LEASE_GRANT:
             resp = a.lease_grant(request)
-            self.lessor.granted(self.leases.get(resp.ID))
+            lease = self.leases.get(resp.ID)
+            assert lease is not None  # just granted
+            self.lessor.granted(lease)
             return self._fill(resp)
         if kind == entry.LEASE_REVOKE:
             return self._fill(a.lease_revoke(request))
@@ -300,8 +313,12 @@ class Store:
     async def after_batch(self) -> None:
         self.snapshotter.maybe_start()
 
+    def _applied_index(self) -> int:
+        assert self._apply_loop is not None  # the snapshotter runs once the store has started
+        return self._apply_loop.applied_index
+
     def _capture(self) -> Capture:
-        return Capture(self.mvcc, self.leases.dump(), self._apply_loop.applied_index,
+        return Capture(self.mvcc, self.leases.dump(), self._applied_index(),
                        (self.leader_id, self.term))
 
     async def _snapshot_saved(self, index: int) -> None:
@@ -344,6 +361,7 @@ class Store:
     def _fill(self, resp):
         h = resp.header
         ident = self.identity
+        assert ident is not None  # responses follow start()
         h.cluster_id = ident.cluster_id
         h.member_id = ident.member_id
         h.raft_term = self.term
@@ -357,12 +375,14 @@ class Store:
         cached = self._header_cache
         if cached[0] != revision or cached[1] != self.term:
             ident = self.identity
+            assert ident is not None  # responses follow start()
             cached = self._header_cache = (revision, self.term, wire.encode_header(
                 ident.cluster_id, ident.member_id, revision, self.term))
         return cached[2]
 
     def _after_read_index(self, read):
         """``read()``'s result once a linearizable read may be served (a future)."""
+        assert self.loop is not None and self._reads is not None  # a started store on a shared log
         out = self.loop.create_future()
 
         def serve(ready: asyncio.Future) -> None:
@@ -411,14 +431,14 @@ class Store:
     # Writes: ``*_encoded`` answer with the response serialized (the fast path the services
     # take: a future, no coroutine in between); the plain ones parse it for library callers.
 
-    def put_encoded(self, r: pb.PutRequest) -> "asyncio.Future[bytes]":
+    def put_encoded(self, r: pb.PutRequest) -> asyncio.Future[bytes]:
         validate.check_put(r)
         return self._propose(entry.PUT, r)
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
         return pb.PutResponse.FromString(await self.put_encoded(r))
 
-    def delete_range_encoded(self, r: pb.DeleteRangeRequest) -> "asyncio.Future[bytes]":
+    def delete_range_encoded(self, r: pb.DeleteRangeRequest) -> asyncio.Future[bytes]:
         validate.check_delete(r)
         return self._propose(entry.DELETE_RANGE, r)
 
@@ -495,8 +515,8 @@ class Store:
 
     async def lease_leases(self) -> pb.LeaseLeasesResponse:
         await self.linearizable()
-        by_expiry = sorted(self.leases.leases.values(), key=lambda l: (l.expiry or 0, l.id))
-        return self._fill(pb.LeaseLeasesResponse(leases=[pb.LeaseStatus(ID=l.id) for l in by_expiry]))
+        by_expiry = sorted(self.leases.leases.values(), key=lambda lease: (lease.expiry or 0, lease.id))
+        return self._fill(pb.LeaseLeasesResponse(leases=[pb.LeaseStatus(ID=lease.id) for lease in by_expiry]))
 
     # -- member --------------------------------------------------------------------------------
 
@@ -530,6 +550,7 @@ class Store:
     def member_list(self) -> pb.MemberListResponse:
         if self.cluster is None:
             ident = self.identity
+            assert ident is not None  # requests follow start()
             members = [pb.Member(ID=ident.member_id, name=self.name,
                                  clientURLs=self.config.client_urls,
                                  peerURLs=self.config.peer_urls or [DEFAULT_PEER_URL])]

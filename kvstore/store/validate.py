@@ -7,7 +7,6 @@ from __future__ import annotations
 from .. import errors
 from ..api import rpc_pb2 as pb
 
-
 _SORT_ORDERS = frozenset(pb.RangeRequest.SortOrder.values())
 _SORT_TARGETS = frozenset(pb.RangeRequest.SortTarget.values())
 
@@ -90,7 +89,7 @@ class _Deletes:
     def add(self, key: bytes, end: bytes | None) -> None:
         self.ranges.append((key, end))
 
-    def extend(self, other: "_Deletes") -> None:
+    def extend(self, other: _Deletes) -> None:
         self.ranges.extend(other.ranges)
 
     def contains(self, k: bytes) -> bool:

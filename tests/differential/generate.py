@@ -120,7 +120,7 @@ class Op:
     note: str = ""  # what the generator meant to exercise, for humans
 
     @classmethod
-    def of(cls, request, note: str = "") -> "Op":
+    def of(cls, request, note: str = "") -> Op:
         return cls(_METHOD_OF[type(request)], request, note)
 
     def text(self) -> str:

@@ -237,7 +237,7 @@ def abbreviate(text: str) -> str:
     txn ops in a text-format dump (transcript files keep everything)."""
     def short(m):
         s = m.group(1)
-        return m.group(0) if len(s) <= 96 else '"%s"...(%d chars)' % (s[:32], len(s))
+        return m.group(0) if len(s) <= 96 else f'"{s[:32]}"...({len(s)} chars)'
 
     def runs(m):
         return f"{m.group(1)} ...(x{m.group(0).count(m.group(1))})"
@@ -265,7 +265,7 @@ class DiffPair:
         return self._sequences == 0
 
     def sequence(self, title: str, barrier: bool | None = None, cls: type | None = None
-                 ) -> "Sequence":
+                 ) -> Sequence:
         """A new sequence in its own namespace; ``barrier`` defaults to "unless fresh";
         ``cls``: a subclass of Sequence to make it with."""
         if barrier is None:

@@ -17,7 +17,8 @@ import asyncio
 import io
 import logging
 import time
-from typing import Awaitable, Callable, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgpack
 import nats.errors
@@ -27,6 +28,12 @@ import nats.js.errors
 from ... import errors
 from .election import Election, _bucket, _open_or_create, _retrying
 from .log import JetStreamLog
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.subscription import Subscription
+    from nats.js.kv import KeyValue
+    from nats.js.object_store import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +63,16 @@ class JetStreamCluster:
         self.me: MemberInfo | None = None
         self.election: Election | None = None
         self._heard: dict[int, tuple[MemberInfo, float]] = {}
-        self._members_kv = None
-        self._objects = None
-        self._leader_sub = None
+        self._members_kv: KeyValue | None = None  # opened by open()
+        self._objects: ObjectStore | None = None  # opened by open()
+        self._leader_sub: Subscription | None = None
         self._requests: LeaderRequests | None = None
         self._tasks: list[asyncio.Task] = []
 
     async def open(self) -> None:
         """The cluster's buckets (created by the first member), before the member catches up:
         catching up may need the shared snapshot."""
-        js = self._log.nc.jetstream(timeout=LINK_TIMEOUT)
+        js = self._nc().jetstream(timeout=LINK_TIMEOUT)
         replicas = await _retrying("stream info", self._replicas)
         self._members_kv = await _bucket(js, self._names.members_bucket, replicas, MEMBER_TTL)
         self._objects = await _object_store(js, self._names.snapshots_bucket, replicas)
@@ -74,7 +81,7 @@ class JetStreamCluster:
     async def start(self, me: MemberInfo, requests: LeaderRequests,
                     elected: Callable[[int], Awaitable[None]], deposed: Callable[[], None]) -> None:
         """Once caught up: membership heartbeats, and the campaign for leadership."""
-        nc = self._log.nc
+        nc = self._nc()
         self.me, self._requests = me, requests
         await nc.subscribe(f"$KV.{self._names.members_bucket}.>", cb=self._on_member)
         await self._read_members()
@@ -84,6 +91,11 @@ class JetStreamCluster:
                                  lambda: self._on_deposed(deposed))
         await self.election.start()
         self._tasks = [asyncio.get_running_loop().create_task(self._heartbeat(), name="membership")]
+
+    def _nc(self) -> Client:
+        nc = self._log.nc
+        assert nc is not None  # the log is opened before the cluster
+        return nc
 
     async def _replicas(self) -> int:
         info = await self._log.api(f"$JS.API.STREAM.INFO.{self._names.stream}")
@@ -96,6 +108,7 @@ class JetStreamCluster:
 
     async def _heartbeat(self) -> None:
         me = self.me
+        assert me is not None and self._members_kv is not None  # start() and open() came first
         record = msgpack.packb(list(me))
         while True:
             try:
@@ -112,6 +125,7 @@ class JetStreamCluster:
         self._heard[info.member_id] = (info, time.monotonic())
 
     async def _read_members(self) -> None:
+        assert self._members_kv is not None  # open() came first
         try:
             keys = await self._members_kv.keys()
         except Exception:  # no keys yet, or not reachable: heartbeats will tell
@@ -128,6 +142,7 @@ class JetStreamCluster:
         """The members heard from lately, this one included."""
         now = time.monotonic()
         live = {m.member_id: m for m, at in self._heard.values() if now - at < MEMBER_TTL}
+        assert self.me is not None  # start() came first
         live[self.me.member_id] = self.me
         return sorted(live.values(), key=lambda m: m.name)
 
@@ -135,7 +150,7 @@ class JetStreamCluster:
 
     async def _on_elected(self, term: int, elected) -> None:
         if self._leader_sub is None:
-            self._leader_sub = await self._log.nc.subscribe(self._names.leader_subject,
+            self._leader_sub = await self._nc().subscribe(self._names.leader_subject,
                                                             cb=self._answer)
         await elected(term)
 
@@ -148,6 +163,7 @@ class JetStreamCluster:
     async def _answer(self, msg) -> None:
         try:
             op, lease_id = msgpack.unpackb(msg.data)
+            assert self._requests is not None  # set by start() before this member can lead
             handler = self._requests.keepalive if op == "keepalive" else self._requests.time_to_live
             await msg.respond(msgpack.packb(handler(lease_id)))
         except Exception as e:
@@ -155,11 +171,11 @@ class JetStreamCluster:
 
     async def ask_leader(self, op: str, lease_id: int) -> int:
         try:
-            msg = await self._log.nc.request(self._names.leader_subject,
+            msg = await self._nc().request(self._names.leader_subject,
                                              msgpack.packb([op, lease_id]), timeout=LINK_TIMEOUT)
         except nats.errors.NoRespondersError:
             raise errors.NoLeader() from None
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             raise errors.Timeout() from None
         except nats.errors.Error:
             raise errors.NoLeader() from None
@@ -174,10 +190,12 @@ class JetStreamCluster:
     # -- snapshots for new members -------------------------------------------------------------
 
     async def upload_snapshot(self, index: int, data: bytes) -> None:
+        assert self._objects is not None  # open() came first
         await self._objects.put(SNAPSHOT_OBJECT, io.BytesIO(data), meta=nats.js.api.ObjectMeta(
             name=SNAPSHOT_OBJECT, description=str(index)))
 
     async def shared_snapshot_index(self) -> int:
+        assert self._objects is not None  # open() came first
         try:
             info = await self._objects.get_info(SNAPSHOT_OBJECT)
         except nats.js.errors.ObjectNotFoundError:
@@ -187,6 +205,7 @@ class JetStreamCluster:
     async def download_snapshot(self) -> tuple[int, bytes]:
         """The shared snapshot: (its log index, its bytes); (0, b"") when there is none."""
         into = io.BytesIO()  # not the client's own concatenation: quadratic in the chunks
+        assert self._objects is not None  # open() came first
         try:
             result = await self._objects.get(SNAPSHOT_OBJECT, writeinto=into)
         except nats.js.errors.ObjectNotFoundError:

@@ -31,7 +31,9 @@ async def connect(servers: list[str], client_name: str):
         nc = nats.NATS()
         try:
             await nc.connect(servers, name=client_name, max_reconnect_attempts=-1,
-                             reconnect_time_wait=RECONNECT_WAIT, connect_timeout=CONNECT_TIMEOUT,
+                             # nats-py annotates int; it is seconds to sleep, a float works
+                             reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
+                             connect_timeout=CONNECT_TIMEOUT,
                              ping_interval=5, max_outstanding_pings=2,
                              disconnected_cb=disconnected, reconnected_cb=reconnected,
                              error_cb=error)

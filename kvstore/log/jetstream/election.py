@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import nats.js.errors
 
 from ..base import LogUnavailable
+
+if TYPE_CHECKING:
+    from nats.js.kv import KeyValue
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +33,14 @@ KEY = "leader"
 
 class Election:
     def __init__(self, js, bucket: str, replicas: int, member_id: int,
-                 elected: Callable[[int], Awaitable[None]], deposed: Callable[[], None]):
+                 elected: Callable[[int], Coroutine[Any, Any, None]], deposed: Callable[[], None]):
         self._js = js
         self._bucket = bucket
         self._replicas = replicas
         self._member = member_id.to_bytes(8, "big")
         self._elected = elected
         self._deposed = deposed
-        self._kv = None
+        self._kv: KeyValue | None = None  # opened by start()
         self.term = 0  # the term this member leads, 0 when it does not
         self._revision = 0
         self._held_until = 0.0  # our own view of how long we lead
@@ -51,6 +55,7 @@ class Election:
         return time.monotonic() - self._leader_seen < TTL
 
     async def _campaign(self) -> None:
+        assert self._kv is not None  # start() opened it, then started the campaign
         while True:
             sent = time.monotonic()
             try:
@@ -72,6 +77,7 @@ class Election:
             await asyncio.sleep(RENEW)
 
     async def _try_to_win(self, sent: float) -> None:
+        assert self._kv is not None  # the campaign runs once start() opened it
         revision = await self._kv.create(KEY, self._member)
         self.term = self._revision = revision
         self._held_until = sent + TTL - MARGIN
@@ -93,6 +99,7 @@ class Election:
             except asyncio.CancelledError:
                 pass
         if self.term:  # let another member take over now rather than after the TTL
+            assert self._kv is not None  # the term was won through it
             try:
                 await self._kv.delete(KEY, last=self._revision)
             except Exception:
@@ -121,7 +128,7 @@ async def _retrying(what: str, attempt, pause: float = 0.5):
     while True:
         try:
             return await attempt()
-        except (nats.errors.Error, nats.js.errors.Error, asyncio.TimeoutError, LogUnavailable) as e:
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error, LogUnavailable) as e:
             tries += 1
             if tries in (1, 10) or tries % 60 == 0:
                 logger.warning("%s: %r; retrying", what, e)

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from ..base import LogUnavailable, Trimmed
 
@@ -146,7 +146,7 @@ class Follower:
                 self.restarts += 1
                 self._heard = time.monotonic()
                 return
-            except (LogUnavailable, asyncio.TimeoutError) as e:
+            except (TimeoutError, LogUnavailable) as e:
                 logger.info("cannot follow the stream yet (%s); retrying", e)
                 await self._drop()
                 await asyncio.sleep(0.5)

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from ..base import LogUnavailable
 from .connection import connect
 from .follower import Follower
 from .names import Names
 from .publisher import Publisher
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 logger = logging.getLogger(__name__)
 
@@ -38,24 +42,25 @@ class JetStreamLog:
         self.names = Names(cluster)
         self.replicas = replicas
         self.client_name = client_name
-        self.nc = None
+        self.nc: Client | None = None  # connected by open()
         self.max_record_bytes = 1 << 20
         self._publisher: Publisher | None = None
         self._follower: Follower | None = None
         self._stream_bytes = 0
 
     async def open(self) -> None:
-        self.nc = await connect(self.servers, self.client_name)
+        nc = self.nc = await connect(self.servers, self.client_name)
         await self._ensure_stream()
-        self.max_record_bytes = self.nc.max_payload - HEADERS_ROOM
-        self._publisher = Publisher(self.nc, self.names.subject)
+        self.max_record_bytes = nc.max_payload - HEADERS_ROOM
+        self._publisher = Publisher(nc, self.names.subject)
         await self._publisher.start()
-        self._follower = Follower(self.nc, self.names.stream, self.names.subject)
+        self._follower = Follower(nc, self.names.stream, self.names.subject)
 
     async def _ensure_stream(self) -> None:
         names = self.names
         replicas = self.replicas
         if replicas is None:  # three copies on a NATS cluster, one on a single server
+            assert self.nc is not None  # open() connected
             replicas = 3 if self.nc._server_info.get("cluster") else 1
         config = {"name": names.stream, "subjects": [names.subject], "storage": "file",
                   "num_replicas": replicas, "retention": "limits", "discard": "old",
@@ -89,6 +94,7 @@ class JetStreamLog:
 
     async def api(self, subject: str, body: dict | None = None, timeout: float = API_TIMEOUT) -> dict:
         """A JetStream API request; LogUnavailable with the server's description on an error."""
+        assert self.nc is not None  # open() connected
         try:
             msg = await self.nc.request(subject, json.dumps(body).encode() if body else b"",
                                         timeout=timeout)
@@ -99,10 +105,12 @@ class JetStreamLog:
             raise LogUnavailable(f"{subject}: {resp['error'].get('description')}")
         return resp
 
-    def append(self, record: bytes, record_id: str) -> "asyncio.Future[int]":
+    def append(self, record: bytes, record_id: str) -> asyncio.Future[int]:
+        assert self._publisher is not None  # open() comes first
         return self._publisher.append(record, record_id)
 
     def follow(self, after: int):
+        assert self._follower is not None  # open() comes first
         return self._follower.follow(after)
 
     async def read_index(self) -> int:

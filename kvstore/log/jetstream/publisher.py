@@ -57,7 +57,7 @@ class Publisher:
         self._tasks = [loop.create_task(self._send_loop(), name="jetstream-publish"),
                        loop.create_task(self._timer_loop(), name="jetstream-acks")]
 
-    def append(self, record: bytes, msg_id: str) -> "asyncio.Future[int]":
+    def append(self, record: bytes, msg_id: str) -> asyncio.Future[int]:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         token = str(next(self._tokens))

@@ -1,7 +1,7 @@
 """The service methods a transport serves, found from etcd's descriptors (shared by both)."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ...api import rpc_pb2
 from ...api.rpc_pb2 import DESCRIPTOR as _RPC
@@ -11,8 +11,8 @@ class ServiceMethod(NamedTuple):
     service: str  # "etcdserverpb.KV"
     name: str  # "Range"
     func: object  # the service object's bound async method
-    request: type
-    response: type
+    request: type[Any]  # the request message class
+    response: type[Any]
     kind: str  # "unary", "server_stream" or "bidi"
 
     @property

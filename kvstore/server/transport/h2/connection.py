@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from typing import Protocol
 
 from . import frames as f
 from .frame_reader_select import FrameReader
@@ -34,6 +35,14 @@ IDLE_PING_INTERVAL = 2 * 3600.0
 MAX_PING_STRIKES = 2
 
 
+class StreamHandler(Protocol):
+    """What ``handler_factory`` makes for a stream (grpc_call.GrpcCall)."""
+
+    def data(self, payload: bytes) -> None: ...
+    def end_of_requests(self) -> None: ...
+    def cancel(self) -> None: ...
+
+
 class Stream:
     __slots__ = ("id", "send_window", "recv_window", "recv_unacked", "handler", "remote_closed",
                  "closed", "pending", "pending_end", "pending_trailers", "drained")
@@ -43,7 +52,7 @@ class Stream:
         self.send_window = send_window
         self.recv_window = OUR_INITIAL_WINDOW
         self.recv_unacked = 0
-        self.handler = None
+        self.handler: StreamHandler | None = None  # set once made; None once the stream ends
         self.remote_closed = False
         self.closed = False
         self.pending: deque[bytes] = deque()  # DATA payload waiting for window
@@ -95,6 +104,11 @@ class H2Connection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+
+    def _transport(self) -> asyncio.Transport:
+        transport = self.transport
+        assert transport is not None  # asyncio calls connection_made before anything else
+        return transport
 
     def _send_preface(self) -> None:
         """Our SETTINGS, once the client's preface shows this is HTTP/2 (not HTTP/1.1)."""
@@ -172,7 +186,7 @@ class H2Connection(asyncio.Protocol):
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > 16384:
-                self.transport.close()
+                self._transport().close()
             return
         request_line = bytes(buf[:buf.find(b"\r\n")]).decode("latin-1")
         parts = request_line.split(" ")
@@ -185,8 +199,9 @@ class H2Connection(asyncio.Protocol):
         head = (f"HTTP/1.1 {status} {_HTTP1_REASONS.get(status, 'Error')}\r\n"
                 f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                 f"Connection: close\r\n\r\n").encode("latin-1")
-        self.transport.write(head if method == "HEAD" else head + body)
-        self.transport.close()
+        transport = self._transport()
+        transport.write(head if method == "HEAD" else head + body)
+        transport.close()
         del buf[:]
 
     # -- frames in -----------------------------------------------------------------------------
@@ -285,6 +300,7 @@ class H2Connection(asyncio.Protocol):
             if not end_stream:
                 raise f.StreamError(sid, f.PROTOCOL_ERROR, "trailers without END_STREAM")
             stream.remote_closed = True
+            assert stream.handler is not None  # an open stream's handler is made
             stream.handler.end_of_requests()
             return
         if sid <= self._last_stream_id:
@@ -326,6 +342,7 @@ class H2Connection(asyncio.Protocol):
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad DATA padding")
             payload = payload[1:size - payload[0]]
         handler = stream.handler  # the stream lets go of it if this data ends the call
+        assert handler is not None  # an open stream's handler is made
         if payload:
             handler.data(payload)
         if flags & f.END_STREAM:
@@ -410,10 +427,11 @@ class H2Connection(asyncio.Protocol):
     def _flush(self) -> None:
         out = self._out
         if out and not self._closed:
+            transport = self._transport()
             if self._out_views:
-                self.transport.writelines(out)
+                transport.writelines(out)
             else:
-                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
         self._out_views = False
 
@@ -563,7 +581,7 @@ class H2Connection(asyncio.Protocol):
             stream.drained.set_result(None)
         if self._going_away and not self.streams:
             self._flush()
-            self.transport.close()
+            self._transport().close()
 
     def reset_stream(self, stream: Stream, code: int) -> None:
         self._reset(stream.id, code)
@@ -592,7 +610,7 @@ class H2Connection(asyncio.Protocol):
             # like grpc-go, the debug data of ENHANCE_YOUR_CALM is the bare reason
             self._write(f.goaway(self._last_stream_id, code, message.encode()[:256]))
             self._flush()
-            self.transport.close()
+            self._transport().close()
         self._closed = True
 
     def goaway(self) -> None:
@@ -603,8 +621,8 @@ class H2Connection(asyncio.Protocol):
         self._write(f.goaway(self._last_stream_id, f.NO_ERROR))
         if not self.streams:
             self._flush()
-            self.transport.close()
+            self._transport().close()
 
     def abort(self) -> None:
         if not self._closed:
-            self.transport.abort()
+            self._transport().abort()

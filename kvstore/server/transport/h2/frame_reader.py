@@ -82,7 +82,7 @@ class FrameReader:
         buf += data
         limit = self._max
         unpack = _HEADER.unpack_from
-        frames = []
+        frames: list[tuple[int, int, int, bytes]] = []
         n = len(buf)
         pos = 0
         while n - pos >= HEADER_SIZE:

@@ -55,7 +55,7 @@ _SETTING = struct.Struct(">HL")
 _GOAWAY = struct.Struct(">LL")
 
 
-class ConnectionError_(Exception):
+class ConnectionError_(Exception):  # noqa: N801 - the trailing _ keeps it apart from the builtin
     """A connection error (§5.4.1): answer GOAWAY with ``code`` and close."""
 
     def __init__(self, code: int, message: str):

@@ -127,7 +127,7 @@ class GrpcCall:
                  "_timer", "_gzip", "_sent_headers", "_done", "_unary_request", "_headers",
                  "_intercept")
 
-    def __init__(self, conn, stream, headers, methods: dict, max_receive: int, intercept=None):
+    def __init__(self, conn, stream, headers, methods: dict[bytes, Method], max_receive: int, intercept=None):
         self.conn = conn
         self.stream = stream
         self.max_receive = max_receive
@@ -141,7 +141,7 @@ class GrpcCall:
         self._sent_headers = False
         self._done = False
         self._unary_request = None
-        self.method = None
+        self.method: Method | None = None  # None: the call was refused (answered at once)
         path = content_type = None
         method_name = b""
         timeout = None
@@ -213,6 +213,7 @@ class GrpcCall:
         del buf[:pos]
 
     def _deliver(self, raw: bytes) -> None:
+        assert self.method is not None  # data() drops what comes for a refused call
         try:
             message = self.method.decode(raw)
         except Exception as e:  # a malformed protobuf
@@ -260,6 +261,7 @@ class GrpcCall:
     def _call_unary(self, request) -> None:
         """A unary method may answer at once (a response), later (a future: no task needed)
         or as a coroutine (run as a task)."""
+        assert self.method is not None  # end_of_requests() returns first for a refused call
         try:
             if self._intercept is not None:
                 self._intercept("unary", self._headers)
@@ -293,7 +295,7 @@ class GrpcCall:
             return
         self._respond(response)
 
-    def _failed(self, e: Exception) -> None:
+    def _failed(self, e: BaseException) -> None:
         if isinstance(e, errors.EtcdError):
             self._finish(CODE_NUMBERS.get(e.code, UNKNOWN), e.message)
         else:
@@ -311,9 +313,11 @@ class GrpcCall:
                                 TRAILERS_OK)
 
     async def _run_server_stream(self, request) -> None:
+        assert self.method is not None  # started for a method found
         await self._stream_responses(self.method.func(request))
 
     async def _run_bidi(self) -> None:
+        assert self.method is not None  # started for a method found
         await self._stream_responses(self.method.func(self._requests))
 
     async def _stream_responses(self, responses) -> None:

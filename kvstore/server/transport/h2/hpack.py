@@ -151,7 +151,7 @@ HUFFMAN_CODES: tuple[int, ...] = _canonical_codes(HUFFMAN_CODE_LENGTHS)
 
 # Encoding: each byte's code as a string of '0'/'1' (joined, then parsed as one integer), and
 # the code lengths as a translation table (sum(s.translate(...)) is the length in bits).
-_HUFFMAN_BITS = tuple(format(HUFFMAN_CODES[s], "0%db" % HUFFMAN_CODE_LENGTHS[s])
+_HUFFMAN_BITS = tuple(format(HUFFMAN_CODES[s], f"0{HUFFMAN_CODE_LENGTHS[s]}b")
                       for s in range(256))
 _HUFFMAN_LENGTH_TABLE = bytes(HUFFMAN_CODE_LENGTHS[:256])
 
@@ -367,7 +367,7 @@ class Decoder(_DynamicTable):
         k = index - STATIC_COUNT
         n = len(self._entries)
         if k > n:
-            raise HPACKError("header index %d out of range" % index)
+            raise HPACKError(f"header index {index} out of range")
         return self._entries[n - k]
 
     def _string(self, data: bytes, pos: int) -> tuple[bytes, int]:
@@ -421,7 +421,7 @@ class Decoder(_DynamicTable):
                 field = self._field(index)
                 list_size += len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
                 if list_size > limit:
-                    raise HPACKError("header list larger than %d" % limit)
+                    raise HPACKError(f"header list larger than {limit}")
                 out.append(field)
             elif (b & 0xE0) == 0x20:  # dynamic table size update (§6.3)
                 if out:
@@ -444,7 +444,7 @@ class Decoder(_DynamicTable):
                 size = len(name) + len(value) + ENTRY_OVERHEAD
                 list_size += size
                 if list_size > limit:
-                    raise HPACKError("header list larger than %d" % limit)
+                    raise HPACKError(f"header list larger than {limit}")
                 field = (name, value)
                 out.append(field)
                 if indexing:

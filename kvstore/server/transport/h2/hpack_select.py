@@ -5,12 +5,18 @@ the pure twin. HPACKError is one class either way (the compiled module re-export
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .... import _ext
 from . import hpack as _py_hpack
 
 _c = _ext.compiled("hpack")
 
-if _c is not None:
+if TYPE_CHECKING:
+    # mypy reads the types from the compiled module's stub (kvstore/_ext/hpack.pyi); the
+    # pure-Python twin has the same API.
+    from ...._ext.hpack import Decoder, Encoder, HPACKError
+elif _c is not None:
     Encoder = _c.Encoder
     Decoder = _c.Decoder
     HPACKError = _c.HPACKError

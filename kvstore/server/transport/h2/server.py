@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
 from ....limits import with_overhead
 from ..methods import service_methods
 from .connection import H2Connection
 from .grpc_call import GrpcCall, Method
-
 
 
 def method_table(services) -> dict[bytes, Method]:
@@ -22,7 +22,7 @@ class H2Server:
         self._intercept = intercept
         self._methods = method_table(services)
         self._max_receive = with_overhead(max_request_bytes)
-        self._listen: list[tuple[str, int, object]] = []
+        self._listen: list[tuple[str, int, ssl.SSLContext | None]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self.connections: set[H2Connection] = set()
 
@@ -34,7 +34,7 @@ class H2Server:
         self.connections.add(conn)
         return conn
 
-    def listen(self, host: str, port: int, ssl_context=None) -> None:
+    def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self._listen.append((host, port, ssl_context))
 
     async def start(self) -> None:
@@ -52,7 +52,8 @@ class H2Server:
         for conn in list(self.connections):
             conn.goaway()
         deadline = asyncio.get_running_loop().time() + grace
-        while self.connections and asyncio.get_running_loop().time() < deadline:
+        # connections leave the set as they close: polled, there is no event to wait on
+        while self.connections and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             conn.abort()
