@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .base import LogUnavailable, MemberStorage, SharedLog, Trimmed
+from .base import Cluster, LeaderRequests, LogUnavailable, MemberInfo, MemberStorage, SharedLog, Trimmed
 from .storage import DataDirInUse, DirStorage, MemoryStorage
 
 
@@ -22,7 +22,7 @@ class Backend(NamedTuple):
     storage: MemberStorage
     # What members of a shared log do through it besides the log (election, membership, the
     # leader link, shared snapshots); None for a single member.
-    cluster: Any = None
+    cluster: Cluster | None = None
 
 
 def _memory(address: str, data_dir, options: dict) -> Backend:
@@ -73,5 +73,5 @@ def open_backend(value: str, data_dir: str | os.PathLike | None = None, **option
     return OPENERS[scheme](address, data_dir, options)
 
 
-__all__ = ["Backend", "BACKENDS", "DataDirInUse", "LogUnavailable", "MemberStorage", "SharedLog",
-           "Trimmed", "open_backend", "parse_log_url"]
+__all__ = ["Backend", "BACKENDS", "Cluster", "DataDirInUse", "LeaderRequests", "LogUnavailable",
+           "MemberInfo", "MemberStorage", "SharedLog", "Trimmed", "open_backend", "parse_log_url"]

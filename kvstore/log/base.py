@@ -8,12 +8,16 @@ memory it is the same contract with a single writer.
 **Member storage** is what one member keeps for itself: a few durable facts (its ids, its
 start count) and snapshots of its applied state. A snapshot at index N lets the member resume
 following the log after N.
+
+A **cluster** is what the members of a shared log do through it besides the log: elect the
+member that owns lease expiry, know who is alive, ask the leader, share snapshots with members
+that start late. A single member has none.
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NamedTuple, Protocol
 
 
 class LogUnavailable(Exception):
@@ -84,6 +88,56 @@ class MemberStorage(Protocol):
 
     def size_bytes(self) -> int:
         ...
+
+    async def close(self) -> None:
+        ...
+
+
+class MemberInfo(NamedTuple):
+    member_id: int
+    name: str
+    client_urls: list[str]
+    peer_urls: list[str]
+
+
+class LeaderRequests(NamedTuple):
+    """What the leader answers for the other members."""
+    keepalive: Callable[[int], int]  # lease id -> TTL renewed to (0: unknown or expired)
+    time_to_live: Callable[[int], int]  # lease id -> seconds left (-1: unknown)
+
+
+class Cluster(Protocol):
+    # what member list shows as a member's peer URLs unless it is told (the log's servers)
+    peer_urls: list[str]
+
+    async def open(self) -> None:
+        """What the cluster keeps (buckets), before the member catches up with the log."""
+
+    async def start(self, me: MemberInfo, requests: LeaderRequests,
+                    elected: Callable[[int], Awaitable[None]], deposed: Callable[[], None]) -> None:
+        """Once caught up: announce this member, campaign for leadership (``elected(term)``
+        when won, ``deposed()`` when lost) and answer ``requests`` while leading."""
+
+    def has_leader(self) -> bool:
+        ...
+
+    def members(self) -> list[MemberInfo]:
+        """The live members, this one included."""
+
+    async def keepalive(self, lease_id: int) -> int:
+        """Asks the leader to renew a lease: the TTL it renewed it to (0: unknown or expired)."""
+
+    async def time_to_live(self, lease_id: int) -> int:
+        """Asks the leader how long a lease has left (-1: unknown)."""
+
+    async def shared_snapshot_index(self) -> int:
+        ...
+
+    async def upload_snapshot(self, index: int, data: bytes) -> None:
+        ...
+
+    async def download_snapshot(self) -> tuple[int, bytes]:
+        """The shared snapshot: (its log index, its bytes); (0, b"") when there is none."""
 
     async def close(self) -> None:
         ...

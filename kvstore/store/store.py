@@ -16,11 +16,11 @@ import asyncio
 import logging
 import os
 import random
-from typing import Any, cast
+from typing import Any
 
 from .. import errors
 from ..api import rpc_pb2 as pb
-from ..log import LogUnavailable, MemberStorage, SharedLog, open_backend
+from ..log import Cluster, LeaderRequests, LogUnavailable, MemberInfo, MemberStorage, SharedLog, open_backend
 from ..mvcc import MVCCStore
 from ..mvcc.core import wire
 from ..mvcc.lease import LeaseTable, live_kvs
@@ -69,11 +69,11 @@ def largest_request(max_request_bytes: int) -> int:
 
 class Store:
     def __init__(self, wal: SharedLog, storage: MemberStorage, config: StoreConfig | None = None,
-                 cluster=None, **options):
+                 cluster: Cluster | None = None, **options):
         self.config = config = config or StoreConfig(**options)
         self.log = wal
         self.storage = storage
-        self.cluster = cluster  # None: the only member (kvstore/log/jetstream/cluster.py)
+        self.cluster = cluster  # None: the only member
         self.name = config.name
         self.max_request_bytes = config.max_request_bytes
         self.max_txn_ops = config.max_txn_ops
@@ -82,6 +82,7 @@ class Store:
         self.identity: Identity | None = None
         self.leases = LeaseTable(config.min_lease_ttl)
         self.watch_streams: set[WatchStream] = set()
+        self.watch_hub: WatchHub | None = None
         self._set_state(MVCCStore(), self.leases)
         # The leader of the current term, as the log says (LEADER entries); and the term this
         # member won itself (0: none), which it leads once its LEADER entry is applied.
@@ -89,6 +90,7 @@ class Store:
         self.term = 0
         self._campaign_term = 0
         self._waiting: dict[int, list[Pending]] = {}
+        self._appended_at: dict[int, int] = {}  # a shared log's acked records not yet applied
         self.lessor = Lessor(lambda: self.leases, self._propose)
         self.compactor = Compactor(lambda: self.mvcc)
         self.snapshotter = Snapshotter(
@@ -114,7 +116,7 @@ class Store:
         self.mvcc = mvcc
         self.leases = leases
         mvcc.observers.append(leases.on_commit)
-        old_hub = getattr(self, "watch_hub", None)
+        old_hub = self.watch_hub
         self.watch_hub = WatchHub(mvcc)
         if old_hub is not None:
             old_hub.move_to(self.watch_hub)
@@ -140,7 +142,6 @@ class Store:
         if self.cluster is not None:
             await self.cluster.open()
         self._recover_snapshot()
-        self._appended_at: dict[int, int] = {}
         self._apply_loop = ApplyLoop(self.log, ident.member_id, self._waiting, self._appended_at,
                                      self, self._fatal)
         self._apply_loop.start(self.snapshotter.index)
@@ -158,11 +159,8 @@ class Store:
         if self.cluster is None:  # the only member: it wins every election, its start count the term
             await self.campaign_won(ident.starts)
         else:
-            from ..log.jetstream.cluster import LeaderRequests, MemberInfo
-            from ..log.jetstream.log import JetStreamLog
-            servers = cast(JetStreamLog, self.log).servers  # a cluster's members share a JetStream log
             me = MemberInfo(ident.member_id, self.name, self.config.client_urls,
-                            self.config.peer_urls or servers)
+                            self.config.peer_urls or self.cluster.peer_urls)
             await self.cluster.start(me, LeaderRequests(self.lessor.renew, self.lessor.remaining),
                                      self.campaign_won, self.campaign_lost)
             self.lessor.link = self.cluster

@@ -18,7 +18,7 @@ import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import msgpack
 import nats.errors
@@ -26,6 +26,7 @@ import nats.js.api
 import nats.js.errors
 
 from ... import errors
+from ..base import LeaderRequests, MemberInfo
 from .election import Election, _bucket, _open_or_create, _retrying
 from .log import JetStreamLog
 
@@ -43,22 +44,10 @@ LINK_TIMEOUT = 2.0
 SNAPSHOT_OBJECT = "snapshot"
 
 
-class MemberInfo(NamedTuple):
-    member_id: int
-    name: str
-    client_urls: list[str]
-    peer_urls: list[str]
-
-
-class LeaderRequests(NamedTuple):
-    """What the leader answers for the other members."""
-    keepalive: Callable[[int], int]  # lease id -> TTL renewed to (0: unknown or expired)
-    time_to_live: Callable[[int], int]  # lease id -> seconds left (-1: unknown)
-
-
 class JetStreamCluster:
     def __init__(self, wal: JetStreamLog):
         self._log = wal
+        self.peer_urls = wal.servers  # members reach each other through NATS
         self._names = wal.names
         self.me: MemberInfo | None = None
         self.election: Election | None = None
