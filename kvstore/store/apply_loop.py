@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from .. import errors
 from ..log import SharedLog, Trimmed
+from ..tasks import cancelled
 from . import entry
 from .proposer import Pending
 
@@ -147,10 +148,5 @@ class ApplyLoop:
         self._applied_waiters.clear()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancelled(self._task)
+        self._task = None

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from .. import errors
 from ..mvcc.lease import Lease, LeaseTable
+from ..tasks import cancelled
 from . import entry
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,7 @@ class Lessor:
         self._task = asyncio.get_running_loop().create_task(self._expire_loop(), name="lessor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancelled(self._task)
 
     # -- leadership (applied from LEADER entries) ------------------------------------------------
 

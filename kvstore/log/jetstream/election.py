@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 import nats.js.errors
 
+from ...tasks import cancelled
 from ..base import LogUnavailable
 
 if TYPE_CHECKING:
@@ -92,12 +93,7 @@ class Election:
         self._deposed()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancelled(self._task)
         if self.term:  # let another member take over now rather than after the TTL
             assert self._kv is not None  # the term was won through it
             try:

@@ -10,7 +10,6 @@ connection came back without it) is replaced too: heartbeats are due every HEART
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,8 +27,9 @@ API_TIMEOUT = 2.0
 
 
 class Follower:
-    def __init__(self, nc, stream: str, subject: str):
+    def __init__(self, nc, stream: str, subject: str, api):
         self._nc = nc
+        self._api = api  # a JetStream API request (JetStreamLog.api): its answer, or LogUnavailable
         self._stream = stream
         self._subject = subject
         self._next = 1  # the sequence apply needs next
@@ -152,19 +152,8 @@ class Follower:
                 await asyncio.sleep(0.5)
 
     async def _first_seq(self) -> int:
-        info = await self._api(f"$JS.API.STREAM.INFO.{self._stream}", None)
+        info = await self._api(f"$JS.API.STREAM.INFO.{self._stream}")
         return info["state"]["first_seq"]
-
-    async def _api(self, subject: str, body) -> dict:
-        try:
-            msg = await self._nc.request(subject, json.dumps(body).encode() if body else b"",
-                                         timeout=API_TIMEOUT)
-        except Exception as e:  # timeout, no responders, disconnected
-            raise LogUnavailable(f"{subject}: {e!r}") from None
-        resp = json.loads(msg.data)
-        if "error" in resp:
-            raise LogUnavailable(f"{subject}: {resp['error'].get('description')}")
-        return resp
 
     async def _drop(self) -> None:
         sub, consumer = self._sub, self._consumer

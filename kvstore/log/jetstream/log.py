@@ -54,7 +54,7 @@ class JetStreamLog:
         self.max_record_bytes = nc.max_payload - HEADERS_ROOM
         self._publisher = Publisher(nc, self.names.subject)
         await self._publisher.start()
-        self._follower = Follower(nc, self.names.stream, self.names.subject)
+        self._follower = Follower(nc, self.names.stream, self.names.subject, self.api)
 
     async def _ensure_stream(self) -> None:
         names = self.names
