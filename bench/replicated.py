@@ -130,9 +130,10 @@ class Setup:
                 os.environ.pop("GOMAXPROCS", None)
                 if saved is not None:
                     os.environ["GOMAXPROCS"] = saved
-            for i in range(3):
+            for i in range(3):  # each member prefers "its own" NATS server, as co-located
+                urls = self.nats.urls[i:] + self.nats.urls[:i]
                 p, e = kvstore_member(f"kv{i + 1}", self.workdir, [
-                    "--log-backend", "jetstream", "--nats-url", self.nats.url,
+                    "--log-backend", "jetstream", "--nats-url", ",".join(urls),
                     "--cluster-name", "bench", "--nats-replicas", "3"])
                 self.procs.append(p)
                 self.endpoints.append(e)

@@ -17,7 +17,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 PYTHON=${PYTHON:-python3}
 ports=(2379 22379 32379)
-nats_urls=nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224
+# member i prefers NATS server i (its "own", as on real machines), the others as fallbacks
+nats_urls=(nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224
+           nats://127.0.0.1:4223,nats://127.0.0.1:4224,nats://127.0.0.1:4222
+           nats://127.0.0.1:4224,nats://127.0.0.1:4222,nats://127.0.0.1:4223)
 
 stop() {
   for i in 1 2 3; do
@@ -39,7 +42,7 @@ for i in 1 2 3; do
   url=http://127.0.0.1:${ports[$((i - 1))]}
   (cd "$repo" && exec nohup "$PYTHON" -m kvstore serve --name "m$i" --data-dir "$dir/m$i" \
       --listen-client-urls "$url" --advertise-client-urls "$url" \
-      --log-backend jetstream --nats-url "$nats_urls" --cluster-name local \
+      --log-backend jetstream --nats-url "${nats_urls[$((i - 1))]}" --cluster-name local \
       >"$dir/m$i.log" 2>&1 </dev/null) &
   echo $! >"$dir/m$i.pid"
 done
