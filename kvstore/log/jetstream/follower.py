@@ -23,6 +23,12 @@ HEARTBEAT = 0.5
 # member wait for it (they are answered when applied), so it is short; a needless replacement
 # costs one consumer creation.
 STALL = 4 * HEARTBEAT
+# Sooner when the stream is known to hold what the consumer did not deliver (this member's own
+# appends were acked at higher sequences): the consumer's server died with the stream's leader.
+BEHIND = 0.5
+# While replacing a consumer, each API request waits this long (the stream may be electing a
+# leader: the next try comes sooner than a long timeout would end).
+RETRY_TIMEOUT = 0.75
 API_TIMEOUT = 2.0
 
 
@@ -38,6 +44,8 @@ class Follower:
         self._sub = None
         self._consumer = ""
         self._heard = 0.0  # when the consumer last sent anything
+        self._stream_last = 0  # the highest sequence the stream is known to hold (acks)
+        self._created = 0.0  # when the consumer was created
         self._trimmed: Trimmed | None = None
         self._replacing = asyncio.Lock()
         self._deleting: set[asyncio.Task] = set()
@@ -100,15 +108,25 @@ class Follower:
                            last, self._next)
             self._replace_soon()
 
+    def stream_holds(self, seq: int) -> None:
+        """The stream acked an append at ``seq``: the consumer owes us everything up to it."""
+        if seq > self._stream_last:
+            self._stream_last = seq
+
     def _replace_soon(self) -> None:
         if not self._replacing.locked():
             asyncio.get_running_loop().create_task(self._replace())
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT)
-            if time.monotonic() - self._heard > STALL and not self._replacing.locked():
-                logger.info("the stream's consumer went quiet; following again from %d", self._next)
+            await asyncio.sleep(BEHIND / 2)
+            now = time.monotonic()
+            silent = now - self._heard
+            # a new consumer gets time to start delivering
+            behind = self._stream_last >= self._next and now - self._created > STALL / 2
+            if (silent > STALL or (behind and silent > BEHIND)) and not self._replacing.locked():
+                logger.info("the stream's consumer went quiet%s; following again from %d",
+                            " while the stream went on" if behind else "", self._next)
                 await self._replace()
 
     async def _replace(self) -> None:
@@ -141,18 +159,19 @@ class Follower:
                     "num_replicas": 1, "inactive_threshold": int(10 * STALL * 1e9),
                     "filter_subject": self._subject}
                 resp = await self._api(f"$JS.API.CONSUMER.CREATE.{self._stream}",
-                                       {"stream_name": self._stream, "config": config})
+                                       {"stream_name": self._stream, "config": config},
+                                       timeout=RETRY_TIMEOUT)
                 self._consumer = resp["name"]
                 self.restarts += 1
-                self._heard = time.monotonic()
+                self._heard = self._created = time.monotonic()
                 return
             except (TimeoutError, LogUnavailable) as e:
                 logger.info("cannot follow the stream yet (%s); retrying", e)
                 await self._drop()
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.1)
 
     async def _first_seq(self) -> int:
-        info = await self._api(f"$JS.API.STREAM.INFO.{self._stream}")
+        info = await self._api(f"$JS.API.STREAM.INFO.{self._stream}", timeout=RETRY_TIMEOUT)
         return info["state"]["first_seq"]
 
     async def _drop(self) -> None:

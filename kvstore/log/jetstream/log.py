@@ -52,9 +52,9 @@ class JetStreamLog:
         nc = self.nc = await connect(self.servers, self.client_name)
         await self._ensure_stream()
         self.max_record_bytes = nc.max_payload - HEADERS_ROOM
-        self._publisher = Publisher(nc, self.names.subject)
-        await self._publisher.start()
         self._follower = Follower(nc, self.names.stream, self.names.subject, self.api)
+        self._publisher = Publisher(nc, self.names.subject, self._follower.stream_holds)
+        await self._publisher.start()
 
     async def _ensure_stream(self) -> None:
         names = self.names

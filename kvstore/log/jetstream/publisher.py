@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from ..base import LogUnavailable
 
@@ -39,9 +40,10 @@ class _Append:
 
 
 class Publisher:
-    def __init__(self, nc, subject: str):
+    def __init__(self, nc, subject: str, acked: Callable[[int], None]):
         self._nc = nc
         self._subject = subject
+        self._acked = acked  # told every sequence the stream acked
         self._inbox = ""
         self._tokens = itertools.count(1)
         self._pending: dict[str, _Append] = {}  # reply token -> append waiting for its ack
@@ -114,6 +116,7 @@ class Publisher:
             return
         del self._pending[token]
         a.future.set_result(ack["seq"])
+        self._acked(ack["seq"])
 
     async def _timer_loop(self) -> None:
         """Resends what was not acked in time; fails what is past its deadline."""
