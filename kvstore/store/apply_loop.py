@@ -21,7 +21,7 @@ from .. import errors
 from ..log import SharedLog, Trimmed
 from ..tasks import cancelled
 from . import entry
-from .proposer import Pending
+from .wait import WaitTable
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +39,11 @@ class StateMachine(Protocol):
 
 
 class ApplyLoop:
-    def __init__(self, wal: SharedLog, member_id: int, waiting: dict[int, list[Pending]],
-                 appended_at: dict[int, int], machine: StateMachine,
+    def __init__(self, wal: SharedLog, member_id: int, waits: WaitTable, machine: StateMachine,
                  on_fatal: Callable[[BaseException], None]):
         self._log = wal
         self._member_id = member_id
-        self._waiting = waiting
-        self._appended_at = appended_at  # the proposer's: first request id -> log index
+        self._waits = waits
         self._machine = machine
         self._on_fatal = on_fatal
         self.applied_index = 0
@@ -98,10 +96,7 @@ class ApplyLoop:
         if index != self.applied_index + 1:  # the log's contract: no gap, no repeat
             raise errors.Corrupt(f"etcdserver: log record {index} follows {self.applied_index}")
         member, first = entry.record_origin(record)
-        pending = None
-        if member == self._member_id:
-            pending = self._waiting.pop(first, None)
-            self._appended_at.pop(first, None)
+        pending = self._waits.take(first) if member == self._member_id else None
         apply = self._machine.apply_entry
         if pending is not None:
             for kind, request, fut in pending:
@@ -137,11 +132,7 @@ class ApplyLoop:
                 fut.set_result(None)
 
     def _fail_waiters(self) -> None:
-        for pending in self._waiting.values():
-            for _, _, fut in pending:
-                if not fut.done():
-                    fut.set_exception(errors.Stopped())
-        self._waiting.clear()
+        self._waits.fail_all(errors.Stopped)
         for _, _, fut in self._applied_waiters:
             if not fut.done():
                 fut.set_exception(errors.Stopped())

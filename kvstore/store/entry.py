@@ -76,6 +76,7 @@ RECORD_VERSION = 1
 _HEADER = struct.Struct(">BQQ")
 _ENTRY_HEAD = struct.Struct(">BI")  # a fixed head: packing it costs less than a varint
 HEADER_SIZE = _HEADER.size
+ENTRY_HEAD_SIZE = _ENTRY_HEAD.size
 
 
 class CorruptRecord(ValueError):

@@ -20,12 +20,11 @@ from typing import Any
 
 from .. import errors
 from ..log import SharedLog
+from ..tasks import Wakeup
 from . import entry
+from .wait import Pending, WaitTable
 
 logger = logging.getLogger(__name__)
-
-# One pending entry: (kind, request, future of its response).
-Pending = tuple[int, Any, asyncio.Future]
 # Request ids carry the member's start count in their top bits, so an entry an earlier
 # incarnation appended can never be taken for one this process waits for.
 REQUEST_ID_BITS = 40
@@ -35,30 +34,26 @@ REQUEST_TIMEOUT = 8.0
 
 
 class Proposer:
-    def __init__(self, wal: SharedLog, member_id: int, starts: int,
-                 waiting: dict[int, list[Pending]], appended_at: dict[int, int],
+    def __init__(self, wal: SharedLog, member_id: int, starts: int, waits: WaitTable,
                  on_fatal: Callable[[BaseException], None], max_request_size: int,
                  max_batch: int = 4096):
         self._log = wal
         self._member_id = member_id
         self._next_request_id = (starts << REQUEST_ID_BITS) + 1
-        self._waiting = waiting  # first request id of a record -> its entries (the apply loop pops)
+        self._waits = waits  # the apply loop takes a record's entries from it when it is back
         self._on_fatal = on_fatal
         self._max_batch = max_batch
         self._max_bytes = wal.max_record_bytes - entry.HEADER_SIZE
-        # the largest request (its message) and the largest entry (kind, length, message)
-        self._max_request_size = min(max_request_size, self._max_bytes - 11)
+        # the largest request (its message) that fits in a record as an entry
+        self._max_request_size = min(max_request_size, self._max_bytes - entry.ENTRY_HEAD_SIZE)
         self._queue: list[tuple[bytes, Pending]] = []
         self._queued_bytes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup: asyncio.Future | None = None  # set while the proposer waits for work
+        self._work = Wakeup()  # proposals queued, or an append finished
         self._in_flight = 0
         self._task: asyncio.Task | None = None
         self._failed: BaseException | None = None
         self._closing = False
-        # first request id -> log index, for records of a shared log acked but not yet applied
-        # (a snapshot installed over them answers them: see forget_through)
-        self.appended_at = appended_at
         self.batches = 0  # log appends made (each one fsync on a durable log)
         self.entries = 0  # entries appended
 
@@ -85,19 +80,9 @@ class Proposer:
         fut = self._loop.create_future()
         self._queue.append((data, (kind, request, fut)))
         self._queued_bytes += len(data)
-        self._wake()
+        self._work.set()
         return fut
 
-    def _wake(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
-
-    async def _wait(self) -> None:
-        assert self._loop is not None  # start() comes first
-        self._wakeup = self._loop.create_future()
-        await self._wakeup
-        self._wakeup = None
 
     def _take_batch(self) -> list[tuple[bytes, Pending]]:
         """What is queued, up to max_batch entries and the log's record size."""
@@ -123,55 +108,35 @@ class Proposer:
             elif self._closing and not self._queue and not self._in_flight:
                 return
             else:
-                await self._wait()  # for work, or for an append to finish (the queue grows)
+                await self._work.wait()  # for work, or for an append to finish (the queue grows)
 
     def _append(self, batch: list[tuple[bytes, Pending]]) -> None:
         first = self._next_request_id
         self._next_request_id += len(batch)
         record = entry.encode_record(self._member_id, first, [b[0] for b in batch])
-        self._waiting[first] = [b[1] for b in batch]
+        deadline = None
+        if not self._log.local:  # etcd's request timeout: appended, but never back from the log
+            assert self._loop is not None  # start() comes first
+            deadline = self._loop.call_later(REQUEST_TIMEOUT, self._waits.fail, first,
+                                             errors.Timeout)
+        self._waits.register(first, [b[1] for b in batch], deadline)
         self._in_flight += 1
         appended = self._log.append(record, f"{self._member_id:x}-{first:x}")
         appended.add_done_callback(lambda fut: self._appended(fut, first))
-        if not self._log.local:  # etcd's request timeout: appended, but never back from the log
-            assert self._loop is not None  # start() comes first
-            self._loop.call_later(REQUEST_TIMEOUT, self._timed_out, first)
         self.batches += 1
         self.entries += len(batch)
 
     def _appended(self, fut: asyncio.Future, first: int) -> None:
         self._in_flight -= 1
-        self._wake()
+        self._work.set()
         exc = errors.Stopped() if fut.cancelled() else fut.exception()
         if exc is None:
-            if not self._log.local and first in self._waiting:
-                self.appended_at[first] = fut.result()
-            return
-        pending = self._waiting.pop(first, None)
-        if self._log.local:
-            self._fail(exc, pending or [])
-        elif pending:
+            if not self._log.local:
+                self._waits.appended(first, fut.result())
+        elif self._log.local:
+            self._fail(exc, self._waits.take(first) or [])
+        elif self._waits.fail(first, errors.Timeout):
             logger.warning("log append failed: %r", exc)
-            for _, _, waiter in pending:
-                if not waiter.done():
-                    waiter.set_exception(errors.Timeout())
-
-    def _timed_out(self, first: int) -> None:
-        pending = self._waiting.pop(first, None)
-        self.appended_at.pop(first, None)
-        for _, _, waiter in pending or ():
-            if not waiter.done():
-                waiter.set_exception(errors.Timeout())
-
-    def forget_through(self, index: int) -> None:
-        """A snapshot at ``index`` was installed: records at or below it will never be applied
-        here, so their proposers learn no outcome (etcd's "request timed out")."""
-        for first, at in list(self.appended_at.items()):
-            if at <= index:
-                del self.appended_at[first]
-                for _, _, waiter in self._waiting.pop(first, []):
-                    if not waiter.done():
-                        waiter.set_exception(errors.Timeout())
 
     def _fail(self, exc: BaseException, pending: list[Pending]) -> None:
         if self._failed is None:
@@ -191,7 +156,7 @@ class Proposer:
     async def close(self) -> None:
         """Hands what is queued to the log, then stops."""
         self._closing = True
-        self._wake()
+        self._work.set()
         if self._task is not None:
             try:
                 await self._task

@@ -49,15 +49,16 @@ class ReadIndex:
                     logger.warning("no read index from the log: %r", e)
                     _settle(batch, errors.Timeout())
                     continue
-                applied = asyncio.ensure_future(self._wait_applied(index))
+                # a member that cannot catch up (its follower is being replaced) answers in time
+                deadline = asyncio.get_running_loop().call_later(
+                    READ_INDEX_TIMEOUT, _settle, batch, errors.Timeout())
 
-                def settle(f: asyncio.Future, batch: list[asyncio.Future] = batch) -> None:
+                def settle(f: asyncio.Future, batch: list[asyncio.Future] = batch,
+                           deadline: asyncio.TimerHandle = deadline) -> None:
+                    deadline.cancel()
                     _settle(batch, None if f.cancelled() or f.exception() is None else f.exception())
 
-                applied.add_done_callback(settle)
-                # a member that cannot catch up (its follower is being replaced) answers in time
-                asyncio.get_running_loop().call_later(
-                    READ_INDEX_TIMEOUT, _settle, batch, errors.Timeout())
+                asyncio.ensure_future(self._wait_applied(index)).add_done_callback(settle)
         finally:
             self._task = None
 

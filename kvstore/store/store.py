@@ -33,10 +33,11 @@ from .compactor import Compactor
 from .config import StoreConfig
 from .identity import Identity, load_identity
 from .lessor import Lessor
-from .proposer import Pending, Proposer
+from .proposer import Proposer
 from .range_stream import range_chunks
 from .read_index import ReadIndex
 from .snapshot import Capture, Snapshotter
+from .wait import WaitTable
 from .watch_stream import DeliveryCache, WatchStream
 
 logger = logging.getLogger(__name__)
@@ -89,8 +90,7 @@ class Store:
         self.leader_id = 0
         self.term = 0
         self._campaign_term = 0
-        self._waiting: dict[int, list[Pending]] = {}
-        self._appended_at: dict[int, int] = {}  # a shared log's acked records not yet applied
+        self._waits = WaitTable()  # this member's proposals, until their record is back
         self.lessor = Lessor(lambda: self.leases, self._propose)
         self.compactor = Compactor(lambda: self.mvcc)
         self.snapshotter = Snapshotter(
@@ -142,17 +142,15 @@ class Store:
         if self.cluster is not None:
             await self.cluster.open()
         self._recover_snapshot()
-        self._apply_loop = ApplyLoop(self.log, ident.member_id, self._waiting, self._appended_at,
-                                     self, self._fatal)
+        self._apply_loop = ApplyLoop(self.log, ident.member_id, self._waits, self, self._fatal)
         self._apply_loop.start(self.snapshotter.index)
         if not self.log.local:
             self._reads = ReadIndex(self.log, self._apply_loop.wait_applied)
         await self._apply_loop.wait_applied(await self._log_end())  # caught up
         logger.info("recovered: snapshot at %d, log applied through %d, revision %d",
                     self.snapshotter.index, self._apply_loop.applied_index, self.mvcc.current_rev)
-        self._proposer = Proposer(self.log, ident.member_id, ident.starts, self._waiting,
-                                  self._appended_at, self._fatal,
-                                  largest_request(self.max_request_bytes))
+        self._proposer = Proposer(self.log, ident.member_id, ident.starts, self._waits,
+                                  self._fatal, largest_request(self.max_request_bytes))
         self._proposer.start()
         self.lessor.start()
         self._timers = [self.loop.create_task(self._progress_notify(), name="watch-progress")]
@@ -207,8 +205,7 @@ class Store:
             await asyncio.sleep(1.0)
         self._load_snapshot(snapshot.parse(data))
         apply_loop.set_applied(index)
-        if self._proposer is not None:
-            self._proposer.forget_through(index)
+        self._waits.fail_through(index, errors.Timeout)  # those will never be applied here
         self.snapshotter.index = index
         await self.storage.save_snapshot(index, _parts(data))
         logger.info("installed the shared snapshot at log index %d (revision %d)", index,

@@ -27,7 +27,8 @@ import nats.js.errors
 
 from ... import errors
 from ..base import LeaderRequests, MemberInfo
-from .election import Election, _bucket, _open_or_create, _retrying
+from . import buckets
+from .election import TTL as ELECTION_TTL, Election
 from .log import JetStreamLog
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class JetStreamCluster:
         self.election: Election | None = None
         self._heard: dict[int, tuple[MemberInfo, float]] = {}
         self._members_kv: KeyValue | None = None  # opened by open()
+        self._election_kv: KeyValue | None = None  # opened by open()
         self._objects: ObjectStore | None = None  # opened by open()
         self._leader_sub: Subscription | None = None
         self._requests: LeaderRequests | None = None
@@ -62,10 +64,12 @@ class JetStreamCluster:
         """The cluster's buckets (created by the first member), before the member catches up:
         catching up may need the shared snapshot."""
         js = self._nc().jetstream(timeout=LINK_TIMEOUT)
-        replicas = await _retrying("stream info", self._replicas)
-        self._members_kv = await _bucket(js, self._names.members_bucket, replicas, MEMBER_TTL)
-        self._objects = await _object_store(js, self._names.snapshots_bucket, replicas)
-        self._election_bucket = (js, replicas)
+        replicas = await buckets.retrying("stream info", self._replicas)
+        self._members_kv = await buckets.key_value(js, self._names.members_bucket, replicas,
+                                                   MEMBER_TTL)
+        self._election_kv = await buckets.key_value(js, self._names.election_bucket, replicas,
+                                                    ELECTION_TTL)
+        self._objects = await buckets.object_store(js, self._names.snapshots_bucket, replicas)
 
     async def start(self, me: MemberInfo, requests: LeaderRequests,
                     elected: Callable[[int], Awaitable[None]], deposed: Callable[[], None]) -> None:
@@ -74,11 +78,11 @@ class JetStreamCluster:
         self.me, self._requests = me, requests
         await nc.subscribe(f"$KV.{self._names.members_bucket}.>", cb=self._on_member)
         await self._read_members()
-        js, replicas = self._election_bucket
-        self.election = Election(js, self._names.election_bucket, replicas, me.member_id,
+        assert self._election_kv is not None  # open() comes first
+        self.election = Election(self._election_kv, me.member_id,
                                  lambda term: self._on_elected(term, elected),
                                  lambda: self._on_deposed(deposed))
-        await self.election.start()
+        self.election.start()
         self._tasks = [asyncio.get_running_loop().create_task(self._heartbeat(), name="membership")]
 
     def _nc(self) -> Client:
@@ -87,8 +91,7 @@ class JetStreamCluster:
         return nc
 
     async def _replicas(self) -> int:
-        info = await self._log.api(f"$JS.API.STREAM.INFO.{self._names.stream}")
-        return info["config"].get("num_replicas", 1)
+        return (await self._log.stream_info())["config"].get("num_replicas", 1)
 
     def has_leader(self) -> bool:
         return self._log.connected and self.election is not None and self.election.has_leader()
@@ -211,9 +214,3 @@ class JetStreamCluster:
                 await self._members_kv.delete(f"{self.me.member_id:x}")
             except Exception:
                 pass
-
-
-async def _object_store(js, name: str, replicas: int):
-    return await _retrying(f"object store {name}", lambda: _open_or_create(
-        js.object_store(name), lambda: js.create_object_store(bucket=name, replicas=replicas,
-                                                              storage="file")))

@@ -19,7 +19,6 @@ import nats.errors
 import nats.js.errors
 
 from ...tasks import cancelled
-from ..base import LogUnavailable
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
@@ -33,30 +32,26 @@ KEY = "leader"
 
 
 class Election:
-    def __init__(self, js, bucket: str, replicas: int, member_id: int,
+    def __init__(self, kv: KeyValue, member_id: int,
                  elected: Callable[[int], Coroutine[Any, Any, None]], deposed: Callable[[], None]):
-        self._js = js
-        self._bucket = bucket
-        self._replicas = replicas
+        """``kv``: the cluster's election bucket, its messages living TTL seconds."""
+        self._kv = kv
         self._member = member_id.to_bytes(8, "big")
         self._elected = elected
         self._deposed = deposed
-        self._kv: KeyValue | None = None  # opened by start()
         self.term = 0  # the term this member leads, 0 when it does not
         self._revision = 0
         self._held_until = 0.0  # our own view of how long we lead
         self._leader_seen = 0.0  # when a leader last showed it exists (us, or a held key)
         self._task: asyncio.Task | None = None
 
-    async def start(self) -> None:
-        self._kv = await _bucket(self._js, self._bucket, self._replicas, TTL)
+    def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._campaign(), name="election")
 
     def has_leader(self) -> bool:
         return time.monotonic() - self._leader_seen < TTL
 
     async def _campaign(self) -> None:
-        assert self._kv is not None  # start() opened it, then started the campaign
         while True:
             sent = time.monotonic()
             try:
@@ -78,7 +73,6 @@ class Election:
             await asyncio.sleep(RENEW)
 
     async def _try_to_win(self, sent: float) -> None:
-        assert self._kv is not None  # the campaign runs once start() opened it
         revision = await self._kv.create(KEY, self._member)
         self.term = self._revision = revision
         self._held_until = sent + TTL - MARGIN
@@ -95,37 +89,8 @@ class Election:
     async def stop(self) -> None:
         await cancelled(self._task)
         if self.term:  # let another member take over now rather than after the TTL
-            assert self._kv is not None  # the term was won through it
             try:
                 await self._kv.delete(KEY, last=self._revision)
             except Exception:
                 pass
             self.term = 0
-
-
-async def _bucket(js, name: str, replicas: int, ttl: float | None):
-    """The key-value bucket, created if it does not exist yet (retried while JetStream settles,
-    e.g. right after the NATS cluster started)."""
-    return await _retrying(f"bucket {name}", lambda: _open_or_create(
-        js.key_value(name), lambda: js.create_key_value(bucket=name, history=1, ttl=ttl,
-                                                        replicas=replicas, storage="file")))
-
-
-async def _open_or_create(opening, create):
-    try:
-        return await opening
-    except nats.js.errors.BucketNotFoundError:
-        return await create()
-
-
-async def _retrying(what: str, attempt, pause: float = 0.5):
-    """``await attempt()`` until it succeeds: JetStream may be electing, or starting."""
-    tries = 0
-    while True:
-        try:
-            return await attempt()
-        except (TimeoutError, nats.errors.Error, nats.js.errors.Error, LogUnavailable) as e:
-            tries += 1
-            if tries in (1, 10) or tries % 60 == 0:
-                logger.warning("%s: %r; retrying", what, e)
-            await asyncio.sleep(pause)

@@ -10,11 +10,17 @@ connection came back without it) is replaced too: heartbeats are due every HEART
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
+from ...tasks import Wakeup
 from ..base import LogUnavailable, Trimmed
+
+if TYPE_CHECKING:
+    from .log import JetStreamLog
 
 logger = logging.getLogger(__name__)
 
@@ -29,20 +35,20 @@ BEHIND = 0.5
 # While replacing a consumer, each API request waits this long (the stream may be electing a
 # leader: the next try comes sooner than a long timeout would end).
 RETRY_TIMEOUT = 0.75
-API_TIMEOUT = 2.0
 
 
 class Follower:
-    def __init__(self, nc, stream: str, subject: str, api):
+    def __init__(self, nc, wal: JetStreamLog):
         self._nc = nc
-        self._api = api  # a JetStream API request (JetStreamLog.api): its answer, or LogUnavailable
-        self._stream = stream
-        self._subject = subject
+        self._log = wal  # for its JetStream API requests
+        self._stream = wal.names.stream
+        self._subject = wal.names.subject
         self._next = 1  # the sequence apply needs next
         self._buffer: list[tuple[int, bytes]] = []
-        self._wakeup: asyncio.Future | None = None
+        self._delivered = Wakeup()
         self._sub = None
         self._consumer = ""
+        self._generation = 0  # of the consumer whose deliveries count
         self._heard = 0.0  # when the consumer last sent anything
         self._stream_last = 0  # the highest sequence the stream is known to hold (acks)
         self._created = 0.0  # when the consumer was created
@@ -62,20 +68,13 @@ class Follower:
                 if self._trimmed is not None:
                     raise self._trimmed
                 if not self._buffer:
-                    self._wakeup = asyncio.get_running_loop().create_future()
-                    await self._wakeup
-                    self._wakeup = None
+                    await self._delivered.wait()
                     continue
                 batch, self._buffer = self._buffer, []
                 yield batch
         finally:
             watchdog.cancel()
             await self._drop()
-
-    def _wake(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
 
     async def _on_message(self, msg, generation: int) -> None:
         if generation != self._generation:
@@ -94,7 +93,7 @@ class Follower:
             return
         self._next = seq + 1
         self._buffer.append((seq, msg.data))
-        self._wake()
+        self._delivered.set()
 
     async def _on_status(self, msg) -> None:
         headers = msg.headers or {}
@@ -142,7 +141,7 @@ class Follower:
                 first = await self._first_seq()
                 if self._next < first:
                     self._trimmed = Trimmed(first)
-                    self._wake()
+                    self._delivered.set()
                     return
                 inbox = self._nc.new_inbox()
                 self._generation += 1
@@ -158,9 +157,9 @@ class Follower:
                     "idle_heartbeat": int(HEARTBEAT * 1e9), "mem_storage": True,
                     "num_replicas": 1, "inactive_threshold": int(10 * STALL * 1e9),
                     "filter_subject": self._subject}
-                resp = await self._api(f"$JS.API.CONSUMER.CREATE.{self._stream}",
-                                       {"stream_name": self._stream, "config": config},
-                                       timeout=RETRY_TIMEOUT)
+                resp = await self._log.api(f"$JS.API.CONSUMER.CREATE.{self._stream}",
+                                           {"stream_name": self._stream, "config": config},
+                                           timeout=RETRY_TIMEOUT)
                 self._consumer = resp["name"]
                 self.restarts += 1
                 self._heard = self._created = time.monotonic()
@@ -171,8 +170,7 @@ class Follower:
                 await asyncio.sleep(0.1)
 
     async def _first_seq(self) -> int:
-        info = await self._api(f"$JS.API.STREAM.INFO.{self._stream}", timeout=RETRY_TIMEOUT)
-        return info["state"]["first_seq"]
+        return (await self._log.stream_info(timeout=RETRY_TIMEOUT))["state"]["first_seq"]
 
     async def _drop(self) -> None:
         sub, consumer = self._sub, self._consumer
@@ -193,13 +191,8 @@ class Follower:
             task.cancel()
 
     async def _delete_consumer(self, consumer: str) -> None:
-        try:
-            await self._nc.request(f"$JS.API.CONSUMER.DELETE.{self._stream}.{consumer}",
-                                   b"", timeout=API_TIMEOUT)
-        except Exception:
-            pass
-
-    _generation = 0  # of the consumer whose deliveries count
+        with contextlib.suppress(LogUnavailable):
+            await self._log.api(f"$JS.API.CONSUMER.DELETE.{self._stream}.{consumer}")
 
 
 def _stream_seq(reply: str) -> int:

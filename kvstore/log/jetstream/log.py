@@ -52,7 +52,7 @@ class JetStreamLog:
         nc = self.nc = await connect(self.servers, self.client_name)
         await self._ensure_stream()
         self.max_record_bytes = nc.max_payload - HEADERS_ROOM
-        self._follower = Follower(nc, self.names.stream, self.names.subject, self.api)
+        self._follower = Follower(nc, self)
         self._publisher = Publisher(nc, self.names.subject, self._follower.stream_holds)
         await self._publisher.start()
 
@@ -68,7 +68,7 @@ class JetStreamLog:
                   "allow_direct": False}
         while True:
             try:
-                info = await self.api(f"$JS.API.STREAM.INFO.{names.stream}")
+                info = await self.stream_info()
             except LogUnavailable as e:
                 if "not found" not in str(e):
                     logger.info("stream %s: %s; retrying", names.stream, e)
@@ -113,10 +113,14 @@ class JetStreamLog:
         assert self._follower is not None  # open() comes first
         return self._follower.follow(after)
 
-    async def read_index(self) -> int:
-        info = await self.api(f"$JS.API.STREAM.INFO.{self.names.stream}")
+    async def stream_info(self, timeout: float = API_TIMEOUT) -> dict:
+        """The stream's config and state, from its leader (which alone answers)."""
+        info = await self.api(f"$JS.API.STREAM.INFO.{self.names.stream}", timeout=timeout)
         self._stream_bytes = info["state"]["bytes"]
-        return info["state"]["last_seq"]
+        return info
+
+    async def read_index(self) -> int:
+        return (await self.stream_info())["state"]["last_seq"]
 
     async def trim(self, through: int) -> None:
         """Purges the records below ``through + 1`` (JetStream keeps ``seq`` and after)."""

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from ...tasks import Wakeup
 from ..base import LogUnavailable
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class Publisher:
         self._tokens = itertools.count(1)
         self._pending: dict[str, _Append] = {}  # reply token -> append waiting for its ack
         self._to_send: list[str] = []
-        self._wakeup: asyncio.Future | None = None
+        self._queued = Wakeup()
         self._tasks: list[asyncio.Task] = []
         self.resent = 0
 
@@ -69,17 +70,13 @@ class Publisher:
 
     def _queue(self, token: str) -> None:
         self._to_send.append(token)
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        self._queued.set()
 
     async def _send_loop(self) -> None:
         nc = self._nc
         while True:
             if not self._to_send:
-                self._wakeup = asyncio.get_running_loop().create_future()
-                await self._wakeup
-                self._wakeup = None
+                await self._queued.wait()
                 continue
             tokens, self._to_send = self._to_send, []
             for token in tokens:
