@@ -407,16 +407,20 @@ async def record_history(clients: list[Client], history, n_keys: int, stop: asyn
         t = None
         c = rng.choice(clients)
         key = b"lz/%d" % rng.randrange(n_keys)
-        kind = rng.choice(["put", "get", "get", "cas", "delete"])
+        kind = rng.choice(["put", "get", "get", "stream", "cas", "delete"])
         try:
             if kind == "put":
                 value = b"%d-%d" % (client_id, rng.randrange(10**9))
                 t = history.call(client_id, "put", key, value=value)
                 resp = await c.kv.Put(pb.PutRequest(key=key, value=value), timeout=10)
                 history.ok(t, revision=resp.header.revision)
-            elif kind == "get":
+            elif kind in ("get", "stream"):  # Range, or the RangeStream kube-apiserver 1.37 LISTs with
                 t = history.call(client_id, "get", key)
-                resp = await c.kv.Range(pb.RangeRequest(key=key), timeout=10)
+                if kind == "get":
+                    resp = await c.kv.Range(pb.RangeRequest(key=key), timeout=10)
+                else:
+                    [chunk] = [m async for m in c.kv.RangeStream(pb.RangeRequest(key=key), timeout=10)]
+                    resp = chunk.range_response
                 kv = resp.kvs[0] if resp.kvs else None
                 history.ok(t, revision=resp.header.revision, value=kv.value if kv else None,
                            mod_revision=kv.mod_revision if kv else 0)

@@ -418,9 +418,10 @@ class Store:
         validate.check_range_stream(r)
         return range_chunks(self.mvcc, r, self.max_request_bytes, self.header_bytes)
 
-    async def linearizable(self) -> None:
-        """Returns once a linearizable read may be served here."""
-        if self._reads is not None:
+    async def linearizable(self, serializable: bool = False) -> None:
+        """Returns once a read may be served here: at once for a serializable one or on a
+        single member; on a shared log, once a linearizable one may."""
+        if self._reads is not None and not serializable:
             await self._reads.wait()
 
     # Writes: ``*_encoded`` answer with the response serialized (the fast path the services

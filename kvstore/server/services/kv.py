@@ -15,7 +15,9 @@ class KVService:
         return self.store.range_encoded(request)
 
     async def RangeStream(self, request: pb.RangeRequest):
-        for response in self.store.range_stream(request):
+        chunks = self.store.range_stream(request)  # request errors first
+        await self.store.linearizable(request.serializable)
+        for response in chunks:
             yield response
 
     # Writes hand back the store's future (no coroutine in between).
