@@ -9,6 +9,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..log import BACKENDS, DataDirInUse, LogUnavailable, parse_log_url
+from ..partition.launch import PROFILES, build_supervisor, partitioned
+from ..partition.worker import tie_to_supervisor
 from ..store.config import StoreConfig
 from .config import ConfigError, ServerConfig, split_urls
 
@@ -57,14 +59,20 @@ def _log_backend(value: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return build_parsers()[0]
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The kvstore parser, and its serve command's."""
     d = StoreConfig  # the defaults
     p = argparse.ArgumentParser(prog="kvstore", description="An etcd-v3-compatible key-value store.")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run a kvstore member")
     s.add_argument("--name", default=d.name, help="human-readable name for this member")
     s.add_argument("--data-dir", default=None, help="path to the data directory (default: NAME.kvstore)")
-    s.add_argument("--listen-client-urls", type=_urls, default=["http://127.0.0.1:2379"],
-                   help="comma-separated URLs to listen on for client traffic")
+    s.add_argument("--listen-client-urls", type=_urls, default=None,
+                   help="comma-separated URLs to listen on for client traffic (default: "
+                        "http://127.0.0.1:2379; with --profile, the default partition's)")
     s.add_argument("--advertise-client-urls", type=_urls, default=None,
                    help="comma-separated client URLs to advertise (default: the listen URLs)")
     s.add_argument("--initial-advertise-peer-urls", type=_urls, default=None,
@@ -99,32 +107,69 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--etcd-version", default=d.etcd_version,
                    help="etcd version reported by Maintenance.Status")
     s.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
-    return p
+    g = s.add_argument_group("partitions: one worker process a keyspace, under a supervisor")
+    g.add_argument("--profile", choices=PROFILES, default=None,
+                   help="kube: default, nodes, pods, leases and events partitions, on the "
+                        "--listen-client-urls port and the 3rd to 6th ports after it")
+    g.add_argument("--partitions", metavar="FILE", default=None,
+                   help="a TOML partition map (see docs/partitions.md)")
+    g.add_argument("--listen-metrics-urls", type=_urls, default=None,
+                   help="where the supervisor answers /health (all partitions) and /metrics "
+                        "(default: the default partition's port + 2)")
+    g.add_argument("--partition", default=None,
+                   help="the partition this process serves, as a worker (labels its metrics)")
+    return p, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, serve_parser = build_parsers()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    if partitioned(args):
+        return _run(lambda: build_supervisor(args, serve_parser).run())
+    if args.listen_metrics_urls:
+        print("kvstore: --listen-metrics-urls is served by a supervisor (--profile, --partitions)",
+              file=sys.stderr)
+        return 2
+    tie_to_supervisor()
+    return _run(lambda: _serve(_server_config(args)))
+
+
+def _server_config(args: argparse.Namespace) -> ServerConfig:
     backend = args.log_backend
     log_options: dict = {}
     if parse_log_url(backend)[0] == "nats":
         if "://" not in backend:
             backend = args.nats_url
         log_options = {"cluster": args.cluster_name, "replicas": args.nats_replicas}
+    listen = args.listen_client_urls or ["http://127.0.0.1:2379"]
     store = StoreConfig(
         name=args.name, max_request_bytes=args.max_request_bytes, max_txn_ops=args.max_txn_ops,
         snapshot_count=args.snapshot_count, etcd_version=args.etcd_version,
-        client_urls=args.advertise_client_urls or args.listen_client_urls,
+        client_urls=args.advertise_client_urls or listen,
         peer_urls=args.initial_advertise_peer_urls or [],
         progress_notify_interval=args.watch_progress_notify_interval,
         cluster_name=args.cluster_name if log_options else None)
-    config = ServerConfig(
-        store=store, data_dir=args.data_dir, listen_client_urls=args.listen_client_urls,
+    return ServerConfig(
+        store=store, data_dir=args.data_dir, listen_client_urls=listen,
         log_backend=backend, log_options=log_options, log_level=args.log_level,
         transport=args.transport, cert_file=args.cert_file, key_file=args.key_file,
-        trusted_ca_file=args.trusted_ca_file, client_cert_auth=args.client_cert_auth)
-    logging.basicConfig(level={"warn": "WARNING"}.get(config.log_level, config.log_level.upper()),
+        trusted_ca_file=args.trusted_ca_file, client_cert_auth=args.client_cert_auth,
+        partition=args.partition)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level={"warn": "WARNING"}.get(level, level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .serve import MemberFailed, serve
+
+
+async def _serve(config: ServerConfig) -> None:
+    from .serve import serve
+    await serve(config)
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    from .serve import MemberFailed
 
     runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
@@ -133,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # uvloop is a dependency; this only keeps odd platforms working
         runner = asyncio.run
     try:
-        runner(serve(config))
+        runner(main())
     except (OSError, DataDirInUse, ConfigError, LogUnavailable, MemberFailed) as e:
         print(f"kvstore: {e}", file=sys.stderr)
         return 1

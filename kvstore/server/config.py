@@ -24,6 +24,7 @@ class ServerConfig:
     key_file: str | None = None
     trusted_ca_file: str | None = None
     client_cert_auth: bool = False
+    partition: str | None = None  # the partition this process serves, as a supervisor's worker
 
     def __post_init__(self):
         if self.data_dir is None:

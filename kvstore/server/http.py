@@ -8,8 +8,11 @@ import json
 
 
 class HttpEndpoints:
-    def __init__(self, store, cluster_version: str = "3.5.0", client_requests=None):
+    def __init__(self, store, cluster_version: str = "3.5.0", client_requests=None,
+                 partition: str | None = None):
         self.store = store
+        # A partition's worker labels every series with its partition (kvstore serve --profile).
+        self.label = f'partition="{_label(partition)}"' if partition else ""
         self.cluster_version = cluster_version
         self.client_requests = client_requests  # {(call type, client api version): calls}
 
@@ -45,14 +48,18 @@ class HttpEndpoints:
             ("kvstore_applied_index", "gauge", "Index of the last applied log entry.", s.applied_index),
         ]
         out = []
+        own = f"{{{self.label}}}" if self.label else ""
         for name, kind, help_text, value in rows:
-            out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n")
+            out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name}{own} {value}\n")
         if self.client_requests is not None:
             name = "etcd_server_client_requests_total"
             out.append(f"# HELP {name} The total number of client requests per client version.\n"
                        f"# TYPE {name} counter\n")
             for (call_type, version), n in sorted(self.client_requests.items()):
-                out.append(f'{name}{{client_api_version="{_label(version)}",type="{call_type}"}} {n}\n')
+                labels = f'client_api_version="{_label(version)}",type="{call_type}"'
+                if self.label:
+                    labels = f"{self.label},{labels}"
+                out.append(f"{name}{{{labels}}} {n}\n")
         return "".join(out)
 
 

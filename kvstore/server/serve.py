@@ -56,16 +56,18 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
         await store.start()
     gc_policy.settle_after_recovery()
     intercept = CallInterceptor(store)
-    http = HttpEndpoints(store, client_requests=intercept.client_requests)
+    http = HttpEndpoints(store, client_requests=intercept.client_requests,
+                         partition=config.partition)
     server = transport_server(config.transport)(all_services(store), config.store.max_request_bytes,
                                           http1=http.respond, intercept=intercept)
     try:
         for host, port, tls in addresses:
             server.listen(host, port, ssl_context if tls else None)
         await server.start()
-        log.info("ready to serve client requests on %s (log %s, data dir %s, revision %d)",
-                 ",".join(config.listen_client_urls), config.log_backend, config.data_dir,
-                 store.mvcc.current_rev)
+        log.info("ready to serve client requests on %s (%slog %s, data dir %s, revision %d)",
+                 ",".join(config.listen_client_urls),
+                 f"partition {config.partition}, " if config.partition else "",
+                 config.log_backend, config.data_dir, store.mvcc.current_rev)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
