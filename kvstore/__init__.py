@@ -10,7 +10,15 @@ Embedded use::
         await store.put(pb.PutRequest(key=b"a", value=b"1"))
         print(store.range(pb.RangeRequest(key=b"a")).kvs)
         await store.close()
+
+Partitioned (kube's profile: nodes, pods, leases and events each in a Store of its own, every
+request routed by key)::
+
+        parts = await kvstore.Partitions.open()
+        await parts.put(pb.PutRequest(key=b"/registry/pods/ns/p", value=b"1"))  # the pods Store
+        await parts.close()
 """
+from .partition import Partitions
 from .store import Store
 
-__all__ = ["Store"]
+__all__ = ["Partitions", "Store"]

@@ -154,6 +154,8 @@ def validate(partitions: Sequence[Partition]) -> None:
                                   f"{urls[address]!r} does")
             urls[address] = part.name
         for prefix in part.prefixes:
+            if not isinstance(prefix, bytes):
+                raise ConfigError(f"{where}: prefix {prefix!r} is not bytes")
             if not prefix:
                 raise ConfigError(f"{where}: an empty prefix (the default partition is the one "
                                   "without prefixes)")
