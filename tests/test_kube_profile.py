@@ -261,11 +261,17 @@ def test_a_worker_that_cannot_start_is_retried_with_backoff_and_the_reason_logge
             assert time.monotonic() < deadline, sup.log()
             time.sleep(0.1)
         assert "address already in use" in sup.log().split("partition events exited", 1)[1]
-        code, body = http_get(health_url)
+        # Until its port is free, events stays down while the others come up.
+        while True:
+            code, body = http_get(health_url)
+            health = json.loads(body)
+            if health["partitions"]["pods"]["health"] == "true" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert code == 503
-        health = json.loads(body)
-        assert health["partitions"]["events"]["health"] == "false"
         assert health["partitions"]["pods"]["health"] == "true"
+        assert health["partitions"]["events"]["health"] == "false"
+        assert "unhealthy partitions: events" in health["reason"]
         blocker.close()
         sup.wait_healthy(health_url)
         assert "restarting in 0.5 s" in sup.log()
@@ -325,3 +331,19 @@ def test_a_bad_partitions_file_is_refused_with_a_clear_error(tmp_path, content, 
     assert r.returncode == 1
     assert error in r.stderr
     assert str(conf) in r.stderr
+
+
+def test_a_busy_metrics_port_is_refused_with_etcds_wording(tmp_path):
+    port = free_port_run(7)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port + 2))
+        busy.listen(1)
+        r = subprocess.run([sys.executable, "-m", "kvstore", "serve", "--profile", "kube",
+                            "--listen-client-urls", f"http://127.0.0.1:{port}",
+                            "--data-dir", str(tmp_path / "d")],
+                           capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert r.returncode == 1
+    assert f"listen tcp 127.0.0.1:{port + 2}: bind: address already in use" in r.stderr
+    # Nothing was started: no worker holds the default partition's port.
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0

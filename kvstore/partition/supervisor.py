@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 from ..log import DataDirInUse
 from ..server.config import parse_client_url
+from ..server.serve import check_port_free
 from .map import Partition, PartitionMap
 
 logger = logging.getLogger("kvstore.supervisor")
@@ -191,6 +192,7 @@ class Supervisor:
 
     async def _serve_http(self, url: str) -> asyncio.AbstractServer:
         host, port = parse_client_url(url)
+        check_port_free(host, port)  # etcd's wording, as a worker's own port gets
         return await asyncio.start_server(self._http, host, port, reuse_address=True)
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
