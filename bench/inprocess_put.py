@@ -7,7 +7,7 @@ work); everything the main thread of a server does per request is in the figure,
 socket system calls and the event loop's polling. Use it for A/B comparisons of the request
 path and, with --profile, to see where the time goes (cProfile, sorted by internal time).
 
-    python3 bench/inprocess_put.py [--requests N] [--burst K] [--method put|range] [--profile]
+    python3 bench/inprocess_put.py [--requests N] [--burst K] [--method put|range|txn] [--profile]
 """
 from __future__ import annotations
 
@@ -84,6 +84,15 @@ async def run(requests: int, burst: int, method: str, profile: bool) -> None:
     if method == "range":
         await store.put(pb.PutRequest(key=b"r", value=b"x" * 256))
         path, make = b"/etcdserverpb.KV/Range", lambda i: pb.RangeRequest(key=b"r", serializable=True)
+    elif method == "txn":  # kube's update: If(mod_revision) Then(Put) Else(Range); always Then
+        def make(i):
+            key = b"/registry/leases/kube-node-lease/node-%05d" % (i * 7919 % 10000)
+            return pb.TxnRequest(
+                compare=[pb.Compare(key=key, target=pb.Compare.MOD, result=pb.Compare.LESS,
+                                    mod_revision=1 << 62)],
+                success=[pb.RequestOp(request_put=pb.PutRequest(key=key, value=b"v" * 400))],
+                failure=[pb.RequestOp(request_range=pb.RangeRequest(key=key))])
+        path = b"/etcdserverpb.KV/Txn"
     else:
         path, make = b"/etcdserverpb.KV/Put", lambda i: pb.PutRequest(
             key=b"%08d" % (i * 7919 % 100000), value=b"v" * 256)
@@ -109,7 +118,7 @@ async def run(requests: int, burst: int, method: str, profile: bool) -> None:
     if prof:
         prof.disable()
     cpu = time.process_time() - t0
-    assert store.mvcc.current_rev >= (requests + 1 if method == "put" else 2)
+    assert store.mvcc.current_rev >= (requests + 1 if method != "range" else 2)
     print(f"{method}: {requests} requests in bursts of {burst}: {1e6 * cpu / requests:.2f} µs CPU "
           f"per request ({requests / cpu:,.0f} per CPU-second), {transport.writes} writes, "
           f"{transport.bytes} bytes out")
@@ -122,7 +131,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=50_000)
     p.add_argument("--burst", type=int, default=16)
-    p.add_argument("--method", choices=("put", "range"), default="put")
+    p.add_argument("--method", choices=("put", "range", "txn"), default="put")
     p.add_argument("--profile", action="store_true")
     a = p.parse_args()
     uvloop.run(run(a.requests, a.burst, a.method, a.profile))

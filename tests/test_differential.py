@@ -248,6 +248,9 @@ def test_txn_ops(fresh):
     assert code(s.txn(txn([], [put(k("zz"), ignore_value=True)]))) == INVALID_ARGUMENT
     assert code(s.txn(txn([], [put(k("a"), b"x", lease=9)]))) == NOT_FOUND
     s.txn(txn([], [put(k("zz"), ignore_value=True, lease=9)]))  # in a txn: key before lease
+    s.txn(txn([], [rng(k("a"), revision=100), put(k("a"), b"x", lease=9)]))  # puts before ranges
+    s.txn(txn([], [rng(k("a"), revision=100), txn([], [put(k("b"), b"x", lease=9)])]))  # nested too
+    s.txn(txn([], [txn([], [rng(k("a"), revision=100)]), put(k("b"), b"x", lease=9)]))
     s.txn(txn([], [put(k("a"), ignore_lease=True, prev_kv=True), put(k("b"), ignore_value=True)]))
     s.range(k(""), b"\x00")
 

@@ -143,9 +143,9 @@ class Applier:
         mvcc = self.mvcc
         path = _compare_path(mvcc, r)
         writes = not is_txn_readonly(r)
-        if writes:
-            _check_requests(r, path, self._check_put)
-        _check_requests(r, path, self._check_range)
+        range_error = self._check_ops(r, path, writes)
+        if range_error is not None:  # etcd checks every put before any range
+            raise range_error
         if not writes:
             succeeded, ops, _ = self._apply_txn(mvcc, r, path)
             return wire.txn_response(header(mvcc.current_rev), succeeded, ops)
@@ -160,25 +160,45 @@ class Applier:
         txn.end()
         return wire.txn_response(header(mvcc.current_rev), succeeded, ops)
 
-    def _check_put(self, op: pb.RequestOp) -> None:
-        if op.WhichOneof("request") != "request_put":
-            return
-        p = op.request_put
+    def _check_ops(self, r: pb.TxnRequest, path: list[bool], writes: bool) -> errors.EtcdError | None:
+        """etcd's checkRequests with checkPut, then with checkRange, over the ops of the
+        branches ``path`` takes, in one pass: a put's error is raised at once, the first
+        range's error returned (to raise if no put fails)."""
+        found: list[errors.EtcdError | None] = [None]
+        self._check_level(r, path, writes, found)
+        return found[0]
+
+    def _check_level(self, r: pb.TxnRequest, path: list[bool], writes: bool, found: list) -> int:
+        nested = 0
+        rest = path[1:]
+        for op in (r.success if path[0] else r.failure):
+            which = op.WhichOneof("request")
+            if which == "request_put":
+                if writes:
+                    self._check_put(op.request_put)
+            elif which == "request_range":
+                if found[0] is None:
+                    found[0] = self._range_error(op.request_range.revision)
+            elif which == "request_txn":
+                used = self._check_level(op.request_txn, rest, writes, found)
+                nested += used + 1
+                rest = rest[used + 1:]
+        return nested
+
+    def _check_put(self, p: pb.PutRequest) -> None:
         if (p.ignore_value or p.ignore_lease) and self.mvcc.get(p.key) is None:
             raise errors.KeyNotFound()
         if p.lease and not self.lease_exists(p.lease):
             raise errors.LeaseNotFound()
 
-    def _check_range(self, op: pb.RequestOp) -> None:
-        if op.WhichOneof("request") != "request_range":
-            return
-        rev = op.request_range.revision
+    def _range_error(self, rev: int) -> errors.EtcdError | None:
         if rev == 0:
-            return
+            return None
         if rev > self.mvcc.current_rev:
-            raise errors.FutureRev()
+            return errors.FutureRev()
         if rev < self.mvcc.compact_rev:
-            raise errors.Compacted()
+            return errors.Compacted()
+        return None
 
     def _apply_txn(self, view, r: pb.TxnRequest, path: list[bool]) -> tuple[bool, list, int]:
         """Runs the chosen branch: (succeeded, its responses as (wire.OP_*, bytes), how many
@@ -225,16 +245,3 @@ def _compare_path(view, r: pb.TxnRequest) -> list[bool]:
         if op.WhichOneof("request") == "request_txn":
             path.extend(_compare_path(view, op.request_txn))
     return path
-
-
-def _check_requests(r: pb.TxnRequest, path: list[bool], check) -> int:
-    nested = 0
-    rest = path[1:]
-    for op in (r.success if path[0] else r.failure):
-        if op.WhichOneof("request") == "request_txn":
-            used = _check_requests(op.request_txn, rest, check)
-            nested += used + 1
-            rest = rest[used + 1:]
-            continue
-        check(op)
-    return nested

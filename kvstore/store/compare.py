@@ -45,6 +45,11 @@ def compare_kv(c: pb.Compare, kv: KeyValue) -> bool:
 
 def compare_holds(view, c: pb.Compare) -> bool:
     """One compare over its key or range; a missing key compares as an empty KeyValue."""
+    if not c.range_end:  # one key, as kube-apiserver's compares are: no range result to build
+        kv = view.get(c.key)
+        if kv is None:
+            return c.target != _VALUE and compare_kv(c, _EMPTY)
+        return compare_kv(c, kv)
     kvs = view.range(c.key, range_end(c.range_end)).kvs
     if not kvs:
         if c.target == _VALUE:
