@@ -22,7 +22,9 @@ class LocalLog(ABC):
 
     def __init__(self) -> None:
         self._durable_last = 0  # newest record that is durable (what followers may see)
-        self._changed: asyncio.Future | None = None
+        # One future per waiting follower, not one shared behind asyncio.shield: the shield
+        # costs every record an extra turn of the event loop before its follower runs.
+        self._waiting: list[asyncio.Future] = []
 
     # What a backend provides.
 
@@ -38,19 +40,25 @@ class LocalLog(ABC):
 
     def _made_durable(self, last: int) -> None:
         self._durable_last = last
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            if not changed.done():
-                changed.set_result(None)
+        if self._waiting:
+            waiting, self._waiting = self._waiting, []
+            for fut in waiting:
+                if not fut.done():  # a follower cancelled meanwhile
+                    fut.set_result(None)
 
     async def follow(self, after: int) -> AsyncIterator[list[tuple[int, bytes]]]:
         next_index = after + 1
+        loop = asyncio.get_running_loop()
         while True:
             if next_index > self._durable_last:
-                if self._changed is None:
-                    self._changed = asyncio.get_running_loop().create_future()
-                await asyncio.shield(self._changed)
+                fut = loop.create_future()
+                self._waiting.append(fut)
+                try:
+                    await fut
+                except asyncio.CancelledError:
+                    if fut in self._waiting:
+                        self._waiting.remove(fut)
+                    raise
                 continue
             first = self.first_index()
             if next_index < first:
