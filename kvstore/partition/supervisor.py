@@ -135,17 +135,26 @@ class Supervisor:
     async def _keep_running(self, worker: Worker) -> None:
         delay = self.backoff.first
         while not self._stopping.is_set():
-            await self._start(worker)
-            assert worker.proc is not None
-            pump = asyncio.ensure_future(self._pump_output(worker))
-            await worker.proc.wait()
-            await asyncio.wait([pump], timeout=1.0)
-            if self._stopping.is_set():
-                return
-            uptime = time.monotonic() - worker.started_at
+            try:
+                await self._start(worker)
+            except OSError as e:  # the worker could not even be started (e.g. no such python)
+                worker.proc = None
+                worker.last_exit = f"could not be started: {e}"
+                uptime = 0.0
+            else:
+                assert worker.proc is not None
+                if self._stopping.is_set():  # SIGTERM came while it was being started
+                    await self._stop_worker(worker)
+                    return
+                pump = asyncio.ensure_future(self._pump_output(worker))
+                await worker.proc.wait()
+                await asyncio.wait([pump], timeout=1.0)
+                if self._stopping.is_set():
+                    return
+                uptime = time.monotonic() - worker.started_at
+                worker.last_exit = describe_exit(worker.proc.returncode)
             if uptime >= self.backoff.stable_after:
                 delay = self.backoff.first
-            worker.last_exit = describe_exit(worker.proc.returncode)
             last = " | ".join(worker.output) or "none"
             logger.warning("partition %s %s after %.1f s (last output: %s); restarting in %.1f s",
                            worker.name, worker.last_exit, uptime, last, delay)
