@@ -4,6 +4,7 @@ messages. check_encoders() holds them against what protobuf itself sends."""
 from __future__ import annotations
 
 from kvstore.api import rpc_pb2 as pb
+from kvstore.mvcc.wire import varint
 
 # gRPC method paths
 TXN = b"/etcdserverpb.KV/Txn"
@@ -13,19 +14,6 @@ LEASE_GRANT = b"/etcdserverpb.Lease/LeaseGrant"
 WATCH = b"/etcdserverpb.Watch/Watch"
 
 _ONE_BYTE = [bytes((i,)) for i in range(128)]
-
-
-def varint(n: int) -> bytes:
-    if 0 <= n < 128:
-        return _ONE_BYTE[n]
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def ld(tag: int, payload: bytes) -> bytes:

@@ -16,8 +16,13 @@ _RANGE_HEADER, _RANGE_KVS, _RANGE_MORE, _RANGE_COUNT = 0x0A, 0x12, 0x18, 0x20
 _STREAM_RANGE_RESPONSE = 0x0A  # RangeStreamResponse.range_response
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(128)]
+
+
 def varint(n: int) -> bytes:
     """An int64/uint64 as protobuf writes it (negative int64s take ten bytes)."""
+    if 0 <= n < 128:  # most lengths and tags: no loop, no new object
+        return _ONE_BYTE[n]
     n &= 0xFFFF_FFFF_FFFF_FFFF
     out = bytearray()
     while n >= 0x80:
