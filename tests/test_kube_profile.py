@@ -347,3 +347,12 @@ def test_a_busy_metrics_port_is_refused_with_etcds_wording(tmp_path):
     # Nothing was started: no worker holds the default partition's port.
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_workers_own_flag_given_to_the_supervisor_is_refused(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "kvstore", "serve", "--profile", "kube",
+                        "--advertise-client-urls", "http://10.0.0.1:2379",
+                        "--data-dir", str(tmp_path / "d")],
+                       capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert r.returncode == 1
+    assert "--advertise-client-urls is a worker's own" in r.stderr

@@ -27,6 +27,12 @@ def partitioned(args: argparse.Namespace) -> bool:
 
 
 def build_supervisor(args: argparse.Namespace, serve_parser: argparse.ArgumentParser) -> Supervisor:
+    for given, flag in ((args.advertise_client_urls, "--advertise-client-urls"),
+                        (args.initial_advertise_peer_urls, "--initial-advertise-peer-urls"),
+                        (args.partition, "--partition")):
+        if given:
+            raise ConfigError(f"{flag} is a worker's own: with partitions, each one advertises "
+                              "its own URL from the map")
     partition_map = _partition_map(args)
     data_dir = Path(args.data_dir or f"{args.name}.kvstore")
     if (data_dir / "meta").exists():
