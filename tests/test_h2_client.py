@@ -181,3 +181,23 @@ async def test_headers_on_a_stream_the_client_never_opened_end_the_connection(co
     await asyncio.sleep(0)
     goaway = client.transport.written[-1]
     assert goaway[3] == f.GOAWAY and struct.unpack(">L", goaway[13:17])[0] == f.PROTOCOL_ERROR
+
+
+async def test_a_request_sent_before_the_servers_settings_waits_for_its_window(connected):
+    _, _, store = connected
+    server = H2Server(all_services(store), 1 << 21)
+    client = H2ClientConnection()
+    wire(client, server._protocol())
+    # Nothing has been exchanged yet: the client knows only the default 65,535-byte windows
+    # and 16 KiB frames, so most of this request waits for the server's SETTINGS.
+    value = b"w" * 200_000
+    response = Response()
+    stream = client.open_stream([
+        (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/etcdserverpb.KV/Put"),
+        (b":authority", b"memory"), (b"content-type", b"application/grpc"),
+        (b"te", b"trailers")], response)
+    body = pb.PutRequest(key=b"held", value=value).SerializeToString()
+    assert not client.send_data(stream, _PREFIX.pack(0, len(body)) + body, end_stream=True)
+    assert await asyncio.wait_for(response.done, 5)
+    assert response.trailers[b"grpc-status"] == b"0"
+    assert store.range(pb.RangeRequest(key=b"held")).kvs[0].value == value
