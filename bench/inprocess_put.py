@@ -1,6 +1,6 @@
 """Server CPU per unary request, in process: no sockets, no load generator, no other core.
 
-Feeds one H2Connection the bytes a gRPC client sends (preface, then HEADERS + DATA per call,
+Feeds one H2ServerConnection the bytes a gRPC client sends (preface, then HEADERS + DATA per call,
 in bursts of --burst calls per read) and counts CPU time until every response has been
 written to a transport that only counts bytes. The store is real (memory log, so no disk
 work); everything the main thread of a server does per request is in the figure, except the
@@ -22,11 +22,11 @@ import uvloop
 
 import kvstore
 from kvstore.api import rpc_pb2 as pb
+from kvstore.h2 import frames as f
+from kvstore.h2.hpack import Encoder
 from kvstore.server import gc_policy
 from kvstore.server.services import all_services
 from kvstore.server.services.interceptor import CallInterceptor
-from kvstore.server.transport.h2 import frames as f
-from kvstore.server.transport.h2.hpack import Encoder
 from kvstore.server.transport.h2.server import H2Server
 
 _PREFIX = struct.Struct(">BL")

@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 # cython: cdivision=True
-"""Compiled twin of kvstore/server/transport/h2/frame_reader.py (HTTP/2 framing, RFC 9113 §4.1).
+"""Compiled twin of kvstore/h2/frame_reader.py (HTTP/2 framing, RFC 9113 §4.1).
 
 Same class, results and errors (tests/test_frame_reader.py checks both and compares them on
 random streams and chunkings). FrameError, the argument check and the error message come from
@@ -17,7 +17,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 
-from kvstore.server.transport.h2 import frame_reader as _py
+from kvstore.h2 import frame_reader as _py
 
 FrameError = _py.FrameError
 HEADER_SIZE = _py.HEADER_SIZE

@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 # cython: cdivision=True
-"""Compiled twin of kvstore/server/transport/h2/hpack.py (HPACK, RFC 7541).
+"""Compiled twin of kvstore/h2/hpack.py (HPACK, RFC 7541).
 
 Same classes, functions, results and errors (tests/test_hpack.py checks it on the RFC examples
 and on random and garbage input). The tables (static table, Huffman code, Huffman decoding
@@ -16,7 +16,7 @@ from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from kvstore.server.transport.h2 import hpack as _py
+from kvstore.h2 import hpack as _py
 
 HPACKError = _py.HPACKError
 STATIC_TABLE = _py.STATIC_TABLE

@@ -6,7 +6,7 @@ import socket
 import struct
 import time
 
-from kvstore.server.transport.h2 import frames as f
+from kvstore.h2 import frames as f
 from kvstore.server.transport.h2.grpc_call import literal
 
 _PREFIX = struct.Struct(">BL")

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 # The compiled module must be built (make test installs it): a missing build fails here rather
 # than skipping. KVSTORE_NO_EXT only changes what frame_reader_select picks, not what this imports.
 import kvstore._ext.h2frames as compiled
-from kvstore.server.transport.h2 import frame_reader as pure, frames as f
+from kvstore.h2 import frame_reader as pure, frames as f
 
 # In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
 pytestmark = pytest.mark.inprocess
@@ -70,7 +70,7 @@ def random_sizes(rng: random.Random, total: int, top: int) -> list[int]:
 # -- selection and the error class ----------------------------------------------------------------
 
 def test_select_picks_compiled_unless_disabled():
-    from kvstore.server.transport.h2 import frame_reader_select as sel
+    from kvstore.h2 import frame_reader_select as sel
 
     enabled = os.environ.get("KVSTORE_NO_EXT", "") in ("", "0")
     assert sel.COMPILED == enabled

@@ -15,11 +15,11 @@ import pytest
 
 import kvstore
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
+from kvstore.h2.stream import Stream
 from kvstore.mvcc import MVCCStore
 from kvstore.mvcc.core import KeyIndex
 from kvstore.server import gc_policy
 from kvstore.server.services import all_services
-from kvstore.server.transport.h2.connection import Stream
 from kvstore.server.transport.h2.grpc_call import GrpcCall
 from kvstore.server.transport.h2.server import H2Server
 

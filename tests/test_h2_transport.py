@@ -10,8 +10,8 @@ import pytest
 
 from h2client import RawH2, grpc_message, request_headers
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
-from kvstore.server.transport.h2 import frames as f
-from kvstore.server.transport.h2.hpack_select import Decoder
+from kvstore.h2 import frames as f
+from kvstore.h2.hpack_select import Decoder
 from procs import KvstoreProcess
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 # The compiled module must be built (make test installs it): a missing build fails here rather
 # than skipping. KVSTORE_NO_EXT only changes what hpack_select picks, not what this imports.
 import kvstore._ext.hpack as compiled
-from kvstore.server.transport.h2 import hpack as pure
+from kvstore.h2 import hpack as pure
 
 # In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
 pytestmark = pytest.mark.inprocess
@@ -32,7 +32,7 @@ def h(s: str) -> bytes:
 
 
 def test_select_picks_compiled_unless_disabled():
-    from kvstore.server.transport.h2 import hpack_select
+    from kvstore.h2 import hpack_select
 
     enabled = os.environ.get("KVSTORE_NO_EXT", "") in ("", "0")
     assert hpack_select.COMPILED == enabled

@@ -45,8 +45,8 @@ class H2Conn(asyncio.Protocol):
     request message). Writes made during one event-loop pass leave in one send()."""
 
     def __init__(self, authority: bytes):
-        from kvstore.server.transport.h2.frame_reader_select import FrameReader
-        from kvstore.server.transport.h2.hpack_select import Decoder
+        from kvstore.h2.frame_reader_select import FrameReader
+        from kvstore.h2.hpack_select import Decoder
         self.reader = FrameReader(1 << 24)
         self.decoder = Decoder()
         self.authority = authority

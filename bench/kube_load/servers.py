@@ -20,7 +20,7 @@ def kvstore_build() -> str:
     """The build the servers (and the generator's HTTP/2 parsing) will run: the pure-Python
     twins are refused."""
     probe = ("import kvstore.mvcc as m; "
-             "from kvstore.server.transport.h2 import hpack_select as h, frame_reader_select as f; "
+             "from kvstore.h2 import hpack_select as h, frame_reader_select as f; "
              "print(m.COMPILED and h.COMPILED and f.COMPILED)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          env=kvstore_env(), timeout=60)

@@ -1,10 +1,10 @@
 # Stub of the compiled module built from ext/h2frames.pyx. Its pure-Python twin, with the same
-# API: kvstore/server/transport/h2/frame_reader.py (which defines FrameError, re-exported here).
+# API: kvstore/h2/frame_reader.py (which defines FrameError, re-exported here).
 from typing import SupportsIndex
 
 from _typeshed import ReadableBuffer
 
-from kvstore.server.transport.h2.frame_reader import FrameError as FrameError
+from kvstore.h2.frame_reader import FrameError as FrameError
 
 HEADER_SIZE: int
 

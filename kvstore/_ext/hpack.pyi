@@ -1,11 +1,11 @@
 # Stub of the compiled module built from ext/hpack.pyx. Its pure-Python twin, with the same API:
-# kvstore/server/transport/h2/hpack.py (which also defines HPACKError and the tables, re-exported
+# kvstore/h2/hpack.py (which also defines HPACKError and the tables, re-exported
 # here).
 from collections.abc import Iterable
 
 from _typeshed import ReadableBuffer
 
-from kvstore.server.transport.h2.hpack import HPACKError as HPACKError
+from kvstore.h2.hpack import HPACKError as HPACKError
 
 STATIC_TABLE: tuple[tuple[bytes, bytes], ...]
 HUFFMAN_CODE_LENGTHS: tuple[int, ...]

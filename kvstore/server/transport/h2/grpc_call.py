@@ -229,7 +229,7 @@ class GrpcCall:
         else:
             self._finish(UNIMPLEMENTED, "grpc: too many request messages for a unary call")
 
-    def end_of_requests(self) -> None:
+    def end_of_stream(self) -> None:
         if self._done or self.method is None:
             return
         if self._requests is not None:
@@ -261,7 +261,7 @@ class GrpcCall:
     def _call_unary(self, request) -> None:
         """A unary method may answer at once (a response), later (a future: no task needed)
         or as a coroutine (run as a task)."""
-        assert self.method is not None  # end_of_requests() returns first for a refused call
+        assert self.method is not None  # end_of_stream() returns first for a refused call
         try:
             if self._intercept is not None:
                 self._intercept("unary", self._headers)

@@ -1,4 +1,4 @@
-"""The HTTP/2 gRPC server: listens, makes one H2Connection per client, routes calls."""
+"""The HTTP/2 gRPC server: listens, makes one H2ServerConnection per client, routes calls."""
 from __future__ import annotations
 
 import asyncio
@@ -7,8 +7,8 @@ import ssl
 
 from ....limits import with_overhead
 from ..methods import service_methods
-from .connection import H2Connection
 from .grpc_call import GrpcCall, Method
+from .server_connection import H2ServerConnection
 
 
 def method_table(services) -> dict[bytes, Method]:
@@ -24,13 +24,13 @@ class H2Server:
         self._max_receive = with_overhead(max_request_bytes)
         self._listen: list[tuple[str, int, ssl.SSLContext | None]] = []
         self._servers: list[asyncio.AbstractServer] = []
-        self.connections: set[H2Connection] = set()
+        self.connections: set[H2ServerConnection] = set()
 
     def _make_call(self, conn, stream, headers):
         return GrpcCall(conn, stream, headers, self._methods, self._max_receive, self._intercept)
 
-    def _protocol(self) -> H2Connection:
-        conn = H2Connection(self._make_call, on_close=self.connections.discard, http1=self._http1)
+    def _protocol(self) -> H2ServerConnection:
+        conn = H2ServerConnection(self._make_call, on_close=self.connections.discard, http1=self._http1)
         self.connections.add(conn)
         return conn
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .... import _ext
+from .. import _ext
 from . import frame_reader as _py_frame_reader
 
 _c = _ext.compiled("h2frames")
@@ -17,7 +17,7 @@ _c = _ext.compiled("h2frames")
 if TYPE_CHECKING:
     # mypy reads the types from the compiled module's stub (kvstore/_ext/h2frames.pyi); the
     # pure-Python twin has the same API.
-    from ...._ext.h2frames import FrameError, FrameReader
+    from .._ext.h2frames import FrameError, FrameReader
 elif _c is not None:
     FrameReader = _c.FrameReader
     FrameError = _c.FrameError

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .... import _ext
+from .. import _ext
 from . import hpack as _py_hpack
 
 _c = _ext.compiled("hpack")
@@ -15,7 +15,7 @@ _c = _ext.compiled("hpack")
 if TYPE_CHECKING:
     # mypy reads the types from the compiled module's stub (kvstore/_ext/hpack.pyi); the
     # pure-Python twin has the same API.
-    from ...._ext.hpack import Decoder, Encoder, HPACKError
+    from .._ext.hpack import Decoder, Encoder, HPACKError
 elif _c is not None:
     Encoder = _c.Encoder
     Decoder = _c.Decoder

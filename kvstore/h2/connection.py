@@ -1,84 +1,45 @@
-"""One HTTP/2 server connection (RFC 9113) as an asyncio protocol: frames in, frames out.
+"""One HTTP/2 connection (RFC 9113) as an asyncio protocol, either side: frames in, frames out.
 
-It owns what is per connection: the preface and SETTINGS exchange, HPACK decoding, stream
-states, and flow control both ways. Received DATA is acknowledged as it is consumed (so
-clients never stall); DATA sent waits for window, per stream and per connection, so a slow
-reader holds back only its own stream. What a stream carries is the business of a handler
-object made by ``handler_factory(conn, stream, headers)`` (gRPC calls, see grpc_call.py).
+It owns what is per connection whatever the role: the SETTINGS exchange, HPACK decoding, PING
+answers, stream states, RST_STREAM and GOAWAY, and flow control both ways. Received DATA is
+acknowledged as it is consumed (so peers never stall); DATA sent waits for window, per stream and
+per connection, so a slow reader holds back only its own stream. Frames queued in one turn of the
+event loop go out in one write.
+
+A role subclasses it (the server's H2ServerConnection, client.H2ClientConnection) and says what
+a header block means: a new stream, a response, trailers. What a stream carries is the business
+of its handler (stream.StreamHandler).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from typing import Protocol
 
 from . import frames as f
+from .config import H2Configuration
 from .frame_reader_select import FrameReader
 from .hpack_select import Decoder, HPACKError
+from .settings import ACK_THRESHOLD, OUR_MAX_FRAME, OUR_MAX_HEADER_LIST, our_settings
+from .stream import Stream, StreamHandler
 
 log = logging.getLogger(__name__)
 
-# What we announce. Large windows: a client may send a whole request without waiting for us.
-OUR_INITIAL_WINDOW = 4 * 1024 * 1024
-OUR_CONNECTION_WINDOW = 16 * 1024 * 1024
-OUR_MAX_FRAME = 1024 * 1024
-OUR_MAX_CONCURRENT_STREAMS = 10_000
-OUR_MAX_HEADER_LIST = 64 * 1024
-# Window updates are sent once this much of a window has been consumed.
-_ACK_THRESHOLD = 64 * 1024
-# Keepalive enforcement as etcd configures grpc-go: pings closer than MIN_PING_INTERVAL apart
-# (2 h with no open stream) are strikes unless we sent something in between; past
-# MAX_PING_STRIKES the connection gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings".
-MIN_PING_INTERVAL = 5.0
-IDLE_PING_INTERVAL = 2 * 3600.0
-MAX_PING_STRIKES = 2
-
-
-class StreamHandler(Protocol):
-    """What ``handler_factory`` makes for a stream (grpc_call.GrpcCall)."""
-
-    def data(self, payload: bytes) -> None: ...
-    def end_of_requests(self) -> None: ...
-    def cancel(self) -> None: ...
-
-
-class Stream:
-    __slots__ = ("id", "send_window", "recv_window", "recv_unacked", "handler", "remote_closed",
-                 "closed", "pending", "pending_end", "pending_trailers", "drained")
-
-    def __init__(self, stream_id: int, send_window: int):
-        self.id = stream_id
-        self.send_window = send_window
-        self.recv_window = OUR_INITIAL_WINDOW
-        self.recv_unacked = 0
-        self.handler: StreamHandler | None = None  # set once made; None once the stream ends
-        self.remote_closed = False
-        self.closed = False
-        self.pending: deque[bytes] = deque()  # DATA payload waiting for window
-        self.pending_end = False  # END_STREAM goes with the last pending DATA
-        self.pending_trailers: bytes | None = None  # a header block to send after the data
-        self.drained: asyncio.Future | None = None
-
-
-_HTTP1_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ")
-_HTTP1_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request",
-                  503: "Service Unavailable"}
+Headers = list[tuple[bytes, bytes]]
 
 
 class H2Connection(asyncio.Protocol):
-    def __init__(self, handler_factory, on_close=None, http1=None):
-        self._handler_factory = handler_factory
-        self._on_close = on_close
-        self._http1 = http1  # (method, path) -> (status, content type, body), as etcd's cmux
-        self._http1_mode = False
+    def __init__(self, config: H2Configuration):
+        self.client_side = config.client_side
         self.transport: asyncio.Transport | None = None
-        self._buf = bytearray()  # before the preface only (and for HTTP/1.1 requests)
+        self._buf = bytearray()  # a server's, before the client's preface
         self._reader = FrameReader(OUR_MAX_FRAME)
-        self._preface_seen = False
+        # Only a server waits for a preface; a client sends its own and reads frames at once.
+        self._preface_seen = config.client_side
         self._decoder = Decoder(max_table_size=4096, max_header_list_size=OUR_MAX_HEADER_LIST)
         self.streams: dict[int, Stream] = {}
-        self._last_stream_id = 0
+        self._last_stream_id = 0  # the highest stream the peer opened (GOAWAY names it)
+        self._our_parity = 1 if config.client_side else 0  # stream ids we open are odd or even
+        self._next_stream_id = 2 - self._our_parity  # the next one we open
         self._conn_send_window = f.DEFAULT_WINDOW
         self._conn_recv_unacked = 0
         self._peer_initial_window = f.DEFAULT_WINDOW
@@ -95,30 +56,36 @@ class H2Connection(asyncio.Protocol):
         self._out_views = False  # _out holds views of large payloads (see _write_views)
         self._going_away = False
         self._closed = False
-        self._last_ping = float("-inf")
-        self._ping_strikes = 0
-        self._sent_since_ping = False
+        self._sent_since_ping = False  # for a role's ping policy
         self.loop = asyncio.get_event_loop()
+
+    # -- what a role says ----------------------------------------------------------------------
+
+    def _headers_on_stream(self, stream: Stream, headers: Headers, end_stream: bool) -> None:
+        """A header block on an open stream: a response's headers, or trailers."""
+        raise NotImplementedError
+
+    def _headers_opening_stream(self, sid: int, headers: Headers, end_stream: bool) -> None:
+        """A header block on a stream we do not know (odd, so the client's: a server opens it)."""
+        raise NotImplementedError
+
+    def _on_ping(self) -> None:
+        """A PING from the peer, just before we answer it."""
+
+    def _on_peer_header_table_size(self, size: int) -> None:
+        """The peer's SETTINGS_HEADER_TABLE_SIZE, for an encoder that indexes."""
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.client_side:
+            self._write(f.PREFACE + our_settings())
 
     def _transport(self) -> asyncio.Transport:
         transport = self.transport
         assert transport is not None  # asyncio calls connection_made before anything else
         return transport
-
-    def _send_preface(self) -> None:
-        """Our SETTINGS, once the client's preface shows this is HTTP/2 (not HTTP/1.1)."""
-        self._write(f.settings({
-            f.MAX_CONCURRENT_STREAMS: OUR_MAX_CONCURRENT_STREAMS,
-            f.INITIAL_WINDOW_SIZE: OUR_INITIAL_WINDOW,
-            f.MAX_FRAME_SIZE: OUR_MAX_FRAME,
-            f.MAX_HEADER_LIST_SIZE: OUR_MAX_HEADER_LIST,
-            f.ENABLE_PUSH: 0,
-        }) + f.window_update(0, OUR_CONNECTION_WINDOW - f.DEFAULT_WINDOW))
 
     def connection_lost(self, exc) -> None:
         self._closed = True
@@ -128,8 +95,6 @@ class H2Connection(asyncio.Protocol):
         for fut in self._write_waiters:
             if not fut.done():
                 fut.set_result(None)
-        if self._on_close is not None:
-            self._on_close(self)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -142,28 +107,12 @@ class H2Connection(asyncio.Protocol):
                 fut.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self._http1_mode:
-            self._buf += data
-            self._http1_request()
-            return
         try:
             if not self._preface_seen:
-                buf = self._buf
-                buf += data
-                if self._http1 is not None and bytes(buf[:8]).startswith(_HTTP1_METHODS):
-                    self._http1_mode = True
-                    self._http1_request()
+                rest = self._receive_preface(data)
+                if rest is None:
                     return
-                if len(buf) < len(f.PREFACE):
-                    if not f.PREFACE.startswith(bytes(buf)):
-                        raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad connection preface")
-                    return
-                if buf[:len(f.PREFACE)] != f.PREFACE:
-                    raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad connection preface")
-                self._preface_seen = True
-                self._send_preface()
-                data = bytes(buf[len(f.PREFACE):])
-                self._buf = bytearray()
+                data = rest
             frames, error = self._reader.feed(data)
             for ftype, flags, sid, payload in frames:
                 try:
@@ -180,29 +129,22 @@ class H2Connection(asyncio.Protocol):
         except HPACKError as e:
             self._fail(f.COMPRESSION_ERROR, f"hpack: {e}")
 
-    def _http1_request(self) -> None:
-        """One plain HTTP/1.1 request on the client port (/health, /version, /metrics)."""
+    def _receive_preface(self, data: bytes) -> bytes | None:
+        """A server's: gathers the client's preface, then sends our SETTINGS. Returns what
+        follows the preface, or None while it is incomplete."""
         buf = self._buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > 16384:
-                self._transport().close()
-            return
-        request_line = bytes(buf[:buf.find(b"\r\n")]).decode("latin-1")
-        parts = request_line.split(" ")
-        if len(parts) != 3:
-            status, ctype, body = 400, "text/plain; charset=utf-8", b"Bad Request\n"
-            method = "GET"
-        else:
-            method, path, _version = parts
-            status, ctype, body = self._http1(method, path)
-        head = (f"HTTP/1.1 {status} {_HTTP1_REASONS.get(status, 'Error')}\r\n"
-                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\n\r\n").encode("latin-1")
-        transport = self._transport()
-        transport.write(head if method == "HEAD" else head + body)
-        transport.close()
-        del buf[:]
+        buf += data
+        if len(buf) < len(f.PREFACE):
+            if not f.PREFACE.startswith(bytes(buf)):
+                raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad connection preface")
+            return None
+        if buf[:len(f.PREFACE)] != f.PREFACE:
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad connection preface")
+        self._preface_seen = True
+        self._write(our_settings())
+        rest = bytes(buf[len(f.PREFACE):])
+        self._buf = bytearray()
+        return rest
 
     # -- frames in -----------------------------------------------------------------------------
 
@@ -232,14 +174,14 @@ class H2Connection(asyncio.Protocol):
             if len(payload) != 8:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "PING payload is not 8 bytes")
             if not flags & f.ACK:
-                self._police_ping()
+                self._on_ping()
                 self._write(f.ping_ack(payload))
         elif ftype == f.RST_STREAM:
             if sid == 0:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "RST_STREAM on stream 0")
             if len(payload) != 4:
                 raise f.ConnectionError_(f.FRAME_SIZE_ERROR, "RST_STREAM payload is not 4 bytes")
-            if sid > self._last_stream_id:
+            if self._idle(sid):
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
             stream = self.streams.pop(sid, None)
             if stream is not None:
@@ -253,23 +195,20 @@ class H2Connection(asyncio.Protocol):
             if len(payload) != 5:
                 raise f.StreamError(sid, f.FRAME_SIZE_ERROR, "PRIORITY payload is not 5 bytes")
         elif ftype == f.PUSH_PROMISE:
-            raise f.ConnectionError_(f.PROTOCOL_ERROR, "PUSH_PROMISE from a client")
+            # a client may not push; a server may not either, as we announce ENABLE_PUSH 0
+            raise f.ConnectionError_(f.PROTOCOL_ERROR, "PUSH_PROMISE from a client"
+                                     if not self.client_side else "PUSH_PROMISE with push disabled")
         # unknown frame types are ignored (§4.1)
 
-    def _police_ping(self) -> None:
-        now = self.loop.time()
-        last, self._last_ping = self._last_ping, now
-        if self._sent_since_ping:
-            self._sent_since_ping = False
-            self._ping_strikes = 0
-            return
-        min_gap = MIN_PING_INTERVAL if self.streams else IDLE_PING_INTERVAL
-        if now - last < min_gap:
-            self._ping_strikes += 1
-            if self._ping_strikes > MAX_PING_STRIKES:
-                raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "too_many_pings")
+    def _idle(self, sid: int) -> bool:
+        """Whether stream ``sid`` was never opened, by either side (§5.1)."""
+        if sid & 1 == self._our_parity:
+            return sid >= self._next_stream_id
+        return sid > self._last_stream_id
 
     def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
+        # Header blocks come on odd streams only, either way: even ones are a server's pushes,
+        # which we never allow.
         if sid == 0 or sid % 2 == 0:
             raise f.ConnectionError_(f.PROTOCOL_ERROR, "HEADERS on an invalid stream id")
         start, end = 0, len(payload)
@@ -294,32 +233,12 @@ class H2Connection(asyncio.Protocol):
         headers = self._decoder.decode(block)  # always decoded: the HPACK state is shared
         end_stream = bool(flags & f.END_STREAM)
         stream = self.streams.get(sid)
-        if stream is not None:  # trailers from the client
-            if stream.remote_closed:
-                raise f.StreamError(sid, f.STREAM_CLOSED, "HEADERS after END_STREAM")
-            if not end_stream:
-                raise f.StreamError(sid, f.PROTOCOL_ERROR, "trailers without END_STREAM")
-            stream.remote_closed = True
-            assert stream.handler is not None  # an open stream's handler is made
-            stream.handler.end_of_requests()
+        if stream is None:
+            self._headers_opening_stream(sid, headers, end_stream)
             return
-        if sid <= self._last_stream_id:
-            raise f.ConnectionError_(f.STREAM_CLOSED, "HEADERS on a closed stream")
-        self._last_stream_id = sid
-        if self._going_away:
-            self._write(f.rst_stream(sid, f.REFUSED_STREAM))
-            return
-        if len(self.streams) >= OUR_MAX_CONCURRENT_STREAMS:
-            raise f.StreamError(sid, f.REFUSED_STREAM, "too many concurrent streams")
-        stream = Stream(sid, self._peer_initial_window)
-        self.streams[sid] = stream
-        stream.remote_closed = end_stream
-        handler = self._handler_factory(self, stream, headers)
-        if stream.closed:  # answered at once (an error): no handler to keep
-            return
-        stream.handler = handler
-        if end_stream:
-            handler.end_of_requests()
+        if stream.remote_closed:
+            raise f.StreamError(sid, f.STREAM_CLOSED, "HEADERS after END_STREAM")
+        self._headers_on_stream(stream, headers, end_stream)
 
     def _on_data(self, flags: int, sid: int, payload: bytes) -> None:
         if sid == 0:
@@ -328,7 +247,7 @@ class H2Connection(asyncio.Protocol):
         self._conn_recv_unacked += size  # flow control counts the whole frame, padding too
         stream = self.streams.get(sid)
         if stream is None:
-            if sid > self._last_stream_id:
+            if self._idle(sid):
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "DATA on an idle stream")
             return  # a stream we answered and reset: its in-flight DATA is ignored (§5.4.2)
         if stream.remote_closed:
@@ -346,16 +265,23 @@ class H2Connection(asyncio.Protocol):
         if payload:
             handler.data(payload)
         if flags & f.END_STREAM:
-            stream.remote_closed = True
-            handler.end_of_requests()
+            self._remote_ended(stream, handler)
+
+    def _remote_ended(self, stream: Stream, handler: StreamHandler) -> None:
+        """The peer sent END_STREAM. A stream we have finished too (a client's, its request
+        sent) ends with it; a server's answers after this, and ends then."""
+        stream.remote_closed = True
+        handler.end_of_stream()
+        if stream.closed:
+            self._forget(stream)
 
     def _send_window_updates(self) -> None:
         out = []
-        if self._conn_recv_unacked >= _ACK_THRESHOLD:
+        if self._conn_recv_unacked >= ACK_THRESHOLD:
             out.append(f.window_update(0, self._conn_recv_unacked))
             self._conn_recv_unacked = 0
         for stream in self.streams.values():
-            if stream.recv_unacked >= _ACK_THRESHOLD and not stream.remote_closed:
+            if stream.recv_unacked >= ACK_THRESHOLD and not stream.remote_closed:
                 out.append(f.window_update(stream.id, stream.recv_unacked))
                 stream.recv_window += stream.recv_unacked
                 stream.recv_unacked = 0
@@ -383,8 +309,8 @@ class H2Connection(asyncio.Protocol):
                 self.peer_max_frame = value
             elif key == f.ENABLE_PUSH and value > 1:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "invalid SETTINGS_ENABLE_PUSH")
-            # HEADER_TABLE_SIZE concerns our encoder: our header blocks never index, so any
-            # size the client allows is fine.
+            elif key == f.HEADER_TABLE_SIZE:
+                self._on_peer_header_table_size(value)
         self._write(f.SETTINGS_ACK)
         self._flush_blocked()
 
@@ -417,7 +343,7 @@ class H2Connection(asyncio.Protocol):
         self._out.append(data)
 
     def _write_views(self, parts: list) -> None:
-        """Frames whose payloads are views of a large response: written with what is pending,
+        """Frames whose payloads are views of a large message: written with what is pending,
         in order, by writelines (the transport keeps the views; nothing is joined)."""
         if not self._out:
             self.loop.call_soon(self._flush)
@@ -435,7 +361,6 @@ class H2Connection(asyncio.Protocol):
         out.clear()
         self._out_views = False
 
-
     def send_headers(self, stream: Stream, block: bytes, end_stream: bool = False) -> None:
         """A header block (already HPACK-encoded); trailers wait behind pending DATA."""
         if stream.closed or self._closed:
@@ -450,9 +375,9 @@ class H2Connection(asyncio.Protocol):
 
     def send_response(self, stream: Stream, head: bytes, prefix: bytes, body: bytes,
                       trailers: bytes) -> None:
-        """A whole unary response, its DATA being ``prefix + body``: one write when it fits
-        the windows and one frame; else frames cut from ``body`` itself (never copied whole
-        just to put the few prefix bytes in front)."""
+        """A whole message with trailers (a unary gRPC response), its DATA being ``prefix +
+        body``: one write when it fits the windows and one frame; else frames cut from ``body``
+        itself (never copied whole just to put the few prefix bytes in front)."""
         if stream.closed or self._closed:
             return
         n = len(prefix) + len(body)
@@ -551,7 +476,7 @@ class H2Connection(asyncio.Protocol):
                     stream.pending.appendleft(rest)
                     break
             if not stream.pending:
-                del self._blocked[sid]
+                self._blocked.pop(sid, None)  # gone already if its END_STREAM just went out
                 if stream.pending_trailers is not None:
                     block, stream.pending_trailers = stream.pending_trailers, None
                     self._write(self._header_frames(stream.id, block, True))
@@ -569,13 +494,26 @@ class H2Connection(asyncio.Protocol):
             self._write_waiters.append(fut)
             await fut
 
+    # -- stream ends ---------------------------------------------------------------------------
+
     def _close_local(self, stream: Stream) -> None:
-        if not stream.remote_closed and not self._closed:
-            # answered before the request ended: ask the client to stop sending (§8.1)
-            self._write(f.rst_stream(stream.id, f.NO_ERROR))
+        """We sent END_STREAM."""
+        stream.closed = True
+        if not stream.remote_closed:
+            if self.client_side:
+                self._blocked.pop(stream.id, None)
+                return  # half-closed (local): the stream ends with the response
+            if not self._closed:
+                # a server answered before the request ended: ask the client to stop (§8.1)
+                self._write(f.rst_stream(stream.id, f.NO_ERROR))
+        self._forget(stream)
+
+    def _forget(self, stream: Stream) -> None:
+        """The stream is over, both ways."""
         stream.closed = True
         stream.handler = None  # handler and stream refer to each other: no cycle for the GC
-        self.streams.pop(stream.id, None)
+        if self.streams.pop(stream.id, None) is None:
+            return  # forgotten already (answered while told of the peer's END_STREAM)
         self._blocked.pop(stream.id, None)
         if stream.drained is not None and not stream.drained.done():
             stream.drained.set_result(None)

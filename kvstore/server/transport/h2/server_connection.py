@@ -1,0 +1,126 @@
+"""The server's side of an HTTP/2 connection (kvstore.h2.connection does the role-neutral part).
+
+What is a server's: it expects the client's preface, or answers a plain HTTP/1.1 request on the
+same port (/health, /version, /metrics, as etcd's cmux does); a client's HEADERS open a stream,
+whose handler ``handler_factory(conn, stream, headers)`` makes (gRPC calls, see grpc_call.py);
+and it polices the client's pings as grpc-go does.
+"""
+from __future__ import annotations
+
+from ....h2 import frames as f
+from ....h2.config import H2Configuration
+from ....h2.connection import H2Connection, Headers
+from ....h2.settings import OUR_MAX_CONCURRENT_STREAMS
+from ....h2.stream import Stream
+
+# Keepalive enforcement as etcd configures grpc-go: pings closer than MIN_PING_INTERVAL apart
+# (2 h with no open stream) are strikes unless we sent something in between; past
+# MAX_PING_STRIKES the connection gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings".
+MIN_PING_INTERVAL = 5.0
+IDLE_PING_INTERVAL = 2 * 3600.0
+MAX_PING_STRIKES = 2
+
+_SERVER_SIDE = H2Configuration(client_side=False)
+_HTTP1_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ")
+_HTTP1_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request",
+                  503: "Service Unavailable"}
+
+
+class H2ServerConnection(H2Connection):
+    def __init__(self, handler_factory, on_close=None, http1=None):
+        super().__init__(_SERVER_SIDE)
+        self._handler_factory = handler_factory
+        self._on_close = on_close
+        self._http1 = http1  # (method, path) -> (status, content type, body), as etcd's cmux
+        self._http1_mode = False
+        self._last_ping = float("-inf")
+        self._ping_strikes = 0
+
+    def connection_lost(self, exc) -> None:
+        super().connection_lost(exc)
+        if self._on_close is not None:
+            self._on_close(self)
+
+    # -- before HTTP/2 -------------------------------------------------------------------------
+
+    def _receive_preface(self, data: bytes) -> bytes | None:
+        if self._http1_mode:
+            self._buf += data
+            self._http1_request()
+            return None
+        # (the preface so far is at most 23 bytes: joined for the look, not kept)
+        if self._http1 is not None and (self._buf + data[:8])[:8].startswith(_HTTP1_METHODS):
+            self._http1_mode = True
+            self._buf += data
+            self._http1_request()
+            return None
+        return super()._receive_preface(data)
+
+    def _http1_request(self) -> None:
+        """One plain HTTP/1.1 request on the client port (/health, /version, /metrics)."""
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > 16384:
+                self._transport().close()
+            return
+        request_line = bytes(buf[:buf.find(b"\r\n")]).decode("latin-1")
+        parts = request_line.split(" ")
+        if len(parts) != 3:
+            status, ctype, body = 400, "text/plain; charset=utf-8", b"Bad Request\n"
+            method = "GET"
+        else:
+            method, path, _version = parts
+            assert self._http1 is not None  # in HTTP/1.1 mode only when there is an answerer
+            status, ctype, body = self._http1(method, path)
+        head = (f"HTTP/1.1 {status} {_HTTP1_REASONS.get(status, 'Error')}\r\n"
+                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n").encode("latin-1")
+        transport = self._transport()
+        transport.write(head if method == "HEAD" else head + body)
+        transport.close()
+        del buf[:]
+
+    # -- streams the client opens --------------------------------------------------------------
+
+    def _headers_opening_stream(self, sid: int, headers: Headers, end_stream: bool) -> None:
+        if sid <= self._last_stream_id:
+            raise f.ConnectionError_(f.STREAM_CLOSED, "HEADERS on a closed stream")
+        self._last_stream_id = sid
+        if self._going_away:
+            self._write(f.rst_stream(sid, f.REFUSED_STREAM))
+            return
+        if len(self.streams) >= OUR_MAX_CONCURRENT_STREAMS:
+            raise f.StreamError(sid, f.REFUSED_STREAM, "too many concurrent streams")
+        stream = Stream(sid, self._peer_initial_window)
+        self.streams[sid] = stream
+        stream.remote_closed = end_stream
+        handler = self._handler_factory(self, stream, headers)
+        if stream.closed:  # answered at once (an error): no handler to keep
+            return
+        stream.handler = handler
+        if end_stream:
+            handler.end_of_stream()
+
+    def _headers_on_stream(self, stream: Stream, headers: Headers, end_stream: bool) -> None:
+        # trailers from the client: they end its requests, and say nothing we use
+        if not end_stream:
+            raise f.StreamError(stream.id, f.PROTOCOL_ERROR, "trailers without END_STREAM")
+        handler = stream.handler
+        assert handler is not None  # an open stream's handler is made
+        self._remote_ended(stream, handler)
+
+    # -- pings ---------------------------------------------------------------------------------
+
+    def _on_ping(self) -> None:
+        now = self.loop.time()
+        last, self._last_ping = self._last_ping, now
+        if self._sent_since_ping:
+            self._sent_since_ping = False
+            self._ping_strikes = 0
+            return
+        min_gap = MIN_PING_INTERVAL if self.streams else IDLE_PING_INTERVAL
+        if now - last < min_gap:
+            self._ping_strikes += 1
+            if self._ping_strikes > MAX_PING_STRIKES:
+                raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "too_many_pings")
