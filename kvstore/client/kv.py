@@ -1,0 +1,49 @@
+"""etcd's KV service (etcdserverpb.KV) over a Channel: rpc_pb2 requests in, responses out."""
+from __future__ import annotations
+
+from types import TracebackType
+
+from ..api import rpc_pb2 as pb
+from .connection import Channel, open_channel
+
+_SERVICE = b"/etcdserverpb.KV/"
+
+
+class Client:
+    """An async etcd KV client on one HTTP/2 connection; calls may run concurrently."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+
+    async def put(self, request: pb.PutRequest) -> pb.PutResponse:
+        return pb.PutResponse.FromString(await self._call(b"Put", request))
+
+    async def range(self, request: pb.RangeRequest) -> pb.RangeResponse:
+        return pb.RangeResponse.FromString(await self._call(b"Range", request))
+
+    async def delete_range(self, request: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
+        return pb.DeleteRangeResponse.FromString(await self._call(b"DeleteRange", request))
+
+    async def txn(self, request: pb.TxnRequest) -> pb.TxnResponse:
+        return pb.TxnResponse.FromString(await self._call(b"Txn", request))
+
+    async def compact(self, request: pb.CompactionRequest) -> pb.CompactionResponse:
+        return pb.CompactionResponse.FromString(await self._call(b"Compact", request))
+
+    async def _call(self, method: bytes, request) -> bytes:
+        return await self.channel.unary(_SERVICE + method, request.SerializeToString())
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+
+async def connect(target: str) -> Client:
+    """A Client connected to ``target`` ("host:port")."""
+    return Client(await open_channel(target))
