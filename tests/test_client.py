@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 
 import kvstore
-from kvstore.api import rpc_pb2 as pb
-from kvstore.client import Client, GrpcError
+from kvstore.api import kv_pb2, rpc_pb2 as pb, rpc_pb2_grpc
+from kvstore.client import Client, GrpcError, connect
 from kvstore.client.call import PREFIX, UnaryResponse, unary_call
 from kvstore.client.connection import Channel, _Protocol, split_target
 from kvstore.h2 import frames as f
@@ -180,3 +181,120 @@ def test_targets():
     assert split_target("[::1]:2379") == ("::1", 2379)
     with pytest.raises(ValueError):
         split_target("localhost")
+
+
+# -- against real servers, grpcio as the reference ------------------------------------------------
+#
+# One sequence of requests, written for a key prefix and the revision the run starts from, is
+# run twice on one fresh server: first through grpcio under b"g/", then through the client under
+# b"c/". The second run sees the same state shifted by N revisions (what the first run wrote),
+# so each of its responses must be the reference's with keys renamed and revisions moved by N:
+# the same fields, each write advancing the revision by one just as the reference's did. Every
+# read of the second run is also sent through grpcio back to back, on the same state, and must
+# be equal as it is.
+
+Step = tuple[str, Callable[[bytes, int], object], bool]  # method, request(prefix, base), read
+
+
+def _cmp_mod(key: bytes, rev: int) -> pb.Compare:
+    return pb.Compare(key=key, target=pb.Compare.MOD, result=pb.Compare.EQUAL, mod_revision=rev)
+
+
+def _txn(p: bytes, b: int, rev: int) -> pb.TxnRequest:
+    return pb.TxnRequest(
+        compare=[_cmp_mod(p + b"a", b + rev)],
+        success=[pb.RequestOp(request_put=pb.PutRequest(key=p + b"d", value=b"%d" % rev))],
+        failure=[pb.RequestOp(request_range=pb.RangeRequest(key=p + b"a"))])
+
+
+def _prefix_end(p: bytes) -> bytes:
+    return p[:-1] + bytes([p[-1] + 1])
+
+
+SEQUENCE: list[Step] = [
+    ("Put", lambda p, b: pb.PutRequest(key=p + b"a", value=b"1", prev_kv=True), False),
+    ("Put", lambda p, b: pb.PutRequest(key=p + b"a", value=b"2", prev_kv=True), False),
+    ("Put", lambda p, b: pb.PutRequest(key=p + b"b", value=b"1"), False),
+    ("Put", lambda p, b: pb.PutRequest(key=p + b"c", value=b"1", lease=0), False),
+    ("Range", lambda p, b: pb.RangeRequest(key=p, range_end=_prefix_end(p), limit=2), True),
+    ("Range", lambda p, b: pb.RangeRequest(key=p, range_end=_prefix_end(p), count_only=True), True),
+    ("Range", lambda p, b: pb.RangeRequest(key=p + b"a", revision=b + 1), True),
+    ("Txn", lambda p, b: _txn(p, b, 2), False),  # a's mod_revision is b+2: the put
+    ("Txn", lambda p, b: _txn(p, b, 1), True),  # it is not b+1: the range, no new revision
+    ("DeleteRange", lambda p, b: pb.DeleteRangeRequest(key=p + b"b", prev_kv=True), False),
+    ("Put", lambda p, b: pb.PutRequest(key=b"", value=b"v"), False),  # INVALID_ARGUMENT
+    ("Range", lambda p, b: pb.RangeRequest(key=p + b"a", revision=b + 100), True),  # future
+    ("Compact", lambda p, b: pb.CompactionRequest(revision=b + 3), False),
+    ("Range", lambda p, b: pb.RangeRequest(key=p + b"a", revision=b + 1), True),  # compacted
+    ("Range", lambda p, b: pb.RangeRequest(key=p, range_end=_prefix_end(p)), True),
+]
+
+_SNAKE = {"Put": "put", "Range": "range", "DeleteRange": "delete_range", "Txn": "txn",
+          "Compact": "compact"}
+
+Outcome = tuple[str, object]  # ("ok", response) or ("error", (code, message))
+
+
+def _via_grpc(stub: rpc_pb2_grpc.KVStub, method: str, request) -> Outcome:
+    try:
+        return "ok", getattr(stub, method)(request, timeout=10)
+    except grpc.RpcError as e:
+        return "error", (e.code().value[0], e.details())
+
+
+async def _via_client(client: Client, method: str, request) -> Outcome:
+    try:
+        return "ok", await asyncio.wait_for(getattr(client, _SNAKE[method])(request), 10)
+    except GrpcError as e:
+        assert grpc.StatusCode[e.name].value[0] == e.code
+        return "error", (e.code, e.message)
+
+
+def _shifted(message, shift: int, old: bytes, new: bytes):
+    """``message`` as the second run should see it: revisions moved, keys renamed."""
+    out = type(message)()
+    out.CopyFrom(message)
+
+    def walk(m) -> None:
+        if isinstance(m, pb.ResponseHeader):
+            m.revision += shift
+        elif isinstance(m, kv_pb2.KeyValue):
+            assert m.key.startswith(old), m
+            m.key = new + m.key[len(old):]
+            m.create_revision += shift
+            m.mod_revision += shift
+        for field, value in m.ListFields():
+            if field.message_type is None:
+                continue
+            for item in ([value] if isinstance(value, Message) else value):  # or repeated
+                walk(item)
+
+    walk(out)
+    return out
+
+
+async def _current_revision(stub: rpc_pb2_grpc.KVStub) -> int:
+    return stub.Range(pb.RangeRequest(key=b"\0"), timeout=10).header.revision
+
+
+@pytest.mark.parametrize("server", ["kvstore_server", "etcd_server"])
+async def test_the_client_answers_as_grpcio_does(server, request):
+    endpoint = request.getfixturevalue(server).endpoint
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = rpc_pb2_grpc.KVStub(channel)
+        base = await _current_revision(stub)
+        reference = [_via_grpc(stub, method, make(b"g/", base)) for method, make, _ in SEQUENCE]
+
+        shift = await _current_revision(stub) - base
+        assert shift == 6  # the reference run's writes: 4 puts, a txn's put, a delete
+        async with await connect(endpoint) as client:
+            for (method, make, read), (kind, expected) in zip(SEQUENCE, reference):
+                req = make(b"c/", base + shift)
+                got = await _via_client(client, method, req)
+                if read:  # the same call through grpcio on the same state: equal as it is
+                    assert _via_grpc(stub, method, req) == got, (method, req)
+                if kind == "ok":
+                    expected = _shifted(expected, shift, b"g/", b"c/")
+                assert got == (kind, expected), (method, req)
+            assert not client.channel.protocol.streams
+        assert client.channel.protocol.lost.done()  # closed by the async with
