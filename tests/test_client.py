@@ -298,3 +298,21 @@ async def test_the_client_answers_as_grpcio_does(server, request):
                 assert got == (kind, expected), (method, req)
             assert not client.channel.protocol.streams
         assert client.channel.protocol.lost.done()  # closed by the async with
+
+
+async def test_a_server_gone_fails_the_next_call_unavailable(kvstore_server):
+    client = await connect(kvstore_server.endpoint)
+    await client.put(pb.PutRequest(key=b"k", value=b"v"))
+    kvstore_server.kill()
+    await asyncio.wait_for(client.channel.protocol.lost, 10)
+    with pytest.raises(GrpcError) as e:
+        await client.range(pb.RangeRequest(key=b"k"))
+    assert e.value.name == "UNAVAILABLE"
+    await client.close()  # closing what is closed already is no error
+
+
+async def test_nothing_listening_is_an_os_error(kvstore_server):
+    endpoint = kvstore_server.endpoint
+    kvstore_server.stop()
+    with pytest.raises(OSError):
+        await connect(endpoint)
