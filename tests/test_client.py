@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 import kvstore
 from kvstore.api import kv_pb2, rpc_pb2 as pb, rpc_pb2_grpc
 from kvstore.client import Client, GrpcError, connect
-from kvstore.client.call import PREFIX, UnaryResponse, unary_call
+from kvstore.client.call import PREFIX, UnaryResponse, encode_timeout, request_headers, unary_call
 from kvstore.client.connection import Channel, _Protocol, split_target
 from kvstore.h2 import frames as f
 from kvstore.server.services import all_services
@@ -121,6 +121,35 @@ async def test_a_cancelled_call_resets_its_stream():
     await asyncio.sleep(0)
     assert not protocol.streams
     assert protocol.transport.written[-1].endswith(f.rst_stream(1, f.CANCEL))
+
+
+@inprocess
+async def test_a_deadline_passed_is_deadline_exceeded_and_resets_the_stream():
+    protocol = _detached()
+    with pytest.raises(GrpcError) as e:
+        await unary_call(protocol, b"/etcdserverpb.KV/Range", b"m", b"", timeout=0.05)
+    assert (e.value.code, e.value.name, e.value.message) == (4, "DEADLINE_EXCEEDED",
+                                                             "Deadline Exceeded")
+    await asyncio.sleep(0)
+    assert not protocol.streams
+    assert protocol.transport.written[-1].endswith(f.rst_stream(1, f.CANCEL))
+
+
+@inprocess
+async def test_a_deadline_the_server_keeps(memory_client):
+    client, _ = memory_client
+    assert (await client.put(pb.PutRequest(key=b"k", value=b"v"), timeout=5)).header.revision
+
+
+@inprocess
+def test_grpc_timeout_header():
+    assert encode_timeout(0.05) == b"50000000n"
+    assert encode_timeout(2.5) == b"2500000u"
+    assert encode_timeout(1000) == b"1000000m"
+    assert encode_timeout(0) == b"0n"
+    assert encode_timeout(200_000) == b"200000S"
+    assert (b"grpc-timeout", b"1000000u") in request_headers(b"/p", b"a", 1.0)
+    assert all(name != b"grpc-timeout" for name, _ in request_headers(b"/p", b"a"))
 
 
 def _responded(*events: Callable[[UnaryResponse], None]) -> UnaryResponse:
@@ -244,7 +273,7 @@ def _via_grpc(stub: rpc_pb2_grpc.KVStub, method: str, request) -> Outcome:
 
 async def _via_client(client: Client, method: str, request) -> Outcome:
     try:
-        return "ok", await asyncio.wait_for(getattr(client, _SNAKE[method])(request), 10)
+        return "ok", await getattr(client, _SNAKE[method])(request, timeout=10)  # grpc-timeout
     except GrpcError as e:
         assert grpc.StatusCode[e.name].value[0] == e.code
         return "error", (e.code, e.message)

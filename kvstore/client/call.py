@@ -7,20 +7,46 @@ the trailers, or from the one header block of a trailers-only response.
 from __future__ import annotations
 
 import asyncio
+import math
 import struct
 
 from ..h2 import frames as f
 from ..h2.client import H2ClientConnection
 from ..h2.connection import Headers
-from .status import INTERNAL, OK, UNAVAILABLE, GrpcError, code_of_http_status, decode_message, parse_code
+from .status import (
+    DEADLINE_EXCEEDED,
+    INTERNAL,
+    OK,
+    UNAVAILABLE,
+    GrpcError,
+    code_of_http_status,
+    decode_message,
+    parse_code,
+)
 
 PREFIX = struct.Struct(">BL")  # gRPC message prefix: compressed flag, big-endian length
 
 
-def request_headers(path: bytes, authority: bytes) -> Headers:
-    return [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
-            (b":authority", authority), (b"content-type", b"application/grpc"),
-            (b"te", b"trailers")]
+_TIMEOUT_UNITS = ((b"n", 1e9), (b"u", 1e6), (b"m", 1e3), (b"S", 1.0), (b"M", 1 / 60),
+                  (b"H", 1 / 3600))
+
+
+def encode_timeout(seconds: float) -> bytes:
+    """grpc-timeout: at most 8 digits, in the finest unit that fits (rounded up, as grpc-go)."""
+    for unit, per_second in _TIMEOUT_UNITS:
+        n = max(0, math.ceil(seconds * per_second))
+        if n < 10**8:
+            return b"%d%s" % (n, unit)
+    return b"99999999H"
+
+
+def request_headers(path: bytes, authority: bytes, timeout: float | None = None) -> Headers:
+    headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
+               (b":authority", authority), (b"content-type", b"application/grpc"),
+               (b"te", b"trailers")]
+    if timeout is not None:
+        headers.append((b"grpc-timeout", encode_timeout(timeout)))
+    return headers
 
 
 class UnaryResponse:
@@ -97,11 +123,21 @@ class UnaryResponse:
 
 
 async def unary_call(conn: H2ClientConnection, path: bytes, authority: bytes,
-                     message: bytes) -> bytes:
-    """Sends one request message on a new stream; returns the response message's bytes."""
+                     message: bytes, timeout: float | None = None) -> bytes:
+    """Sends one request message on a new stream; returns the response message's bytes.
+    ``timeout`` (seconds) goes to the server as grpc-timeout and is kept here too."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await _call(conn, path, authority, message, timeout)
+    except TimeoutError:
+        raise GrpcError(DEADLINE_EXCEEDED, "Deadline Exceeded") from None  # grpcio's words
+
+
+async def _call(conn: H2ClientConnection, path: bytes, authority: bytes, message: bytes,
+                timeout: float | None) -> bytes:
     response = UnaryResponse(conn.loop)
     try:
-        stream = conn.open_stream(request_headers(path, authority), response)
+        stream = conn.open_stream(request_headers(path, authority, timeout), response)
     except ConnectionError as e:
         raise GrpcError(UNAVAILABLE, str(e)) from None
     # one write with the prefix: the message is sent whole (flow control holds back the rest)

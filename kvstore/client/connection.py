@@ -41,8 +41,8 @@ class Channel:
     def protocol(self) -> H2ClientConnection:
         return self._protocol
 
-    async def unary(self, path: bytes, message: bytes) -> bytes:
-        return await unary_call(self._protocol, path, self._authority, message)
+    async def unary(self, path: bytes, message: bytes, timeout: float | None = None) -> bytes:
+        return await unary_call(self._protocol, path, self._authority, message, timeout)
 
     async def close(self) -> None:
         """Graceful: GOAWAY, then the socket closes once the calls in flight are answered."""

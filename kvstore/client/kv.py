@@ -10,28 +10,31 @@ _SERVICE = b"/etcdserverpb.KV/"
 
 
 class Client:
-    """An async etcd KV client on one HTTP/2 connection; calls may run concurrently."""
+    """An async etcd KV client on one HTTP/2 connection; calls may run concurrently. A call's
+    ``timeout`` (seconds) is its deadline: GrpcError DEADLINE_EXCEEDED when it passes."""
 
     def __init__(self, channel: Channel):
         self.channel = channel
 
-    async def put(self, request: pb.PutRequest) -> pb.PutResponse:
-        return pb.PutResponse.FromString(await self._call(b"Put", request))
+    async def put(self, request: pb.PutRequest, timeout: float | None = None) -> pb.PutResponse:
+        return pb.PutResponse.FromString(await self._call(b"Put", request, timeout))
 
-    async def range(self, request: pb.RangeRequest) -> pb.RangeResponse:
-        return pb.RangeResponse.FromString(await self._call(b"Range", request))
+    async def range(self, request: pb.RangeRequest, timeout: float | None = None) -> pb.RangeResponse:
+        return pb.RangeResponse.FromString(await self._call(b"Range", request, timeout))
 
-    async def delete_range(self, request: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
-        return pb.DeleteRangeResponse.FromString(await self._call(b"DeleteRange", request))
+    async def delete_range(self, request: pb.DeleteRangeRequest,
+                           timeout: float | None = None) -> pb.DeleteRangeResponse:
+        return pb.DeleteRangeResponse.FromString(await self._call(b"DeleteRange", request, timeout))
 
-    async def txn(self, request: pb.TxnRequest) -> pb.TxnResponse:
-        return pb.TxnResponse.FromString(await self._call(b"Txn", request))
+    async def txn(self, request: pb.TxnRequest, timeout: float | None = None) -> pb.TxnResponse:
+        return pb.TxnResponse.FromString(await self._call(b"Txn", request, timeout))
 
-    async def compact(self, request: pb.CompactionRequest) -> pb.CompactionResponse:
-        return pb.CompactionResponse.FromString(await self._call(b"Compact", request))
+    async def compact(self, request: pb.CompactionRequest,
+                      timeout: float | None = None) -> pb.CompactionResponse:
+        return pb.CompactionResponse.FromString(await self._call(b"Compact", request, timeout))
 
-    async def _call(self, method: bytes, request) -> bytes:
-        return await self.channel.unary(_SERVICE + method, request.SerializeToString())
+    async def _call(self, method: bytes, request, timeout: float | None) -> bytes:
+        return await self.channel.unary(_SERVICE + method, request.SerializeToString(), timeout)
 
     async def close(self) -> None:
         await self.channel.close()
