@@ -26,9 +26,12 @@ TRANSPORT = os.environ.get("KVSTORE_TEST_TRANSPORT", "h2")
 
 
 def free_port_run(count: int) -> int:
-    """A port P such that P .. P+count-1 are all free on loopback."""
+    """A port P such that P .. P+count-1 are all free on loopback, below the ephemeral range:
+    above it, a client socket (an etcdctl, a health probe) may take one of them as its own
+    port before the worker that should listen there starts."""
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
-        base = random.randrange(20000, 60000)
+        base = random.randrange(10000, ephemeral_low - count)
         socks = []
         try:
             for port in range(base, base + count):
