@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 
 from . import frames as f
 from .config import H2Configuration
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 Headers = list[tuple[bytes, bytes]]
 
 
-class H2Connection(asyncio.Protocol):
+class H2Connection(asyncio.Protocol, ABC):
     def __init__(self, config: H2Configuration):
         self.client_side = config.client_side
         self.transport: asyncio.Transport | None = None
@@ -61,13 +62,13 @@ class H2Connection(asyncio.Protocol):
 
     # -- what a role says ----------------------------------------------------------------------
 
+    @abstractmethod
     def _headers_on_stream(self, stream: Stream, headers: Headers, end_stream: bool) -> None:
         """A header block on an open stream: a response's headers, or trailers."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _headers_opening_stream(self, sid: int, headers: Headers, end_stream: bool) -> None:
         """A header block on a stream we do not know (odd, so the client's: a server opens it)."""
-        raise NotImplementedError
 
     def _on_ping(self) -> None:
         """A PING from the peer, just before we answer it."""
