@@ -34,9 +34,6 @@ class Partition:
     def is_default(self) -> bool:
         return not self.prefixes
 
-    def owns(self, key: bytes) -> bool:
-        return any(key.startswith(p) for p in self.prefixes)
-
 
 @dataclass(frozen=True)
 class PartitionMap:

@@ -164,12 +164,13 @@ class Applier:
         """etcd's checkRequests with checkPut, then with checkRange, over the ops of the
         branches ``path`` takes, in one pass: a put's error is raised at once, the first
         range's error returned (to raise if no put fails)."""
-        found: list[errors.EtcdError | None] = [None]
-        self._check_level(r, path, writes, found)
-        return found[0]
+        return self._check_level(r, path, writes)[1]
 
-    def _check_level(self, r: pb.TxnRequest, path: list[bool], writes: bool, found: list) -> int:
+    def _check_level(self, r: pb.TxnRequest, path: list[bool],
+                     writes: bool) -> tuple[int, errors.EtcdError | None]:
+        """(nested txns consumed from ``path``, the first range error at this level or below)."""
         nested = 0
+        range_error: errors.EtcdError | None = None
         rest = path[1:]
         for op in (r.success if path[0] else r.failure):
             which = op.WhichOneof("request")
@@ -177,13 +178,14 @@ class Applier:
                 if writes:
                     self._check_put(op.request_put)
             elif which == "request_range":
-                if found[0] is None:
-                    found[0] = self._range_error(op.request_range.revision)
+                if range_error is None:
+                    range_error = self._range_error(op.request_range.revision)
             elif which == "request_txn":
-                used = self._check_level(op.request_txn, rest, writes, found)
+                used, inner = self._check_level(op.request_txn, rest, writes)
+                range_error = range_error or inner
                 nested += used + 1
                 rest = rest[used + 1:]
-        return nested
+        return nested, range_error
 
     def _check_put(self, p: pb.PutRequest) -> None:
         if (p.ignore_value or p.ignore_lease) and self.mvcc.get(p.key) is None:
