@@ -121,6 +121,10 @@ async def test_range_stream_and_the_paged_fallback_give_ranges_kvs(memory_client
     pages = [p async for p in paged_range(client.channel, request, page_size=10)]
     assert [len(p.kvs) for p in pages] == [10, 10, 10, 10, 5]
     assert [kv for p in pages for kv in p.kvs] == list(whole.kvs)
+    early = client.range_stream(request)
+    await anext(early)
+    await early.aclose()  # stopped early: the call is cancelled, its stream gone
+    assert not client.channel.protocol.streams
     limited = [p async for p in paged_range(client.channel, pb.RangeRequest(
         key=b"r/", range_end=b"r0", limit=23), page_size=10)]
     assert [len(p.kvs) for p in limited] == [10, 10, 3]
