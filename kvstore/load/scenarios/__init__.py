@@ -1,0 +1,13 @@
+"""The scenarios ``kvstore load`` knows, by name. A new one: a Scenario subclass
+(kvstore.load.scenario) in a module here, added to SCENARIOS."""
+from __future__ import annotations
+
+from ..scenario import Scenario
+from .delete import Delete
+from .put import Put
+from .range import Range
+from .txn_put import TxnPut
+
+SCENARIOS: dict[str, type[Scenario]] = {s.name: s for s in (Put, Range, TxnPut, Delete)}
+
+__all__ = ["SCENARIOS"]

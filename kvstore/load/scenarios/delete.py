@@ -1,0 +1,19 @@
+"""delete: one DeleteRange of a single key a request, over a key space written before the
+clock; keys are taken in order (seq modulo the key space), each deleted once a pass."""
+from __future__ import annotations
+
+from ...api import rpc_pb2 as pb
+from ..scenario import Context, Outcome
+from .keyvalue import DELETE_RANGE, KeyValueScenario
+
+
+class Delete(KeyValueScenario):
+    name = "delete"
+    help = "DeleteRange requests of one key, over keys written first"
+    default_key_space_size = 1000
+    preload = True
+
+    def request(self, ctx: Context, seq: int) -> Outcome:
+        message = pb.DeleteRangeRequest(key=self.keys.key(seq % self.keys.size))
+        return "delete", ctx.client(seq).channel.unary(DELETE_RANGE, message.SerializeToString(),
+                                                       ctx.timeout)
