@@ -48,9 +48,9 @@ def run_footer(run: Run) -> str:
 
 def compare_table(a: Run, b: Run) -> Table:
     """B/A per op: throughput and latency ratios (above 1: B has more of it)."""
-    table = Table(title=f"B/A  (A = {', '.join(a['endpoints'])}, B = {', '.join(b['endpoints'])}; "
-                        "ok/s above 1: B is faster; latency above 1: B is slower)",
-                  title_justify="left")
+    table = Table(title=f"B/A: B = {', '.join(b['endpoints'])} over A = {', '.join(a['endpoints'])}",
+                  caption="ok/s above 1: B is faster; latency above 1: B is slower",
+                  title_justify="left", caption_justify="left")
     for name in ("op", "ok/s B/A", "p50 B/A", "p99 B/A"):
         table.add_column(name, justify="left" if name == "op" else "right")
     for label in sorted(set(a["ops"]) | set(b["ops"])):
