@@ -16,9 +16,12 @@ from google.protobuf.message import Message
 import kvstore
 from kvstore.api import kv_pb2, rpc_pb2 as pb, rpc_pb2_grpc
 from kvstore.client import Client, GrpcError, connect
-from kvstore.client.call import PREFIX, UnaryResponse, encode_timeout, request_headers, unary_call
-from kvstore.client.connection import Channel, _Protocol, split_target
+from kvstore.client.call import UnaryCall, unary_call
+from kvstore.client.connection import Channel, _Protocol, split_target, split_targets
+from kvstore.client.headers import encode_timeout, request_block, request_headers, with_timeout
+from kvstore.client.messages import PREFIX
 from kvstore.h2 import frames as f
+from kvstore.h2.hpack_select import Decoder
 from kvstore.server.services import all_services
 from kvstore.server.services.interceptor import CallInterceptor
 from kvstore.server.transport.h2.server import H2Server
@@ -75,6 +78,9 @@ async def test_calls_in_parallel_and_a_large_value(memory_client):
     assert got.kvs[0].value == value
 
 
+RANGE_BLOCK = request_block(b"/etcdserverpb.KV/Range", b"m")
+
+
 def _detached() -> _Protocol:
     """A client connection whose writes go nowhere: its calls wait for ever."""
     protocol = _Protocol()
@@ -85,7 +91,7 @@ def _detached() -> _Protocol:
 @inprocess
 async def test_a_stream_reset_fails_the_call_unavailable():
     protocol = _detached()
-    call = asyncio.ensure_future(unary_call(protocol, b"/etcdserverpb.KV/Range", b"m", b""))
+    call = asyncio.ensure_future(unary_call(protocol, RANGE_BLOCK, b""))
     await asyncio.sleep(0)
     protocol.data_received(f.rst_stream(1, f.REFUSED_STREAM))
     with pytest.raises(GrpcError) as e:
@@ -96,7 +102,7 @@ async def test_a_stream_reset_fails_the_call_unavailable():
 @inprocess
 async def test_a_lost_connection_fails_the_calls_and_refuses_new_ones():
     protocol = _detached()
-    calls = [asyncio.ensure_future(unary_call(protocol, b"/etcdserverpb.KV/Range", b"m", b""))
+    calls = [asyncio.ensure_future(unary_call(protocol, RANGE_BLOCK, b""))
              for _ in range(3)]
     await asyncio.sleep(0)
     protocol.connection_lost(ConnectionResetError())
@@ -105,7 +111,7 @@ async def test_a_lost_connection_fails_the_calls_and_refuses_new_ones():
             await call
         assert e.value.code == 14
     with pytest.raises(GrpcError) as e:
-        await unary_call(protocol, b"/etcdserverpb.KV/Range", b"m", b"")
+        await unary_call(protocol, RANGE_BLOCK, b"")
     assert e.value.code == 14
     assert protocol.lost.done()
 
@@ -113,7 +119,7 @@ async def test_a_lost_connection_fails_the_calls_and_refuses_new_ones():
 @inprocess
 async def test_a_cancelled_call_resets_its_stream():
     protocol = _detached()
-    call = asyncio.ensure_future(unary_call(protocol, b"/etcdserverpb.KV/Range", b"m", b""))
+    call = asyncio.ensure_future(unary_call(protocol, RANGE_BLOCK, b""))
     await asyncio.sleep(0)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -127,7 +133,7 @@ async def test_a_cancelled_call_resets_its_stream():
 async def test_a_deadline_passed_is_deadline_exceeded_and_resets_the_stream():
     protocol = _detached()
     with pytest.raises(GrpcError) as e:
-        await unary_call(protocol, b"/etcdserverpb.KV/Range", b"m", b"", timeout=0.05)
+        await unary_call(protocol, RANGE_BLOCK, b"", timeout=0.05)
     assert (e.value.code, e.value.name, e.value.message) == (4, "DEADLINE_EXCEEDED",
                                                              "Deadline Exceeded")
     await asyncio.sleep(0)
@@ -150,13 +156,25 @@ def test_grpc_timeout_header():
     assert encode_timeout(200_000) == b"200000S"
     assert (b"grpc-timeout", b"1000000u") in request_headers(b"/p", b"a", 1.0)
     assert all(name != b"grpc-timeout" for name, _ in request_headers(b"/p", b"a"))
+    # the precomputed block with the timeout appended decodes as the headers encoded whole
+    assert Decoder().decode(with_timeout(request_block(b"/p", b"a"), 1.0)) == request_headers(
+        b"/p", b"a", 1.0)
 
 
-def _responded(*events: Callable[[UnaryResponse], None]) -> UnaryResponse:
-    response = UnaryResponse(asyncio.get_running_loop())
-    for event in events:
-        event(response)
-    return response
+class _Responded:
+    """A UnaryCall given ``events``; ``outcome`` is what its callback was told."""
+
+    def __init__(self, *events: Callable[[UnaryCall], None]):
+        self.outcomes: list[tuple[int, bytes | str]] = []
+        call = UnaryCall(lambda code, payload: self.outcomes.append((code, payload)))
+        for event in events:
+            event(call)
+        assert len(self.outcomes) <= 1  # told once
+
+    @property
+    def outcome(self) -> tuple[int, bytes | str]:
+        [outcome] = self.outcomes
+        return outcome
 
 
 OK_HEAD = [(b":status", b"200"), (b"content-type", b"application/grpc")]
@@ -165,33 +183,29 @@ OK_HEAD = [(b":status", b"200"), (b"content-type", b"application/grpc")]
 @inprocess
 async def test_a_message_split_across_frames_and_a_trailers_only_error():
     body = PREFIX.pack(0, 5) + b"hello"
-    split = _responded(lambda r: r.headers(OK_HEAD, False),
+    split = _Responded(lambda r: r.headers(OK_HEAD, False),
                        *[(lambda r, b=body[i:i + 1]: r.data(b)) for i in range(len(body))],
-                       lambda r: r.headers([(b"grpc-status", b"0")], True), UnaryResponse.end_of_stream)
-    assert split.result.result() == b"hello"
+                       lambda r: r.headers([(b"grpc-status", b"0")], True), UnaryCall.end_of_stream)
+    assert split.outcome == (0, b"hello")
 
-    only = _responded(lambda r: r.headers(OK_HEAD + [(b"grpc-status", b"11"),
+    only = _Responded(lambda r: r.headers(OK_HEAD + [(b"grpc-status", b"11"),
                                                      (b"grpc-message", b"50%25 %E2%9C%93")], True),
-                      UnaryResponse.end_of_stream)
-    error = only.result.exception()
-    assert isinstance(error, GrpcError)
-    assert (error.code, error.name, error.message) == (11, "OUT_OF_RANGE", "50% \u2713")
+                      UnaryCall.end_of_stream)
+    assert only.outcome == (11, "50% \u2713")
 
 
 @inprocess
 async def test_what_a_unary_response_may_not_be():
-    def outcome(*events) -> tuple[int, str]:
-        error = _responded(*events).result.exception()
-        assert isinstance(error, GrpcError)
-        return error.code, error.message
+    def outcome(*events) -> tuple[int, bytes | str]:
+        return _Responded(*events).outcome
 
-    def head(r: UnaryResponse) -> None:
+    def head(r: UnaryCall) -> None:
         r.headers(OK_HEAD, False)
 
-    def ok(r: UnaryResponse) -> None:
+    def ok(r: UnaryCall) -> None:
         r.headers([(b"grpc-status", b"0")], True)
 
-    end = UnaryResponse.end_of_stream
+    end = UnaryCall.end_of_stream
     assert outcome(head, ok, end) == (13, "no response message")
     two = PREFIX.pack(0, 1) + b"a"
     assert outcome(head, lambda r: r.data(two + two), ok, end)[0] == 13
@@ -210,6 +224,9 @@ def test_targets():
     assert split_target("[::1]:2379") == ("::1", 2379)
     with pytest.raises(ValueError):
         split_target("localhost")
+    assert split_targets("a:1, b:2,") == split_targets(["a:1", "b:2"]) == ["a:1", "b:2"]
+    with pytest.raises(ValueError):
+        split_targets("")
 
 
 # -- against real servers, grpcio as the reference ------------------------------------------------

@@ -1,5 +1,12 @@
-"""kvstore's own etcd client: unary KV calls over kvstore's HTTP/2 (kvstore.h2), no grpc."""
-from .kv import Client, connect
+"""kvstore's own etcd client over kvstore's HTTP/2 (kvstore.h2), no grpc: unary KV, Lease,
+Cluster and Maintenance calls, Watch and LeaseKeepAlive streams, RangeStream (with a paged
+Range fallback), and Channel.call, a callback API for load generation."""
+from .client import Client, connect
+from .connection import Channel, open_channel
+from .lease_keep_alive import LeaseKeepAliveStream
 from .status import GrpcError
+from .stream import StreamingCall
+from .watch import WatchStream
 
-__all__ = ["Client", "GrpcError", "connect"]
+__all__ = ["Channel", "Client", "GrpcError", "LeaseKeepAliveStream", "StreamingCall",
+           "WatchStream", "connect", "open_channel"]

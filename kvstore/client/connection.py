@@ -1,11 +1,16 @@
-"""A client's HTTP/2 connection over a TCP socket (plaintext; TLS is for later)."""
+"""A client's HTTP/2 connection over a TCP socket (plaintext; TLS is for later), and the
+Channel that gRPC calls of any kind share."""
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Sequence
 
 from ..h2.client import H2ClientConnection
-from .call import unary_call
+from ..h2.stream import Stream
+from .call import Callback, start_unary, unary_call
+from .headers import request_block, with_timeout
+from .stream import StreamingCall
 
 
 class _Protocol(H2ClientConnection):
@@ -30,19 +35,56 @@ def split_target(target: str) -> tuple[str, int]:
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 
+def split_targets(targets: str | Sequence[str]) -> list[str]:
+    """"a:1,b:2" or ["a:1", "b:2"]: the endpoints in order."""
+    items = targets.split(",") if isinstance(targets, str) else list(targets)
+    out = [t.strip() for t in items if t.strip()]
+    if not out:
+        raise ValueError("no endpoint given")
+    return out
+
+
 class Channel:
-    """One HTTP/2 connection that unary calls share, each on its own stream."""
+    """One HTTP/2 connection that calls share, each on its own stream."""
 
     def __init__(self, protocol: _Protocol, authority: str):
         self._protocol = protocol
         self._authority = authority.encode("ascii")
+        self._blocks: dict[bytes, bytes] = {}  # method path -> its request header block
 
     @property
     def protocol(self) -> H2ClientConnection:
         return self._protocol
 
+    def _block(self, path: bytes) -> bytes:
+        block = self._blocks.get(path)
+        if block is None:
+            block = self._blocks[path] = request_block(path, self._authority)
+        return block
+
+    def call(self, path: bytes, message: bytes, callback: Callback,
+             timeout: float | None = None) -> Stream | None:
+        """A unary call without a coroutine: ``callback(0, response bytes)`` or
+        ``callback(code, message)`` once it is answered, never before this returns.
+        ``timeout`` only goes to the server as grpc-timeout (it answers DEADLINE_EXCEEDED)."""
+        return start_unary(self._protocol, with_timeout(self._block(path), timeout), message,
+                           callback)
+
     async def unary(self, path: bytes, message: bytes, timeout: float | None = None) -> bytes:
-        return await unary_call(self._protocol, path, self._authority, message, timeout)
+        """The response message's bytes; raises GrpcError. ``timeout`` is the deadline."""
+        return await unary_call(self._protocol, self._block(path), message, timeout)
+
+    def stream(self, path: bytes) -> StreamingCall:
+        """A bidirectional streaming call, open: send, done_writing, iterate, cancel."""
+        return StreamingCall(self._protocol).open(self._block(path))
+
+    async def server_stream(self, path: bytes, message: bytes) -> StreamingCall:
+        """A server-streaming call: ``message`` sent, writing done; iterate the responses."""
+        call = self.stream(path)
+        if not call.ended:
+            await call.send(message)
+        call.done_writing()
+        return call
 
     async def close(self) -> None:
         """Graceful: GOAWAY, then the socket closes once the calls in flight are answered."""
@@ -52,8 +94,7 @@ class Channel:
         await protocol.lost
 
 
-async def open_channel(target: str) -> Channel:
-    """Connects to ``target`` ("host:port"); raises OSError if nothing accepts there."""
+async def _connect(target: str) -> Channel:
     host, port = split_target(target)
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_connection(_Protocol, host, port)
@@ -62,3 +103,17 @@ async def open_channel(target: str) -> Channel:
         # small requests and responses: no waiting for Nagle (asyncio sets it too; be sure)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return Channel(protocol, target.removeprefix("http://"))
+
+
+async def open_channel(targets: str | Sequence[str]) -> Channel:
+    """Connects to the first of ``targets`` ("host:port", several comma-separated or in a
+    list) that accepts, trying them in order; raises the last OSError if none does. The
+    channel stays on that endpoint: no failover once connected."""
+    error: OSError | None = None
+    for target in split_targets(targets):
+        try:
+            return await _connect(target)
+        except OSError as e:
+            error = e
+    assert error is not None
+    raise error

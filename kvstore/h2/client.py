@@ -30,11 +30,58 @@ class H2ClientConnection(H2Connection):
     def __init__(self) -> None:
         super().__init__(_CLIENT_SIDE)
         self._encoder = Encoder()
+        self._table_size_update_due = False  # the encoder owes the peer a size update
 
     def open_stream(self, headers: Headers, handler: ResponseHandler,
                     end_stream: bool = False) -> Stream:
         """A new stream whose request begins with ``headers``; send its body with send_data
         (end_stream=True on the last part) unless ``end_stream`` ends it here."""
+        stream = self._new_stream(handler)
+        # encoded now, as sent: the encoder's dynamic table follows the order of the blocks
+        self._table_size_update_due = False  # the block begins with it if one was due
+        self.send_headers(stream, self._encoder.encode(headers), end_stream)
+        return stream
+
+    def open_stream_encoded(self, block: bytes, handler: ResponseHandler,
+                            end_stream: bool = False) -> Stream:
+        """As open_stream, with a header block encoded beforehand. The block must leave the
+        dynamic table alone (static indexes and literals without indexing only, as
+        ``Encoder(0)`` writes them): then it means the same whatever the table holds."""
+        stream = self._new_stream(handler)
+        if self._table_size_update_due:
+            # a size update must open the first block after the peer's SETTINGS changed it
+            self._table_size_update_due = False
+            block = self._encoder.encode(()) + block
+        self.send_headers(stream, block, end_stream)
+        return stream
+
+    def open_request(self, block: bytes, handler: ResponseHandler, prefix: bytes,
+                     body: bytes) -> Stream:
+        """A whole request on a new stream: a header block as open_stream_encoded takes it,
+        then ``prefix + body`` as its DATA, ending the stream. One write of HEADERS and DATA
+        when they fit the windows and a frame each (a unary gRPC call's usual case), the
+        body never copied to put the prefix in front; else as send_data would."""
+        stream = self._new_stream(handler)
+        if self._table_size_update_due:
+            self._table_size_update_due = False
+            block = self._encoder.encode(()) + block
+        n = len(prefix) + len(body)
+        limit = self.peer_max_frame
+        if n <= self._conn_send_window and n <= stream.send_window and n <= limit and len(block) <= limit:
+            self._conn_send_window -= n
+            stream.send_window -= n
+            self._sent_since_ping = True
+            sid = stream.id
+            self._write(b"".join((f.frame_header(f.HEADERS, f.END_HEADERS, sid, len(block)), block,
+                                  f.frame_header(f.DATA, f.END_STREAM, sid, n), prefix, body)))
+            self._close_local(stream)
+        else:
+            self.send_headers(stream, block)
+            self.send_data(stream, prefix)
+            self.send_data(stream, body, end_stream=True)
+        return stream
+
+    def _new_stream(self, handler: ResponseHandler) -> Stream:
         if self._closed or self._going_away:
             raise ConnectionError("the HTTP/2 connection is closed or going away")
         sid = self._next_stream_id
@@ -42,8 +89,6 @@ class H2ClientConnection(H2Connection):
         stream = Stream(sid, self._peer_initial_window)
         stream.handler = handler
         self.streams[sid] = stream
-        # encoded now, as sent: the encoder's dynamic table follows the order of the blocks
-        self.send_headers(stream, self._encoder.encode(headers), end_stream)
         return stream
 
     def _headers_on_stream(self, stream: Stream, headers: Headers, end_stream: bool) -> None:
@@ -59,3 +104,4 @@ class H2ClientConnection(H2Connection):
 
     def _on_peer_header_table_size(self, size: int) -> None:
         self._encoder.set_max_table_size(size)
+        self._table_size_update_due = True
