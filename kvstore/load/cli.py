@@ -143,6 +143,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[tuple[str, list[str]]], RunPla
         targets = [("A", _endpoints(args.compare[0])), ("B", _endpoints(args.compare[1]))]
     else:
         targets = [("run", args.endpoints)]
+    targets = [(name, scenario.endpoints(endpoints)) for name, endpoints in targets]
     plan = RunPlan(scenario=args.scenario, options=args, endpoints=targets[0][1], procs=args.procs,
                    conns=args.conns, clients=args.clients, rate=rate, total=total,
                    duration=args.duration, max_in_flight=args.max_in_flight,

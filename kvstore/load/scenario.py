@@ -66,6 +66,11 @@ class Scenario:
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """The scenario's own options, besides the runner's and the key/value ones."""
 
+    def endpoints(self, given: list[str]) -> list[str]:
+        """The endpoints to connect to, from the ones the run was given (a kube scenario adds
+        the partitions its resources are routed to)."""
+        return given
+
     def default_rate(self) -> float | None:
         """Requests/s in total when --rate is not given (open loop), or None: closed loop.
         E.g. kube-leases: one renewal a node every 10 s."""

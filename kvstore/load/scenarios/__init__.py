@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from ..scenario import Scenario
 from .delete import Delete
+from .kube import KubeEvents, KubeLeases, KubeList, KubeMixed, KubePods
 from .put import Put
 from .range import Range
 from .txn_put import TxnPut
 
-SCENARIOS: dict[str, type[Scenario]] = {s.name: s for s in (Put, Range, TxnPut, Delete)}
+SCENARIOS: dict[str, type[Scenario]] = {s.name: s for s in (Put, Range, TxnPut, Delete, KubeLeases, KubePods,
+                                                             KubeEvents, KubeList, KubeMixed)}
 
 __all__ = ["SCENARIOS"]
