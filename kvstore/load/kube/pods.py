@@ -51,6 +51,12 @@ class PodChurn(KubeStream):
     async def start(self, ctx: Context) -> None:
         await super().start(ctx)
         self._worker = ctx.worker or 0
+        # this worker's share of the pods written ahead, at their revisions: churned first
+        revs = await self.revisions(ctx, POD_PREFIX)
+        for i in range(self._worker, self.pods, ctx.workers):
+            key = initial_pod_key(i)
+            if key in revs:
+                self._idle.append((key, revs[key]))
         if self.watch and self._worker == 0:
             await self._open_watch(ctx)
 
