@@ -87,5 +87,9 @@ class Scenario:
         op label and its answer to await."""
         raise NotImplementedError
 
+    async def settle(self, ctx: Context) -> None:
+        """In each worker, once the requests are answered and before its last report: wait for
+        what they still owe the scenario's own measurements (the events of the last puts)."""
+
     async def stop(self, ctx: Context) -> None:
         """In each worker, after the clock and the requests in flight (close streams)."""

@@ -110,6 +110,7 @@ class Worker:
             # a lost server's calls fail at once; a live one's are worth waiting for
             await driver.drain(run.drain if self.reason != "lost" else min(run.drain, 1.0))
             end = time.perf_counter()
+            await scenario.settle(ctx)  # what the last requests still owe (watch events)
             ticker.cancel()
             last = self._ticks + 1
             self._report(self.recorder.flush(last, max(0.0, end - (t0 + last - 1))))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import time
 from collections import deque
 
 from ...api import rpc_pb2 as pb
@@ -23,6 +24,8 @@ from .stream import TXN, KubeStream, limited
 from .wire import create_compare, delete_op, ld, mod_compare, mod_compare_head, put_op, range_failure
 
 WATCH_EVENTS = "pod-watch-events"
+QUIET_S = 0.2  # at the end, the watch's events are awaited until none came for this long...
+QUIET_MAX_S = 3.0  # ...or this long at most
 
 
 class PodChurn(KubeStream):
@@ -42,6 +45,7 @@ class PodChurn(KubeStream):
         self._watch_task: asyncio.Task[None] | None = None
         self.watch_error: str | None = None
         self._closing = False
+        self._last_event = 0.0
 
     async def prepare(self, ctx: Context) -> None:
         await super().prepare(ctx)
@@ -73,6 +77,7 @@ class PodChurn(KubeStream):
         try:
             async for r in ws:
                 if r.events:
+                    self._last_event = time.monotonic()
                     count(WATCH_EVENTS, len(r.events))
                 if r.canceled:
                     self.watch_error = f"the pods' watch was canceled: {r.cancel_reason}"
@@ -80,6 +85,13 @@ class PodChurn(KubeStream):
         except GrpcError as e:
             if not self._closing:  # stop() cancels it: that is no error
                 self.watch_error = f"the pods' watch ended: {e}"
+
+    async def settle(self, ctx: Context) -> None:
+        if self._watch is None:
+            return
+        deadline = time.monotonic() + QUIET_MAX_S
+        while time.monotonic() < deadline and time.monotonic() - self._last_event < QUIET_S:  # noqa: ASYNC110 - a quiet spell, bounded
+            await asyncio.sleep(QUIET_S / 4)
 
     async def stop(self, ctx: Context) -> None:
         self._closing = True

@@ -58,6 +58,9 @@ class KubeStream:
     def request(self, ctx: Context) -> Outcome:
         raise NotImplementedError
 
+    async def settle(self, ctx: Context) -> None:
+        """Waits for what the last requests still owe its measurements (watch events)."""
+
     async def stop(self, ctx: Context) -> None:
         pass
 

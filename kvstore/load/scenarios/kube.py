@@ -115,6 +115,10 @@ class KubeScenario(Scenario):
         self._sent = n + 1
         return self.by_name[self.mix.label(n)].request(ctx)
 
+    async def settle(self, ctx: Context) -> None:
+        for stream in self.by_name.values():
+            await stream.settle(ctx)
+
     async def stop(self, ctx: Context) -> None:
         for stream in self.by_name.values():
             await stream.stop(ctx)
