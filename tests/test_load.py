@@ -217,3 +217,15 @@ def test_server_killed_mid_run_ends_it_with_partial_results(tmp_path):
     assert run["ended"] == "lost" and run["lost"]["endpoint"] == server.endpoint
     assert run["ops"]["put"]["ok"] > 0
     assert run["elapsed_s"] < 9
+
+
+def test_weighted_mix_interleaves_at_the_rates():
+    """kube-mixed's shape: several kinds of request at fixed rates in one stream."""
+    from kvstore.load.mix import WeightedMix
+
+    mix = WeightedMix({"lease": 10000, "pod": 1000, "event": 500})
+    assert mix.total_rate == 11500
+    labels = [mix.label(seq) for seq in range(23 * 10)]
+    assert (labels.count("lease"), labels.count("pod"), labels.count("event")) == (200, 20, 10)
+    pods = [i for i, label in enumerate(labels[:23]) if label == "pod"]
+    assert len(pods) == 2 and pods[1] - pods[0] >= 8  # spread out, not bunched
