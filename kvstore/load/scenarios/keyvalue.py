@@ -79,8 +79,10 @@ class KeyedTemplate:
 
 
 async def clear_prefix(ctx: Context, prefix: bytes) -> None:
+    """On every endpoint: the same cluster's members (a no-op after the first), or not."""
     request = pb.DeleteRangeRequest(key=prefix, range_end=prefix_end(prefix))
-    await ctx.clients[0].delete_range(request, timeout=ctx.timeout)
+    for endpoint in ctx.endpoints:
+        await ctx.clients_of(endpoint)[0].delete_range(request, timeout=ctx.timeout)
 
 
 async def put_all(ctx: Context, keys: Iterable[bytes], value: bytes) -> None:
