@@ -191,6 +191,17 @@ def test_compare_runs_both_and_prints_ratios(both, tmp_path):
     assert png.exists()
 
 
+def test_requests_spread_over_the_endpoints(both, tmp_path):
+    """Two endpoints (here two separate servers, to see where each request went)."""
+    kv, etcd = both
+    out = tmp_path / "spread.json"
+    assert load_here("put", "--endpoints", f"{kv.endpoint},{etcd.endpoint}", "--total", "100",
+                     "--clients", "4", "--sequential-keys", "--key-space-size", "100",
+                     "--prefix", "/t-spread/", "--quiet", "--out", str(out)) == 0
+    assert results(out)["runs"][0]["ops"]["put"]["ok"] == 100
+    assert count_keys(kv.endpoint, "/t-spread/") == count_keys(etcd.endpoint, "/t-spread/") == 50
+
+
 def test_server_killed_mid_run_ends_it_with_partial_results(tmp_path):
     server = KvstoreProcess(tmp_path / "doomed").start()
     out = tmp_path / "lost.json"
@@ -217,3 +228,15 @@ def test_server_killed_mid_run_ends_it_with_partial_results(tmp_path):
     assert run["ended"] == "lost" and run["lost"]["endpoint"] == server.endpoint
     assert run["ops"]["put"]["ok"] > 0
     assert run["elapsed_s"] < 9
+
+
+def test_weighted_mix_interleaves_at_the_rates():
+    """kube-mixed's shape: several kinds of request at fixed rates in one stream."""
+    from kvstore.load.mix import WeightedMix
+
+    mix = WeightedMix({"lease": 10000, "pod": 1000, "event": 500})
+    assert mix.total_rate == 11500
+    labels = [mix.label(seq) for seq in range(23 * 10)]
+    assert (labels.count("lease"), labels.count("pod"), labels.count("event")) == (200, 20, 10)
+    pods = [i for i, label in enumerate(labels[:23]) if label == "pod"]
+    assert len(pods) == 2 and pods[1] - pods[0] >= 8  # spread out, not bunched

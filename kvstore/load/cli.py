@@ -107,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
         run = results.to_json()
         runs.append(run)
         out.print(report.run_table(run))
-        out.print(report.run_footer(run))
+        out.print(report.run_footer(run), highlight=False)
         if run["ended"] != "completed":
             status = EXIT_STATUS[run["ended"]]
             break

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import histogram
+from .recorder import MEANINGFUL_INTERVAL
 
 
 class PlotUnavailable(Exception):
@@ -33,7 +34,7 @@ def plot_results(document: dict[str, Any], png: str) -> None:
         where = ", ".join(run["endpoints"])
         name = f"{run['name']} ({where})" if len(runs) > 1 else where
         for label in run["ops"]:
-            points = [(s["t"], s["ops"][label]) for s in run["series"] if label in s["ops"]]
+            points = [(s["t"], s["ops"][label]) for s in _plotted(run["series"]) if label in s["ops"]]
             t = [p[0] for p in points]
             throughput.plot(t, [p[1]["rate"] for p in points], style, label=f"{name} {label}")
             for q, marker in (("p50", "o"), ("p99", "^")):
@@ -71,3 +72,10 @@ def plot_results(document: dict[str, Any], png: str) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=80)
     plt.close(fig)
+
+
+def _plotted(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The series without a last interval too short for its rate to mean much."""
+    if len(series) > 1 and series[-1]["duration"] < MEANINGFUL_INTERVAL:
+        return series[:-1]
+    return series

@@ -11,7 +11,7 @@ from .results import RunResults
 
 def status_line(results: RunResults) -> str:
     """Requests so far, the last second's rate, errors and p99 so far."""
-    last = results.last_second
+    last = results.last_full_second
     rate = sum(op["rate"] for op in last["ops"].values()) if last else 0.0
     h = results.overall
     p99 = f"{h.get_value_at_percentile(99) / 1000:.2f} ms" if h.get_total_count() else "-"

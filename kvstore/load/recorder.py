@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 from . import histogram
 
+# A run's last interval ends when its last answer comes: often a few milliseconds after the
+# last whole second, too short for its rate to mean much (shown in the series, not plotted).
+MEANINGFUL_INTERVAL = 0.5
+
 
 @dataclass
 class OpSecond:

@@ -10,7 +10,7 @@ from hdrh.histogram import HdrHistogram
 
 from . import histogram
 from .plan import RunPlan
-from .recorder import SecondReport
+from .recorder import MEANINGFUL_INTERVAL, SecondReport
 from .worker import WorkerDone
 
 
@@ -61,6 +61,7 @@ class RunResults:
         self.message: str | None = None  # why it ended early
         self.lost: tuple[str, float] | None = None  # (endpoint, seconds after t0)
         self.last_second: dict[str, Any] | None = None  # the newest finished second
+        self.last_full_second: dict[str, Any] | None = None  # the newest not cut short
         self._open: dict[int, _Second] = {}
         self._reported: dict[int, int] = dict.fromkeys(range(plan.procs), 0)
 
@@ -112,6 +113,8 @@ class RunResults:
                             "duration": round(second.duration, 3), "ops": ops,
                             "skipped": second.skipped, "backlog_max": second.backlog_max}
         self.series.append(self.last_second)
+        if second.duration >= MEANINGFUL_INTERVAL:
+            self.last_full_second = self.last_second
 
     # --- reading --------------------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 clock; keys are taken in order (seq modulo the key space), each deleted once a pass."""
 from __future__ import annotations
 
+import argparse
+
 from ...api import rpc_pb2 as pb
 from ..scenario import Context, Outcome
-from .keyvalue import DELETE_RANGE, KeyValueScenario
+from .keyvalue import DELETE_RANGE, KeyedTemplate, KeyValueScenario
 
 
 class Delete(KeyValueScenario):
@@ -13,7 +15,10 @@ class Delete(KeyValueScenario):
     default_key_space_size = 1000
     preload = True
 
+    def __init__(self, options: argparse.Namespace):
+        super().__init__(options)
+        self.message = KeyedTemplate(pb.DeleteRangeRequest(), self.keys)
+
     def request(self, ctx: Context, seq: int) -> Outcome:
-        message = pb.DeleteRangeRequest(key=self.keys.key(seq % self.keys.size))
-        return "delete", ctx.client(seq).channel.unary(DELETE_RANGE, message.SerializeToString(),
-                                                       ctx.timeout)
+        message = self.message.render(self.keys.key(seq % self.keys.size))
+        return "delete", ctx.client(seq).channel.unary(DELETE_RANGE, message, ctx.timeout)

@@ -6,7 +6,7 @@ import argparse
 
 from ...api import rpc_pb2 as pb
 from ..scenario import Context, Outcome
-from .keyvalue import RANGE, KeyValueScenario
+from .keyvalue import RANGE, KeyedTemplate, KeyValueScenario
 
 
 class Range(KeyValueScenario):
@@ -17,7 +17,7 @@ class Range(KeyValueScenario):
 
     def __init__(self, options: argparse.Namespace):
         super().__init__(options)
-        self.serializable = options.consistency == "s"
+        self.message = KeyedTemplate(pb.RangeRequest(serializable=options.consistency == "s"), self.keys)
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -26,5 +26,5 @@ class Range(KeyValueScenario):
                             help="linearizable (l, default) or serializable (s)")
 
     def request(self, ctx: Context, seq: int) -> Outcome:
-        message = pb.RangeRequest(key=self.keys.pick(seq), serializable=self.serializable)
-        return "range", ctx.client(seq).channel.unary(RANGE, message.SerializeToString(), ctx.timeout)
+        message = self.message.render(self.keys.pick(seq))
+        return "range", ctx.client(seq).channel.unary(RANGE, message, ctx.timeout)
