@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 
+PRECOMPUTED_KEYS = 1_000_000
+
 
 def prefix_end(prefix: bytes) -> bytes:
     """The range_end that makes a range cover every key starting with ``prefix`` (etcd's
@@ -33,16 +35,20 @@ class KeySpace:
         self.key_size = key_size
         self.size = size
         self.sequential = sequential
-        self._randrange = random.randrange
+        self._random = random.random
+        # a request's key is on the hot path: built once, up to a million of them
+        self._keys = [self.key(i) for i in range(size)] if size <= PRECOMPUTED_KEYS else None
 
     def key(self, index: int) -> bytes:
         return self.prefix + b"%0*d" % (self.key_size, index)
 
     def index(self, seq: int) -> int:
-        return seq % self.size if self.sequential else self._randrange(self.size)
+        return seq % self.size if self.sequential else int(self._random() * self.size)
 
     def pick(self, seq: int) -> bytes:
-        return self.key(self.index(seq))
+        i = seq % self.size if self.sequential else int(self._random() * self.size)
+        keys = self._keys
+        return keys[i] if keys is not None else self.key(i)
 
     def all(self) -> list[bytes]:
-        return [self.key(i) for i in range(self.size)]
+        return list(self._keys) if self._keys is not None else [self.key(i) for i in range(self.size)]

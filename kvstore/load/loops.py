@@ -13,13 +13,14 @@ waiting when the run ends are counted as skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from functools import partial
 from time import perf_counter as clock
 from typing import Any
 
 from ..client import GrpcError
-from ..client.status import UNAVAILABLE
+from ..client.status import CODE_NAMES, OK, UNAVAILABLE
 from .liveness import Liveness
 from .plan import WorkerPlan
 from .recorder import Recorder
@@ -129,6 +130,94 @@ class ClosedLoop(Driver):
                 self.recorder.error(label, "CANCELLED")
                 raise
             record_ok(label, clock() - start)
+
+
+class CallLoop(Driver):
+    """The closed loop for scenarios whose requests are plain unary calls (Scenario.unary):
+    each client is a chain of callbacks on the channel's callback API -- an answer records its
+    latency and sends the client's next request -- with no coroutine, task switch or Future
+    per request, which is most of what a request costs a Python client."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._finished = loop.create_future()  # all clients done, or stopped
+        self._drained: asyncio.Future[None] | None = None
+        self._active = 0  # clients still sending
+        self._in_flight: dict[str, int] = {}  # label -> requests sent, not answered
+        self._closed = False  # drained: answers from now on are not counted
+        self._failure: BaseException | None = None
+        self._unary = self.scenario.unary
+        self._budget = self.plan.total if self.plan.total is not None else math.inf
+        self._call_timeout = self.ctx.timeout
+
+    async def run(self, t0: float) -> None:
+        self._active = self.plan.clients
+        for _ in range(self.plan.clients):
+            self._next()
+        if self._active:
+            await self._finished
+        if self._failure is not None:
+            raise self._failure
+
+    def stop(self, at_end: bool = False) -> None:
+        super().stop()
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self._finished.done():
+            self._finished.set_result(None)
+
+    async def drain(self, timeout: float) -> None:
+        if any(self._in_flight.values()):
+            self._drained = self._loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained, timeout)
+        self._closed = True
+        for label, n in self._in_flight.items():
+            for _ in range(n):  # never answered: counted as the drain's cancel
+                self.recorder.error(label, "CANCELLED")
+        if self._failure is not None:
+            raise self._failure
+
+    def _next(self) -> None:
+        """A client's next request, or its end."""
+        local = self._sent
+        if self.stopping or local >= self._budget:
+            self._active -= 1
+            if not self._active:
+                self._finish()
+            return
+        self._sent = local + 1
+        try:
+            label, channel, path, message = self._unary(self.ctx, self.seq(local))
+        except Exception as e:  # noqa: BLE001 - a scenario's bug: the worker fails with it
+            self._failure = e
+            self.stopping = True
+            self._active -= 1
+            self._finish()
+            return
+        in_flight = self._in_flight
+        in_flight[label] = in_flight.get(label, 0) + 1
+        channel.call(path, message, partial(self._answered, label, clock()), self._call_timeout)
+
+    def _answered(self, label: str, start: float, code: int, payload: bytes | str) -> None:
+        if self._closed:
+            return
+        in_flight = self._in_flight
+        in_flight[label] -= 1
+        if code == OK:
+            self.recorder.ok(label, clock() - start)
+        else:
+            self.recorder.error(label, CODE_NAMES[code] if 0 <= code < len(CODE_NAMES) else "UNKNOWN")
+        if self._drained is not None and not any(in_flight.values()) and not self._drained.done():
+            self._drained.set_result(None)
+        if code == UNAVAILABLE:
+            self.liveness.unavailable()
+            self._loop.call_later(UNAVAILABLE_PAUSE, self._next)
+        else:
+            self._next()
 
 
 class OpenLoop(Driver):

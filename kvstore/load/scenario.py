@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..client import Client
+from ..client.connection import Channel
 from .recorder import Recorder
 
 
@@ -49,6 +50,9 @@ class Context:
 
 
 Outcome = tuple[str, Awaitable[Any]]  # (op label, the answer)
+# A request that is one unary call whose answer needs no reading beyond its status:
+# (op label, the channel, the method's path, the request message's bytes)
+UnaryRequest = tuple[str, Channel, bytes, bytes]
 
 
 class Scenario:
@@ -84,8 +88,19 @@ class Scenario:
 
     def request(self, ctx: Context, seq: int) -> Outcome:
         """Issues request ``seq`` (unique over all workers; 0, 1, ... per run) and returns its
-        op label and its answer to await."""
+        op label and its answer to await. By default, the call ``unary`` describes."""
+        label, channel, path, message = self.unary(ctx, seq)
+        return label, channel.unary(path, message, ctx.timeout)
+
+    def unary(self, ctx: Context, seq: int) -> UnaryRequest:
+        """Request ``seq`` as one unary call, not sent: a scenario whose requests are plain
+        calls defines this instead of ``request``, and the closed loop sends them itself on
+        the channel's callback API, with no coroutine or Future per request (CallLoop)."""
         raise NotImplementedError
+
+    @classmethod
+    def sends_unary(cls) -> bool:
+        return cls.unary is not Scenario.unary
 
     async def settle(self, ctx: Context) -> None:
         """In each worker, once the requests are answered and before its last report: wait for

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..client import Client, connect
 from .liveness import Liveness
-from .loops import ClosedLoop, Driver, OpenLoop
+from .loops import CallLoop, ClosedLoop, Driver, OpenLoop
 from .plan import WorkerPlan
 from .recorder import Recorder, SecondReport
 from .scenario import Context
@@ -89,7 +89,11 @@ class Worker:
             ctx = Context(endpoints=run.endpoints, clients=clients, recorder=self.recorder,
                           worker=plan.index, workers=run.procs, timeout=run.timeout)
             await scenario.start(ctx)
-            driver_class = OpenLoop if run.open_loop else ClosedLoop
+            driver_class: type[Driver]
+            if run.open_loop:
+                driver_class = OpenLoop
+            else:
+                driver_class = CallLoop if scenario.sends_unary() else ClosedLoop
             driver = self._driver = driver_class(plan, scenario, ctx, self.recorder,
                                                  Liveness(run.endpoints, self._lost))
             self.pipe.send(("ready", plan.index))

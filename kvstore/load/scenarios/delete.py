@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ...api import rpc_pb2 as pb
-from ..scenario import Context, Outcome
+from ..scenario import Context, UnaryRequest
 from .keyvalue import DELETE_RANGE, KeyedTemplate, KeyValueScenario
 
 
@@ -19,6 +19,6 @@ class Delete(KeyValueScenario):
         super().__init__(options)
         self.message = KeyedTemplate(pb.DeleteRangeRequest(), self.keys)
 
-    def request(self, ctx: Context, seq: int) -> Outcome:
+    def unary(self, ctx: Context, seq: int) -> UnaryRequest:
         message = self.message.render(self.keys.key(seq % self.keys.size))
-        return "delete", ctx.client(seq).channel.unary(DELETE_RANGE, message, ctx.timeout)
+        return "delete", ctx.client(seq).channel, DELETE_RANGE, message

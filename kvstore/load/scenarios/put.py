@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ...api import rpc_pb2 as pb
-from ..scenario import Context, Outcome
+from ..scenario import Context, UnaryRequest
 from .keyvalue import PUT, KeyedTemplate, KeyValueScenario
 
 
@@ -16,6 +16,6 @@ class Put(KeyValueScenario):
         super().__init__(options)
         self.message = KeyedTemplate(pb.PutRequest(value=self.value), self.keys)
 
-    def request(self, ctx: Context, seq: int) -> Outcome:
+    def unary(self, ctx: Context, seq: int) -> UnaryRequest:
         message = self.message.render(self.keys.pick(seq))
-        return "put", ctx.client(seq).channel.unary(PUT, message, ctx.timeout)
+        return "put", ctx.client(seq).channel, PUT, message

@@ -5,7 +5,7 @@ import argparse
 
 from ...api import rpc_pb2 as pb
 from ..argtypes import positive_int
-from ..scenario import Context, Outcome
+from ..scenario import Context, UnaryRequest
 from .keyvalue import TXN, KeyValueScenario
 
 
@@ -26,11 +26,11 @@ class TxnPut(KeyValueScenario):
         parser.add_argument("--txn-ops", type=positive_int, default=1,
                             help="puts in each txn (default 1)")
 
-    def request(self, ctx: Context, seq: int) -> Outcome:
+    def unary(self, ctx: Context, seq: int) -> UnaryRequest:
         keys = self.keys
         first = keys.index(seq * self.ops)
         ops = [pb.RequestOp(request_put=pb.PutRequest(key=keys.key((first + j) % keys.size),
                                                       value=self.value))
                for j in range(self.ops)]
         message = pb.TxnRequest(success=ops).SerializeToString()
-        return "txn-put", ctx.client(seq).channel.unary(TXN, message, ctx.timeout)
+        return "txn-put", ctx.client(seq).channel, TXN, message
