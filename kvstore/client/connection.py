@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import weakref
 from collections.abc import Sequence
 
 from ..h2.client import H2ClientConnection
@@ -51,6 +52,7 @@ class Channel:
         self._protocol = protocol
         self._authority = authority.encode("ascii")
         self._blocks: dict[bytes, bytes] = {}  # method path -> its request header block
+        self._streams: weakref.WeakSet[StreamingCall] = weakref.WeakSet()  # to end at close
 
     @property
     def protocol(self) -> H2ClientConnection:
@@ -76,7 +78,9 @@ class Channel:
 
     def stream(self, path: bytes) -> StreamingCall:
         """A bidirectional streaming call, open: send, done_writing, iterate, cancel."""
-        return StreamingCall(self._protocol).open(self._block(path))
+        call = StreamingCall(self._protocol).open(self._block(path))
+        self._streams.add(call)
+        return call
 
     async def server_stream(self, path: bytes, message: bytes) -> StreamingCall:
         """A server-streaming call: ``message`` sent, writing done; iterate the responses."""
@@ -87,9 +91,12 @@ class Channel:
         return call
 
     async def close(self) -> None:
-        """Graceful: GOAWAY, then the socket closes once the calls in flight are answered."""
+        """GOAWAY, then the socket closes once the unary calls in flight are answered; the
+        streaming calls still open are cancelled (a watch never ends by itself)."""
         protocol = self._protocol
         if not protocol.lost.done():
+            for call in list(self._streams):
+                call.cancel()
             protocol.goaway()
         await protocol.lost
 

@@ -34,6 +34,9 @@ async def range_stream(channel: Channel, request: pb.RangeRequest,
     except GrpcError as e:
         if e.code != UNIMPLEMENTED or e.message.startswith(_REFUSAL):
             raise
+    finally:
+        if not call.ended:  # the reader stopped early: the server need send no more
+            call.cancel()
     async for page in paged_range(channel, request, page_size):
         yield page
 

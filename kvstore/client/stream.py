@@ -24,7 +24,7 @@ from .status import CANCELLED, OK, UNAVAILABLE, GrpcError
 
 
 class StreamingCall(GrpcResponse):
-    __slots__ = ("_conn", "_stream", "_received", "_waiter", "_error", "_writing")
+    __slots__ = ("_conn", "_stream", "_received", "_waiter", "_error", "_writing", "__weakref__")
 
     def __init__(self, conn: H2ClientConnection):
         super().__init__()
