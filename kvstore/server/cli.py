@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ..load.cli import add_load_parser, main as run_load
 from ..log import BACKENDS, DataDirInUse, LogUnavailable, parse_log_url
 from ..partition.launch import PROFILES, build_supervisor, partitioned
 from ..partition.worker import tie_to_supervisor
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The kvstore parser, and its serve command's."""
+    """The kvstore parser, and its serve command's (``load`` is kvstore.load.cli's)."""
     d = StoreConfig  # the defaults
     p = argparse.ArgumentParser(prog="kvstore", description="An etcd-v3-compatible key-value store.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -118,12 +119,15 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                         "(default: the default partition's port + 2)")
     g.add_argument("--partition", default=None,
                    help="the partition this process serves, as a worker (labels its metrics)")
+    add_load_parser(sub)
     return p, s
 
 
 def main(argv: list[str] | None = None) -> int:
     parser, serve_parser = build_parsers()
     args = parser.parse_args(argv)
+    if args.command == "load":
+        return run_load(args)
     _configure_logging(args.log_level)
     if partitioned(args):
         return _run(lambda: build_supervisor(args, serve_parser).run())

@@ -1,0 +1,66 @@
+"""The streaming scenarios of kvstore load (watch, watch-latency, lease-keepalive) against a
+real kvstore and a real etcd: every event a put owes its watchers is counted, once."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc
+from kvstore.server.cli import main as kvstore_main
+from procs import EtcdProcess, KvstoreProcess, channel
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module", params=["kvstore", "etcd"])
+def server(request, tmp_path_factory):
+    kind = KvstoreProcess if request.param == "kvstore" else EtcdProcess
+    with kind(tmp_path_factory.mktemp(request.param) / "data") as s:
+        yield s
+
+
+def load(*args: str, out: Path) -> dict:
+    assert kvstore_main(["load", *args, "--quiet", "--out", str(out)]) == 0
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["ended"] == "completed"
+    assert {label: op["errors"] for label, op in run["ops"].items() if op["errors"]} == {}
+    return run
+
+
+def test_watch_counts_every_event_delivered(server, tmp_path):
+    """20 watchers over 10 keys (two on each); 400 puts: 800 events."""
+    run = load("watch", "--endpoints", server.endpoint, "--streams", "4", "--watch-per-stream", "5",
+               "--key-space-size", "10", "--total", "400", "--clients", "4", "--prefix", "/t-watch/",
+               out=tmp_path / "watch.json")
+    assert run["ops"]["put"]["ok"] == 400
+    assert run["ops"]["watch-events"]["ok"] == 800
+
+
+def test_watch_with_two_worker_processes(server, tmp_path):
+    """Each worker's 6 watchers (one per key) see the puts of both workers."""
+    run = load("watch", "--endpoints", server.endpoint, "--procs", "2", "--clients", "4",
+               "--streams", "2", "--watch-per-stream", "3", "--key-space-size", "6", "--total", "300",
+               "--prefix", "/t-watch2/", out=tmp_path / "watch2.json")
+    assert run["ops"]["put"]["ok"] == 300
+    assert run["ops"]["watch-events"]["ok"] == 2 * 300
+
+
+def test_watch_latency_measures_every_watcher(server, tmp_path):
+    run = load("watch-latency", "--endpoints", server.endpoint, "--streams", "2",
+               "--watch-per-stream", "3", "--rate", "100", "--total", "100", "--prefix", "/t-wl/",
+               out=tmp_path / "wl.json")
+    assert run["loop"] == "open"
+    assert run["ops"]["put"]["ok"] == 100
+    latency = run["ops"]["watch-latency"]
+    assert latency["ok"] == 100 * 6
+    assert 0 < latency["latency_ms"]["p50"] <= latency["latency_ms"]["max"] < 1000
+
+
+def test_lease_keepalive_round_trips(server, tmp_path):
+    run = load("lease-keepalive", "--endpoints", server.endpoint, "--clients", "8", "--conns", "2",
+               "--total", "1000", out=tmp_path / "ka.json")
+    assert run["ops"]["lease-keepalive"]["ok"] == 1000
+    with channel(server.endpoint) as ch:  # the run's leases are revoked at its end
+        assert not rpc_pb2_grpc.LeaseStub(ch).LeaseLeases(pb.LeaseLeasesRequest(), timeout=10).leases
