@@ -52,7 +52,7 @@ def load_command(args, server: Server, workload: str, procs: int, out: Path, pin
         shape = ["put", f"--key-size={args.key_size}", f"--val-size={args.val_size}",
                  f"--key-space-size={args.key_space_size}"]
     else:
-        shape = ["range", f"--key={RANGE_KEY}", f"--consistency={args.consistency}"]
+        shape = ["range", f"--range-key={RANGE_KEY}", f"--consistency={args.consistency}"]
     cmd = [sys.executable, "-m", "kvstore", "load", *shape, *common]
     return (["taskset", "-c", "1"] + cmd) if pin else cmd
 

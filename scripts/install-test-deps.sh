@@ -16,5 +16,7 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
   ${sudo:-} systemctl stop etcd || true
 fi
-etcd --version | head -1
-etcdctl version | head -1
+# sed reads to the end: head would close the pipe early, the tool die of SIGPIPE, and
+# pipefail fail the install on a race
+etcd --version | sed -n 1p
+etcdctl version | sed -n 1p

@@ -25,8 +25,6 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module", params=["kvstore", "etcd"])
 def server(request, tmp_path_factory):
     """One kvstore and one etcd for the module (each test uses its own --prefix)."""
-    if request.param == "etcd" and not EtcdProcess.available():
-        pytest.skip("etcd is not installed")
     kind = KvstoreProcess if request.param == "kvstore" else EtcdProcess
     with kind(tmp_path_factory.mktemp(request.param) / "data") as s:
         yield s
@@ -35,8 +33,6 @@ def server(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     """A kvstore and an etcd at once, for --compare."""
-    if not EtcdProcess.available():
-        pytest.skip("etcd is not installed")
     with KvstoreProcess(tmp_path_factory.mktemp("kv-cmp") / "data") as kv, \
             EtcdProcess(tmp_path_factory.mktemp("etcd-cmp") / "data") as etcd:
         yield kv, etcd

@@ -36,6 +36,9 @@ def test_watch_counts_every_event_delivered(server, tmp_path):
                out=tmp_path / "watch.json")
     assert run["ops"]["put"]["ok"] == 400
     assert run["ops"]["watch-events"]["ok"] == 800
+    # the events are the scenario's measurement, not requests: the puts alone count per CPU-s
+    assert (run["ops"]["put"]["kind"], run["ops"]["watch-events"]["kind"]) == ("request", "measure")
+    assert run["ok_per_cpu_second"] == pytest.approx(400 / run["cpu_seconds"]["total"], rel=0.01)
 
 
 def test_watch_with_two_worker_processes(server, tmp_path):

@@ -69,3 +69,33 @@ def test_https_url_without_cert_is_refused(tmp_path):
                        text=True, timeout=20)
     assert r.returncode == 1
     assert "TLS key/cert (--cert-file, --key-file) must be provided" in r.stderr
+
+
+def test_kvstore_client_over_tls(tls_server, tmp_path):
+    """kvstore.client with etcdctl's --cacert (ALPN h2); an unknown CA is refused."""
+    import asyncio
+    import ssl as ssl_module
+
+    from kvstore.client import TLSConfig, connect
+
+    server, ca, _ = tls_server
+
+    async def main():
+        async with await connect(server.url, TLSConfig(cacert=str(ca))) as client:
+            await client.put(pb.PutRequest(key=b"tls-client", value=b"v" * 70_000))
+            got = await client.range(pb.RangeRequest(key=b"tls-client"))
+            assert got.kvs[0].value == b"v" * 70_000
+        with pytest.raises(ssl_module.SSLCertVerificationError):
+            await connect(server.url)  # the system's CAs do not know the test CA
+
+    asyncio.run(main())
+
+
+def test_kvstore_load_over_tls(tls_server, tmp_path):
+    from kvstore.server.cli import main as kvstore_main
+
+    server, ca, _ = tls_server
+    out = tmp_path / "tls.json"
+    assert kvstore_main(["load", "put", "--endpoints", server.url, "--cacert", str(ca), "--total", "200",
+                         "--clients", "4", "--quiet", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["runs"][0]["ops"]["put"]["ok"] == 200

@@ -6,7 +6,8 @@ from .connection import Channel, open_channel
 from .lease_keep_alive import LeaseKeepAliveStream
 from .status import GrpcError
 from .stream import StreamingCall
+from .tls import TLSConfig
 from .watch import WatchStream
 
 __all__ = ["Channel", "Client", "GrpcError", "LeaseKeepAliveStream", "StreamingCall",
-           "WatchStream", "connect", "open_channel"]
+           "TLSConfig", "WatchStream", "connect", "open_channel"]

@@ -12,6 +12,7 @@ from .connection import Channel, open_channel
 from .lease_keep_alive import LEASE_KEEP_ALIVE, LeaseKeepAliveStream
 from .message_stream import Serializable
 from .range_stream import PAGE_SIZE, range_stream
+from .tls import TLSConfig
 from .watch import WATCH, WatchStream
 
 _KV = b"/etcdserverpb.KV/"
@@ -113,8 +114,9 @@ class Client:
         await self.close()
 
 
-async def connect(targets: str | Sequence[str]) -> Client:
+async def connect(targets: str | Sequence[str], tls: TLSConfig | None = None) -> Client:
     """A Client connected to the first of ``targets`` that accepts: "host:port", several
     comma-separated ("a:2379,b:2379") or a list, tried in order. Raises the last OSError if
-    none accepts. Once connected it stays on that endpoint (no failover)."""
-    return Client(await open_channel(targets))
+    none accepts. Once connected it stays on that endpoint (no failover). TLS with ``tls``
+    (etcdctl's --cacert, --cert, --key), or for "https://" targets."""
+    return Client(await open_channel(targets, tls))

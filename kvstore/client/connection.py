@@ -14,6 +14,7 @@ from ..h2.stream import Stream
 from .call import Callback, start_unary, unary_call
 from .headers import request_block, with_timeout
 from .stream import StreamingCall
+from .tls import TLSConfig
 from .unary_select import receive as _receive, window_updates_due as _window_updates_due
 
 
@@ -52,8 +53,9 @@ class _Protocol(H2ClientConnection):
 
 
 def split_target(target: str) -> tuple[str, int]:
-    """"host:port", "[v6]:port", optionally after "http://" as etcd's endpoints are written."""
-    target = target.removeprefix("http://")
+    """"host:port", "[v6]:port", optionally after "http://" or "https://" as etcd's endpoints
+    are written."""
+    target = target.removeprefix("http://").removeprefix("https://")
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"expected host:port, not {target!r}")
@@ -72,9 +74,10 @@ def split_targets(targets: str | Sequence[str]) -> list[str]:
 class Channel:
     """One HTTP/2 connection that calls share, each on its own stream."""
 
-    def __init__(self, protocol: _Protocol, authority: str):
+    def __init__(self, protocol: _Protocol, authority: str, scheme: str = "http"):
         self._protocol = protocol
         self._authority = authority.encode("ascii")
+        self._scheme = scheme.encode("ascii")
         self._blocks: dict[bytes, bytes] = {}  # method path -> its request header block
         self._streams: weakref.WeakSet[StreamingCall] = weakref.WeakSet()  # to end at close
 
@@ -85,7 +88,7 @@ class Channel:
     def _block(self, path: bytes) -> bytes:
         block = self._blocks.get(path)
         if block is None:
-            block = self._blocks[path] = request_block(path, self._authority)
+            block = self._blocks[path] = request_block(path, self._authority, self._scheme)
         return block
 
     def call(self, path: bytes, message: bytes, callback: Callback,
@@ -127,26 +130,34 @@ class Channel:
         await protocol.lost
 
 
-async def _connect(target: str) -> Channel:
+async def _connect(target: str, tls: TLSConfig | None) -> Channel:
     host, port = split_target(target)
+    secure = tls is not None or target.startswith("https://")
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_connection(_Protocol, host, port)
+    context = (tls or TLSConfig()).context() if secure else None
+    transport, protocol = await loop.create_connection(
+        _Protocol, host, port, ssl=context, server_hostname=host if secure else None)
+    if secure and transport.get_extra_info("ssl_object").selected_alpn_protocol() != "h2":
+        transport.close()
+        raise ConnectionRefusedError(f"{target} did not agree on HTTP/2 (ALPN h2) over TLS")
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         # small requests and responses: no waiting for Nagle (asyncio sets it too; be sure)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return Channel(protocol, target.removeprefix("http://"))
+    authority = target.removeprefix("http://").removeprefix("https://")
+    return Channel(protocol, authority, "https" if secure else "http")
 
 
-async def open_channel(targets: str | Sequence[str]) -> Channel:
+async def open_channel(targets: str | Sequence[str], tls: TLSConfig | None = None) -> Channel:
     """Connects to the first of ``targets`` ("host:port", several comma-separated or in a
     list) that accepts, trying them in order; raises the last OSError if none does. The
-    channel stays on that endpoint: no failover once connected."""
+    channel stays on that endpoint: no failover once connected. TLS with ``tls``, or for an
+    "https://" target (the system's CAs then)."""
     error: OSError | None = None
     for target in split_targets(targets):
         try:
-            return await _connect(target)
-        except OSError as e:
+            return await _connect(target, tls)
+        except OSError as e:  # ssl.SSLError too: a certificate refused
             error = e
     assert error is not None
     raise error

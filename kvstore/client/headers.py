@@ -28,8 +28,9 @@ def encode_timeout(seconds: float) -> bytes:
     return b"99999999H"
 
 
-def request_headers(path: bytes, authority: bytes, timeout: float | None = None) -> Headers:
-    headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
+def request_headers(path: bytes, authority: bytes, timeout: float | None = None,
+                    scheme: bytes = b"http") -> Headers:
+    headers = [(b":method", b"POST"), (b":scheme", scheme), (b":path", path),
                (b":authority", authority), (b"content-type", b"application/grpc"),
                (b"te", b"trailers")]
     if timeout is not None:
@@ -37,9 +38,9 @@ def request_headers(path: bytes, authority: bytes, timeout: float | None = None)
     return headers
 
 
-def request_block(path: bytes, authority: bytes) -> bytes:
+def request_block(path: bytes, authority: bytes, scheme: bytes = b"http") -> bytes:
     """The request headers of ``path``, encoded to leave any dynamic table alone."""
-    return Encoder(0).encode(request_headers(path, authority))
+    return Encoder(0).encode(request_headers(path, authority, scheme=scheme))
 
 
 def with_timeout(block: bytes, timeout: float | None) -> bytes:

@@ -49,6 +49,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--endpoints", type=_endpoints, default=["127.0.0.1:2379"],
                    help="comma-separated host:port of the endpoints (default 127.0.0.1:2379); "
                         "requests go round robin over their connections")
+    g.add_argument("--cacert", default=None,
+                   help="TLS: the CA that signs the servers' certificates (https:// endpoints use "
+                        "the system's without it)")
+    g.add_argument("--cert", default=None, help="TLS: a client certificate, for servers that ask")
+    g.add_argument("--key", dest="tls_key", default=None, help="TLS: the client certificate's key")
     g.add_argument("--conns", type=positive_int, default=1,
                    help="connections to each endpoint, in total over --procs (default 1; each "
                         "worker has at least one)")

@@ -24,6 +24,7 @@ class OpSecond:
     errors: dict[str, int] = field(default_factory=dict)  # gRPC code name -> count
     histogram: str | None = None  # the OK latencies, encoded (histogram.encode); None if none
     latency_sum: float = 0.0  # seconds: the sum of those latencies (for their mean)
+    measure: bool = False  # a scenario's own measurement (count or measure), not requests
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Recorder:
         self._latencies: dict[str, list[float]] = {}
         self._counts: dict[str, int] = {}
         self._errors: dict[str, dict[str, int]] = {}
+        self._measures: set[str] = set()  # labels of measurements, not of requests
         self.skipped = 0
         self.backlog_max = 0
 
@@ -52,8 +54,15 @@ class Recorder:
         except KeyError:
             self._latencies[label] = [seconds]
 
+    def measure(self, label: str, seconds: float) -> None:
+        """A latency that is no request's (put-to-event): not counted as a request."""
+        self._measures.add(label)
+        self.ok(label, seconds)
+
     def count(self, label: str, n: int = 1) -> None:
-        """``n`` OK outcomes without a latency (e.g. events delivered in one watch response)."""
+        """``n`` things without a latency that are no requests (events delivered in one watch
+        response, objects listed)."""
+        self._measures.add(label)
         self._counts[label] = self._counts.get(label, 0) + n
 
     def error(self, label: str, code_name: str) -> None:
@@ -76,6 +85,8 @@ class Recorder:
             ops.setdefault(label, OpSecond()).ok += n
         for label, by_code in self._errors.items():
             ops.setdefault(label, OpSecond()).errors = by_code
+        for label, op in ops.items():
+            op.measure = label in self._measures
         report = SecondReport(index, duration, ops, self.skipped, self.backlog_max)
         self._latencies = {label: [] for label in self._latencies}
         self._counts = {}

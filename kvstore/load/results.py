@@ -10,7 +10,7 @@ from hdrh.histogram import HdrHistogram
 
 from . import histogram
 from .plan import RunPlan
-from .recorder import MEANINGFUL_INTERVAL, SecondReport
+from .recorder import MEANINGFUL_INTERVAL, OpSecond, SecondReport
 from .worker import WorkerDone
 
 
@@ -20,14 +20,16 @@ class OpTotals:
     errors: dict[str, int] = field(default_factory=dict)
     histogram: HdrHistogram = field(default_factory=histogram.new_histogram)
     latency_sum: float = 0.0
+    measure: bool = False  # a scenario's measurement, not requests (Recorder.count, .measure)
 
-    def add(self, ok: int, errors: dict[str, int], encoded: str | None, latency_sum: float) -> None:
-        self.ok += ok
-        self.latency_sum += latency_sum
-        for code, n in errors.items():
+    def add(self, op: OpSecond) -> None:
+        self.measure = self.measure or op.measure
+        self.ok += op.ok
+        self.latency_sum += op.latency_sum
+        for code, n in op.errors.items():
             self.errors[code] = self.errors.get(code, 0) + n
-        if encoded is not None:
-            self.histogram.decode_and_add(encoded)
+        if op.histogram is not None:
+            self.histogram.decode_and_add(op.histogram)
 
     @property
     def error_count(self) -> int:
@@ -76,8 +78,8 @@ class RunResults:
         second.skipped += report.skipped
         second.backlog_max += report.backlog_max
         for label, op in report.ops.items():
-            second.ops.setdefault(label, OpTotals()).add(op.ok, op.errors, op.histogram, op.latency_sum)
-            self.ops.setdefault(label, OpTotals()).add(op.ok, op.errors, op.histogram, op.latency_sum)
+            second.ops.setdefault(label, OpTotals()).add(op)
+            self.ops.setdefault(label, OpTotals()).add(op)
             if op.histogram is not None:
                 self.overall.decode_and_add(op.histogram)
         self.skipped += report.skipped
@@ -120,7 +122,8 @@ class RunResults:
 
     @property
     def ok(self) -> int:
-        return sum(op.ok for op in self.ops.values())
+        """Requests answered OK (not what scenarios count beside them: events, objects)."""
+        return sum(op.ok for op in self.ops.values() if not op.measure)
 
     @property
     def errors(self) -> int:
@@ -144,6 +147,7 @@ class RunResults:
             if latency:
                 latency["mean"] = round(op.latency_sum * 1000 / op.histogram.get_total_count(), 3)
             ops[label] = {
+                "kind": "measure" if op.measure else "request",
                 "ok": op.ok, "errors": dict(sorted(op.errors.items())), "error_count": op.error_count,
                 "rate": round(op.ok / elapsed, 1) if elapsed > 0 else 0.0,
                 "latency_ms": latency,

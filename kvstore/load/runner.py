@@ -24,6 +24,7 @@ from .recorder import Recorder
 from .results import RunResults
 from .scenario import Context
 from .scenarios import SCENARIOS
+from .tls import tls_config
 from .worker import WorkerDone, worker_main
 
 READY_TIMEOUT = 60.0  # for the workers to connect and start their scenario
@@ -48,7 +49,7 @@ async def _prepare(plan: RunPlan) -> dict[str, str]:
     try:
         for endpoint in plan.endpoints:
             try:
-                clients.append(await connect(endpoint))
+                clients.append(await connect(endpoint, tls_config(plan.options)))
             except (OSError, ValueError) as e:
                 raise LoadError(f"cannot connect to {endpoint}: {e}") from None
         versions = {ep: await _server_version(c) for ep, c in zip(plan.endpoints, clients)}

@@ -1,6 +1,6 @@
-"""The requests' protobuf, encoded by hand: a request is a concatenation of encoded fields
-(each built once where it does not change), so it costs a few byte joins instead of building
-messages. check_encoders() holds them against what protobuf itself sends."""
+"""kube-apiserver's Txns, encoded by hand: a request is a concatenation of encoded fields (each
+built once where it does not change), so it costs a few byte joins instead of building
+messages. check_encoders() holds them against what protobuf itself sends (tests run it)."""
 from __future__ import annotations
 
 from kvstore.api import rpc_pb2 as pb

@@ -1,6 +1,6 @@
 """range: one Range of a single key a request, linearizable or serializable (etcd benchmark's
-range --consistency), over a key space written before the clock; or, with --key, of that one
-key, written by someone else (etcd benchmark's ``range KEY``)."""
+range --consistency), over a key space written before the clock; or, with --range-key, of that one
+key, written by someone else (etcd benchmark's ``range KEY``: ``--range-key KEY``)."""
 from __future__ import annotations
 
 import argparse
@@ -21,8 +21,8 @@ class Range(KeyValueScenario):
         serializable = options.consistency == "s"
         self.message = KeyedTemplate(pb.RangeRequest(serializable=serializable), self.keys)
         self.one_key = None
-        if options.key is not None:
-            one = pb.RangeRequest(key=options.key.encode(), serializable=serializable)
+        if options.range_key is not None:
+            one = pb.RangeRequest(key=options.range_key.encode(), serializable=serializable)
             self.one_key = one.SerializeToString()
         self.preload = self.one_key is None
 
@@ -31,7 +31,7 @@ class Range(KeyValueScenario):
         super().add_arguments(parser)
         parser.add_argument("--consistency", choices=("l", "s"), default="l",
                             help="linearizable (l, default) or serializable (s)")
-        parser.add_argument("--key", default=None,
+        parser.add_argument("--range-key", default=None, metavar="KEY",
                             help="read only this key, and write nothing ahead (benchmark's range KEY)")
 
     async def prepare(self, ctx: Context) -> None:

@@ -44,7 +44,7 @@ class WatchLatency(WatchScenario):
             sent = self.sent.get(seq)
             if sent is None:
                 continue
-            ctx.recorder.ok(LATENCY, now - sent[0])
+            ctx.recorder.measure(LATENCY, now - sent[0])
             sent[1] -= 1
             if not sent[1]:
                 del self.sent[seq]
