@@ -20,7 +20,8 @@ test: install-test
 # ruff (rules in pyproject.toml) over the code and its tests, benchmarks and tools; mypy over
 # kvstore; stubtest holds the stubs of the compiled modules (kvstore/_ext/*.pyi) to the built
 # modules (make install or install-test builds them).
-STUBBED = kvstore._ext.mvcc_core kvstore._ext.hpack kvstore._ext.h2frames
+STUBBED = kvstore._ext.mvcc_core kvstore._ext.hpack kvstore._ext.h2frames kvstore._ext.unary_client \
+	kvstore._ext.latency
 lint:
 	$(PYTHON) -m ruff check kvstore tests bench tools
 	$(PYTHON) -m mypy

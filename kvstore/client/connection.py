@@ -7,20 +7,44 @@ import socket
 import weakref
 from collections.abc import Sequence
 
+from ..h2 import frames as f
 from ..h2.client import H2ClientConnection
+from ..h2.hpack_select import HPACKError
 from ..h2.stream import Stream
 from .call import Callback, start_unary, unary_call
 from .headers import request_block, with_timeout
 from .stream import StreamingCall
 from .tls import TLSConfig
+from .unary_select import receive as _receive, window_updates_due as _window_updates_due
 
 
 class _Protocol(H2ClientConnection):
-    """H2ClientConnection, plus a future that says when the socket is gone (for close())."""
+    """H2ClientConnection, plus a future that says when the socket is gone (for close()), and
+    a receive loop made for the frames of unary calls' responses (unary_select.receive)."""
+
+    # compiled or pure (unary_select); class attributes, so that a test can run both
+    receive_frames = staticmethod(_receive)
+    window_updates_due = staticmethod(_window_updates_due)
 
     def __init__(self) -> None:
         super().__init__()
         self.lost: asyncio.Future[None] = self.loop.create_future()
+
+    def data_received(self, data: bytes) -> None:
+        # H2Connection.data_received for a client (whose preface is sent, not awaited), with
+        # its frame loop and window-update check compiled
+        try:
+            frames, error = self._reader.feed(data)
+            if self.receive_frames(self, frames):
+                return
+            if error is not None:
+                raise error
+            if self.window_updates_due(self):
+                self._send_window_updates()
+        except f.ConnectionError_ as e:
+            self._fail(e.code, str(e))
+        except HPACKError as e:
+            self._fail(f.COMPRESSION_ERROR, f"hpack: {e}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -72,8 +96,10 @@ class Channel:
         """A unary call without a coroutine: ``callback(0, response bytes)`` or
         ``callback(code, message)`` once it is answered, never before this returns.
         ``timeout`` only goes to the server as grpc-timeout (it answers DEADLINE_EXCEEDED)."""
-        return start_unary(self._protocol, with_timeout(self._block(path), timeout), message,
-                           callback)
+        block = self._blocks.get(path) or self._block(path)
+        if timeout is not None:
+            block = with_timeout(block, timeout)
+        return start_unary(self._protocol, block, message, callback)
 
     async def unary(self, path: bytes, message: bytes, timeout: float | None = None) -> bytes:
         """The response message's bytes; raises GrpcError. ``timeout`` is the deadline."""

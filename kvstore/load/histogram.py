@@ -1,14 +1,17 @@
 """HDR latency histograms (hdrhistogram's HdrHistogram), in microseconds from 1 µs to 60 s.
 
-Workers tally latencies cheaply and build one histogram a second (``from_micros``); the
+Workers tally latencies cheaply and build one histogram a second (``from_seconds``); the
 coordinator merges the encoded histograms and reads percentiles in milliseconds.
 """
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from hdrh.histogram import HdrHistogram
+
+from .. import _ext
 
 LOWEST_US = 1
 HIGHEST_US = 60_000_000
@@ -39,18 +42,54 @@ def from_micros(latencies_us: Iterable[int]) -> HdrHistogram:
     if low < LOWEST_US or high > HIGHEST_US:
         values = [min(max(v, LOWEST_US), HIGHEST_US) for v in values]
         low, high = min(values), max(values)
+    _add_counts(values, h.counts)
+    return _with_extremes(h, len(values), low, high)
+
+
+def from_seconds(latencies: list[float]) -> HdrHistogram:
+    """from_micros of the latencies' whole microseconds (``int(s * 1e6)``), bucketed by
+    ``tally``: compiled (ext/latency.pyx) unless KVSTORE_NO_EXT=1."""
+    h = new_histogram()
+    if not latencies:
+        return h
+    low, high = tally(latencies, h.counts)
+    return _with_extremes(h, len(latencies), low, high)
+
+
+def _py_tally(latencies: list[float], counts: Any) -> tuple[int, int]:
+    """Adds each latency (seconds) to ``counts`` at the bucket of its whole microseconds,
+    clamped into 1 µs..60 s; returns the lowest and highest of those (0, 0 for none)."""
+    if not latencies:
+        return 0, 0
+    values = [min(max(int(s * 1e6), LOWEST_US), HIGHEST_US) for s in latencies]
+    _add_counts(values, counts)
+    return min(values), max(values)
+
+
+def _add_counts(values: list[int], counts: Any) -> None:
     sub_buckets = 1 << SIGNIFICANT_BITS  # 2,048: below it a value is its own index
     half = SIGNIFICANT_BITS - 1
     indexes = Counter([v if v < sub_buckets else
                        ((b := v.bit_length() - SIGNIFICANT_BITS) + 1 << half) + (v >> b) - (1 << half)
                        for v in values])
-    counts = h.counts
     for index, n in indexes.items():
         counts[index] += n
-    h.total_count = len(values)
+
+
+def _with_extremes(h: HdrHistogram, total: int, low: int, high: int) -> HdrHistogram:
+    h.total_count = total
     h.record_value(low, 0)  # the extremes, as record_value keeps them
     h.record_value(high, 0)
     return h
+
+
+_c = _ext.compiled("latency")
+if TYPE_CHECKING:
+    from .._ext.latency import tally
+elif _c is not None:
+    tally = _c.tally
+else:
+    tally = _py_tally
 
 
 def encode(h: HdrHistogram) -> str:

@@ -151,6 +151,10 @@ class CallLoop(Driver):
         self._unary = self.scenario.unary
         self._budget = self.plan.total if self.plan.total is not None else math.inf
         self._call_timeout = self.ctx.timeout
+        # per request: seq() and recorder.ok without their lookups
+        self._procs = self.plan.run.procs
+        self._index = self.plan.index
+        self._record_ok = self.recorder.ok
 
     async def run(self, t0: float) -> None:
         self._active = self.plan.clients
@@ -191,7 +195,7 @@ class CallLoop(Driver):
             return
         self._sent = local + 1
         try:
-            label, channel, path, message = self._unary(self.ctx, self.seq(local))
+            label, channel, path, message = self._unary(self.ctx, local * self._procs + self._index)
         except Exception as e:  # noqa: BLE001 - a scenario's bug: the worker fails with it
             self._failure = e
             self.stopping = True
@@ -208,7 +212,7 @@ class CallLoop(Driver):
         in_flight = self._in_flight
         in_flight[label] -= 1
         if code == OK:
-            self.recorder.ok(label, clock() - start)
+            self._record_ok(label, clock() - start)
         else:
             self.recorder.error(label, CODE_NAMES[code] if 0 <= code < len(CODE_NAMES) else "UNKNOWN")
         if self._drained is not None and not any(in_flight.values()) and not self._drained.done():

@@ -78,7 +78,7 @@ class Recorder:
         ops: dict[str, OpSecond] = {}
         for label, latencies in self._latencies.items():
             if latencies:
-                h = histogram.from_micros([int(s * 1e6) for s in latencies])
+                h = histogram.from_seconds(latencies)
                 ops[label] = OpSecond(ok=len(latencies), histogram=histogram.encode(h),
                                       latency_sum=sum(latencies))
         for label, n in self._counts.items():
