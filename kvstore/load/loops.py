@@ -74,7 +74,7 @@ class ClosedLoop(Driver):
         self._clients: list[asyncio.Task[None]] = []
 
     async def run(self, t0: float) -> None:
-        self._clients = [asyncio.ensure_future(self._client()) for _ in range(self.plan.clients)]
+        self._clients = [asyncio.ensure_future(self._client(c)) for c in range(self.plan.clients)]
         everyone = asyncio.gather(*self._clients, return_exceptions=True)
         # until stopped, or every client is done (its share of --total sent and answered)
         await asyncio.wait([self._stopped, everyone], return_when=asyncio.FIRST_COMPLETED)
@@ -99,14 +99,14 @@ class ClosedLoop(Driver):
             if task.done() and not task.cancelled() and (e := task.exception()) is not None:
                 raise e  # a scenario's bug: the worker fails
 
-    async def _client(self) -> None:
+    async def _client(self, client: int) -> None:
         try:
-            await self._requests()
+            await self._requests(client)
         except BaseException:
             self.stop()  # a scenario's bug (or the drain's cancel): run() raises it
             raise
 
-    async def _requests(self) -> None:
+    async def _requests(self, client: int) -> None:
         request = self.scenario.request
         ctx = self.ctx
         record_ok = self.recorder.ok
@@ -117,6 +117,7 @@ class ClosedLoop(Driver):
                 return
             self._sent = local + 1
             start = clock()
+            ctx.lane = client  # ctx.client() picks the connection as the request is made
             label, answer = request(ctx, self.seq(local))
             try:
                 await answer
@@ -158,8 +159,8 @@ class CallLoop(Driver):
 
     async def run(self, t0: float) -> None:
         self._active = self.plan.clients
-        for _ in range(self.plan.clients):
-            self._next()
+        for client in range(self.plan.clients):
+            self._next(client)
         if self._active:
             await self._finished
         if self._failure is not None:
@@ -185,8 +186,8 @@ class CallLoop(Driver):
         if self._failure is not None:
             raise self._failure
 
-    def _next(self) -> None:
-        """A client's next request, or its end."""
+    def _next(self, client: int) -> None:
+        """Client ``client``'s next request, or its end."""
         local = self._sent
         if self.stopping or local >= self._budget:
             self._active -= 1
@@ -194,8 +195,10 @@ class CallLoop(Driver):
                 self._finish()
             return
         self._sent = local + 1
+        ctx = self.ctx
+        ctx.lane = client
         try:
-            label, channel, path, message = self._unary(self.ctx, local * self._procs + self._index)
+            label, channel, path, message = self._unary(ctx, local * self._procs + self._index)
         except Exception as e:  # noqa: BLE001 - a scenario's bug: the worker fails with it
             self._failure = e
             self.stopping = True
@@ -204,9 +207,9 @@ class CallLoop(Driver):
             return
         in_flight = self._in_flight
         in_flight[label] = in_flight.get(label, 0) + 1
-        channel.call(path, message, partial(self._answered, label, clock()), self._call_timeout)
+        channel.call(path, message, partial(self._answered, client, label, clock()), self._call_timeout)
 
-    def _answered(self, label: str, start: float, code: int, payload: bytes | str) -> None:
+    def _answered(self, client: int, label: str, start: float, code: int, payload: bytes | str) -> None:
         if self._closed:
             return
         in_flight = self._in_flight
@@ -219,9 +222,9 @@ class CallLoop(Driver):
             self._drained.set_result(None)
         if code == UNAVAILABLE:
             self.liveness.unavailable()
-            self._loop.call_later(UNAVAILABLE_PAUSE, self._next)
+            self._loop.call_later(UNAVAILABLE_PAUSE, self._next, client)
         else:
-            self._next()
+            self._next(client)
 
 
 class OpenLoop(Driver):

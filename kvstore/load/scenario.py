@@ -37,10 +37,16 @@ class Context:
     worker: int | None  # 0 .. workers-1; None in the coordinator
     workers: int
     timeout: float | None  # the deadline to give each call (--timeout), None for none
+    # closed loop: the client sending the request being made (set by the loop); None: open loop
+    lane: int | None = None
 
     def client(self, seq: int) -> Client:
-        """The connection request ``seq`` goes out on: round robin over all of them."""
-        return self.clients[seq % len(self.clients)]
+        """The connection request ``seq`` goes out on. In a closed loop, the sending client's
+        own: client i on connection i mod their number, as etcd's benchmark ties its clients to
+        its connections (an answer's next request then leaves on the connection that brought
+        the answer, in the same write); in an open loop, round robin by ``seq``."""
+        lane = self.lane
+        return self.clients[(seq if lane is None else lane) % len(self.clients)]
 
     def clients_of(self, endpoint: str) -> list[Client]:
         """This process's connections to ``endpoint`` (a scenario that routes by key)."""
