@@ -4,9 +4,6 @@ leases, every pod in every LIST, a watch event per pod write); routing by kube-a
 --etcd-servers-overrides sends each resource to its own server."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc
@@ -15,27 +12,11 @@ from kvstore.load.kube.layout import EVENT_PREFIX, LEASE_PREFIX, POD_PREFIX
 from kvstore.load.kube.routing import Routing, parse_overrides, read_flags_file
 from kvstore.load.kube.wire import check_encoders
 from kvstore.partition.kube import kube_map
-from kvstore.server.cli import main as kvstore_main
-from procs import EtcdProcess, KvstoreProcess, channel
+from loadrun import errors, run_load as load, server  # noqa: F401 - server: a fixture
+from procs import KvstoreProcess, channel
 
 pytestmark = pytest.mark.timeout(180)
 inprocess = pytest.mark.inprocess
-
-
-@pytest.fixture(scope="module", params=["kvstore", "etcd"])
-def server(request, tmp_path_factory):
-    kind = KvstoreProcess if request.param == "kvstore" else EtcdProcess
-    with kind(tmp_path_factory.mktemp(request.param) / "data") as s:
-        yield s
-
-
-def load(*args: str, out: Path) -> dict:
-    """kvstore load ARGS in this process (its workers are processes of their own); the run."""
-    assert kvstore_main(["load", *args, "--quiet", "--out", str(out)]) == 0
-    document = json.loads(out.read_text())
-    run = document["runs"][0]
-    assert run["ended"] == "completed"
-    return run
 
 
 def kvs(endpoint: str, prefix: bytes) -> list:
@@ -43,10 +24,6 @@ def kvs(endpoint: str, prefix: bytes) -> list:
         answer = rpc_pb2_grpc.KVStub(ch).Range(pb.RangeRequest(key=prefix, range_end=prefix_end(prefix)),
                                                timeout=10)
     return list(answer.kvs)
-
-
-def errors(run: dict) -> dict:
-    return {label: op["errors"] for label, op in run["ops"].items() if op["errors"]}
 
 
 def test_kube_leases_renew_every_node(server, tmp_path):

@@ -2,30 +2,20 @@
 real kvstore and a real etcd: every event a put owes its watchers is counted, once."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc
-from kvstore.server.cli import main as kvstore_main
-from procs import EtcdProcess, KvstoreProcess, channel
+from loadrun import errors, run_load, server  # noqa: F401 - server: a fixture
+from procs import channel
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module", params=["kvstore", "etcd"])
-def server(request, tmp_path_factory):
-    kind = KvstoreProcess if request.param == "kvstore" else EtcdProcess
-    with kind(tmp_path_factory.mktemp(request.param) / "data") as s:
-        yield s
-
-
 def load(*args: str, out: Path) -> dict:
-    assert kvstore_main(["load", *args, "--quiet", "--out", str(out)]) == 0
-    run = json.loads(out.read_text())["runs"][0]
-    assert run["ended"] == "completed"
-    assert {label: op["errors"] for label, op in run["ops"].items() if op["errors"]} == {}
+    run = run_load(*args, out=out)
+    assert errors(run) == {}
     return run
 
 

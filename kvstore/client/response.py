@@ -6,11 +6,13 @@ what to do with each message and with the outcome, which comes exactly once.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from .messages import CompressedMessage, MessageReader
 from .status import INTERNAL, OK, UNAVAILABLE, code_of_http_status, decode_message, parse_code
 
 
-class GrpcResponse:
+class GrpcResponse(ABC):
     __slots__ = ("_head_seen", "_status", "_reader", "ended")
 
     def __init__(self) -> None:
@@ -21,12 +23,13 @@ class GrpcResponse:
 
     # -- what a kind of call does -------------------------------------------------------------
 
+    @abstractmethod
     def _message(self, message: bytes) -> None:
-        raise NotImplementedError
+        """One whole response message."""
 
+    @abstractmethod
     def _end(self, code: int, message: str) -> None:
         """The outcome: OK, or a gRPC code and its message. Called once."""
-        raise NotImplementedError
 
     # -- kvstore.h2.client.ResponseHandler ----------------------------------------------------
 

@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import random
 
+# the range_end that covers every key under a prefix: the partition map's (etcd's
+# GetPrefixRangeEnd), for the scenarios to import from here
+from ..partition.map import prefix_end
+
+__all__ = ["KeySpace", "prefix_end"]
+
 PRECOMPUTED_KEYS = 1_000_000
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The range_end that makes a range cover every key starting with ``prefix`` (etcd's
-    GetPrefixRangeEnd)."""
-    end = bytearray(prefix)
-    for i in reversed(range(len(end))):
-        if end[i] < 0xFF:
-            end[i] += 1
-            return bytes(end[: i + 1])
-    return b"\x00"  # all bytes 0xff (or empty): every key from prefix on
 
 
 class KeySpace:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from abc import ABC, abstractmethod
 from functools import partial
 from time import perf_counter as clock
 from typing import Any
@@ -24,7 +25,7 @@ from ..client.status import CODE_NAMES, OK, UNAVAILABLE
 from .liveness import Liveness
 from .plan import WorkerPlan
 from .recorder import Recorder
-from .scenario import Context, Scenario
+from .scenario import Context, Scenario, UnaryScenario
 
 # After an UNAVAILABLE answer from a server that still accepts connections, a closed-loop
 # client pauses this long, so that dead connections do not spin it into a flood of errors.
@@ -37,7 +38,7 @@ TIMER_RESOLUTION = 0.001
 SEND_AHEAD = 0.001
 
 
-class Driver:
+class Driver(ABC):
     """Sends a worker's requests until stopped or its share of --total is sent."""
 
     def __init__(self, plan: WorkerPlan, scenario: Scenario, ctx: Context, recorder: Recorder,
@@ -54,17 +55,18 @@ class Driver:
         """Request numbers are unique over the workers, interleaved: 0, 1, ... per run."""
         return local * self.plan.run.procs + self.plan.index
 
+    @abstractmethod
     async def run(self, t0: float) -> None:
-        raise NotImplementedError
+        """Sends until stopped or done."""
 
     def stop(self, at_end: bool = False) -> None:
         """Sends no more (``at_end``: the run's duration is over; an open loop still sends
         what was due before it, as its window allows)."""
         self.stopping = True
 
+    @abstractmethod
     async def drain(self, timeout: float) -> None:
         """Waits up to ``timeout`` for the answers in flight; cancels the rest (CANCELLED)."""
-        raise NotImplementedError
 
 
 class ClosedLoop(Driver):
@@ -149,6 +151,7 @@ class CallLoop(Driver):
         self._in_flight: dict[str, int] = {}  # label -> requests sent, not answered
         self._closed = False  # drained: answers from now on are not counted
         self._failure: BaseException | None = None
+        assert isinstance(self.scenario, UnaryScenario)  # the worker picks this loop for one
         self._unary = self.scenario.unary
         self._budget = self.plan.total if self.plan.total is not None else math.inf
         self._call_timeout = self.ctx.timeout

@@ -15,6 +15,7 @@ records it itself through ``ctx.recorder``.
 from __future__ import annotations
 
 import argparse
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -61,7 +62,7 @@ Outcome = tuple[str, Awaitable[Any]]  # (op label, the answer)
 UnaryRequest = tuple[str, Channel, bytes, bytes]
 
 
-class Scenario:
+class Scenario(ABC):
     """The base of every scenario: ``request`` is the one method a subclass must define."""
 
     name: ClassVar[str]
@@ -92,21 +93,10 @@ class Scenario:
     async def start(self, ctx: Context) -> None:
         """In each worker, before the clock starts (e.g. open watch streams)."""
 
+    @abstractmethod
     def request(self, ctx: Context, seq: int) -> Outcome:
         """Issues request ``seq`` (unique over all workers; 0, 1, ... per run) and returns its
-        op label and its answer to await. By default, the call ``unary`` describes."""
-        label, channel, path, message = self.unary(ctx, seq)
-        return label, channel.unary(path, message, ctx.timeout)
-
-    def unary(self, ctx: Context, seq: int) -> UnaryRequest:
-        """Request ``seq`` as one unary call, not sent: a scenario whose requests are plain
-        calls defines this instead of ``request``, and the closed loop sends them itself on
-        the channel's callback API, with no coroutine or Future per request (CallLoop)."""
-        raise NotImplementedError
-
-    @classmethod
-    def sends_unary(cls) -> bool:
-        return cls.unary is not Scenario.unary
+        op label and its answer to await."""
 
     async def settle(self, ctx: Context) -> None:
         """In each worker, once the requests are answered and before its last report: wait for
@@ -114,3 +104,17 @@ class Scenario:
 
     async def stop(self, ctx: Context) -> None:
         """In each worker, after the clock and the requests in flight (close streams)."""
+
+
+class UnaryScenario(Scenario):
+    """A scenario whose requests are plain unary calls, their answers read for their status
+    only: it describes each (``unary``), and the closed loop sends them itself on the
+    channel's callback API, with no coroutine or Future per request (loops.CallLoop)."""
+
+    @abstractmethod
+    def unary(self, ctx: Context, seq: int) -> UnaryRequest:
+        """Request ``seq`` as one unary call, not sent."""
+
+    def request(self, ctx: Context, seq: int) -> Outcome:
+        label, channel, path, message = self.unary(ctx, seq)
+        return label, channel.unary(path, message, ctx.timeout)

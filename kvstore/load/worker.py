@@ -23,7 +23,7 @@ from .liveness import Liveness
 from .loops import CallLoop, ClosedLoop, Driver, OpenLoop
 from .plan import WorkerPlan
 from .recorder import Recorder, SecondReport
-from .scenario import Context
+from .scenario import Context, UnaryScenario
 from .scenarios import SCENARIOS
 from .tls import tls_config
 
@@ -94,7 +94,7 @@ class Worker:
             if run.open_loop:
                 driver_class = OpenLoop
             else:
-                driver_class = CallLoop if scenario.sends_unary() else ClosedLoop
+                driver_class = CallLoop if isinstance(scenario, UnaryScenario) else ClosedLoop
             driver = self._driver = driver_class(plan, scenario, ctx, self.recorder,
                                                  Liveness(run.endpoints, self._lost))
             self.pipe.send(("ready", plan.index))

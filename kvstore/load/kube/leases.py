@@ -7,9 +7,10 @@ import argparse
 
 from ...api import rpc_pb2 as pb
 from ..scenario import Context, Outcome
+from ..waiting import limited
 from .layout import LEASE_PREFIX, LEASES, lease_key, object_value
 from .routing import Routing
-from .stream import TXN, KubeStream, limited
+from .stream import TXN, KubeStream
 from .wire import ld, mod_compare, mod_compare_head, put_op, range_failure
 
 PUT = b"/etcdserverpb.KV/Put"

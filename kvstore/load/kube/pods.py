@@ -18,14 +18,13 @@ from ...client import GrpcError
 from ...client.watch import WatchStream
 from ..keys import prefix_end
 from ..scenario import Context, Outcome
+from ..waiting import limited, quiet_spell
 from .layout import POD_PREFIX, PODS, initial_pod_key, object_value, pod_key
 from .routing import Routing
-from .stream import TXN, KubeStream, limited
+from .stream import TXN, KubeStream
 from .wire import create_compare, delete_op, ld, mod_compare, mod_compare_head, put_op, range_failure
 
 WATCH_EVENTS = "pod-watch-events"
-QUIET_S = 0.2  # at the end, the watch's events are awaited until none came for this long...
-QUIET_MAX_S = 3.0  # ...or this long at most
 
 
 class PodChurn(KubeStream):
@@ -89,9 +88,7 @@ class PodChurn(KubeStream):
     async def settle(self, ctx: Context) -> None:
         if self._watch is None:
             return
-        deadline = time.monotonic() + QUIET_MAX_S
-        while time.monotonic() < deadline and time.monotonic() - self._last_event < QUIET_S:  # noqa: ASYNC110 - a quiet spell, bounded
-            await asyncio.sleep(QUIET_S / 4)
+        await quiet_spell(lambda: self._last_event)
 
     async def stop(self, ctx: Context) -> None:
         self._closing = True

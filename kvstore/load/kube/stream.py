@@ -1,11 +1,9 @@
 """What every kind of kube traffic shares: the connections of its resource's endpoints, used
-in turn, and writing many objects ahead of the clock."""
+in turn, and clearing and reading back its objects."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from abc import ABC, abstractmethod
 
 from ...api import rpc_pb2 as pb
 from ...client import Client
@@ -18,10 +16,8 @@ RANGE = b"/etcdserverpb.KV/Range"
 TXN = b"/etcdserverpb.KV/Txn"
 LEASE_GRANT = b"/etcdserverpb.Lease/LeaseGrant"
 
-PREPARE_IN_FLIGHT = 64  # requests in flight while writing objects ahead of the clock
 
-
-class KubeStream:
+class KubeStream(ABC):
     """One kind of traffic on one resource. The coordinator calls ``prepare``; each worker
     ``start``, then ``request`` for each of its requests of this kind, then ``stop``."""
 
@@ -55,8 +51,9 @@ class KubeStream:
     async def start(self, ctx: Context) -> None:
         self.bind(ctx)
 
+    @abstractmethod
     def request(self, ctx: Context) -> Outcome:
-        raise NotImplementedError
+        """Issues one request of this kind: its op label and its answer."""
 
     async def settle(self, ctx: Context) -> None:
         """Waits for what the last requests still owe its measurements (watch events)."""
@@ -80,14 +77,3 @@ class KubeStream:
                 return out
             request.key = r.kvs[-1].key + b"\x00"
             request.revision = r.header.revision
-
-
-async def limited(calls: Iterable[Callable[[], Awaitable[Any]]], in_flight: int = PREPARE_IN_FLIGHT) -> None:
-    """Runs the calls, ``in_flight`` at a time."""
-    pending = iter(calls)
-
-    async def runner() -> None:
-        for call in pending:  # the runners share one iterator: each call runs once
-            await call()
-
-    await asyncio.gather(*(runner() for _ in range(in_flight)))

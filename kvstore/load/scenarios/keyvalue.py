@@ -4,25 +4,24 @@ reads or deletes them."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ...api import rpc_pb2 as pb
 from ..argtypes import non_negative_int, positive_int
 from ..keys import KeySpace, prefix_end
-from ..scenario import Context, Scenario
+from ..scenario import Context, UnaryScenario
+from ..waiting import limited
 
 PUT = b"/etcdserverpb.KV/Put"
 RANGE = b"/etcdserverpb.KV/Range"
 DELETE_RANGE = b"/etcdserverpb.KV/DeleteRange"
 TXN = b"/etcdserverpb.KV/Txn"
 
-PRELOAD_IN_FLIGHT = 64  # puts in flight while writing the keys ahead of a run
 
 
-class KeyValueScenario(Scenario):
+class KeyValueScenario(UnaryScenario):
     """Keys from ``self.keys`` (a KeySpace), every value ``self.value`` (random bytes, as etcd's
     tool writes); requests are sent pre-serialized on the connection's channel and their
     answers are not parsed (only their gRPC status counts)."""
@@ -86,12 +85,9 @@ async def clear_prefix(ctx: Context, prefix: bytes) -> None:
 
 
 async def put_all(ctx: Context, keys: Iterable[bytes], value: bytes) -> None:
-    """Writes every key, PRELOAD_IN_FLIGHT at a time over all the connections."""
-    pending = iter(enumerate(keys))
+    """Writes every key, a bounded number at a time (waiting.limited) over all the connections."""
+    def put(i: int, key: bytes) -> Callable[[], Awaitable[bytes]]:
+        message = pb.PutRequest(key=key, value=value).SerializeToString()
+        return lambda: ctx.client(i).channel.unary(PUT, message, ctx.timeout)
 
-    async def writer() -> None:
-        for i, key in pending:  # the writers share one iterator: each key is written once
-            message = pb.PutRequest(key=key, value=value).SerializeToString()
-            await ctx.client(i).channel.unary(PUT, message, ctx.timeout)
-
-    await asyncio.gather(*(writer() for _ in range(PRELOAD_IN_FLIGHT)))
+    await limited(put(i, key) for i, key in enumerate(keys))

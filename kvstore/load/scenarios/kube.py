@@ -9,11 +9,12 @@ stream's requests go to its resource's endpoint.
 from __future__ import annotations
 
 import argparse
+from abc import abstractmethod
 from typing import ClassVar
 
 from ..argtypes import positive_float, positive_int
 from ..kube.events import EventCreates
-from ..kube.layout import DEFAULT_SIZES, EVENTS, LEASES, POD_PREFIX, PODS, initial_pod_key
+from ..kube.layout import DEFAULT_SIZES, EVENTS, LEASES, POD_PREFIX, PODS, initial_pod_key, object_value
 from ..kube.leases import LeaseRenewals
 from ..kube.pods import PodChurn, create_pods
 from ..kube.reads import PodCounts, PodGets, PodListPages, PodLists
@@ -91,8 +92,9 @@ class KubeScenario(Scenario):
         self.mix = WeightedMix({name: rate for name, (_, rate) in streams.items()})
         self._sent = 0
 
+    @abstractmethod
     def streams(self) -> dict[str, tuple[KubeStream, float]]:
-        raise NotImplementedError
+        """Each stream by name, with its rate (per second, or its weight in a closed loop)."""
 
     def endpoints(self, given: list[str]) -> list[str]:
         return self.routing.run_endpoints(given)
@@ -170,7 +172,7 @@ class _ListedPods(PodLists):
     async def prepare(self, ctx: Context) -> None:
         await super().prepare(ctx)
         await self.clear(ctx, POD_PREFIX)
-        value = ld(0x12, b"k8s\x00" + b"\x01" * (self.options.pod_size - 4))
+        value = ld(0x12, object_value(self.options.pod_size, 2))
         await create_pods(ctx, self, [initial_pod_key(i) for i in range(self.options.pods)], value)
 
 

@@ -15,12 +15,11 @@ from ...api import rpc_pb2 as pb
 from ...client import GrpcError
 from ...client.watch import WatchStream
 from ..argtypes import positive_int
-from ..scenario import Context, Outcome
+from ..scenario import Context, UnaryRequest
+from ..waiting import quiet_spell
 from .keyvalue import PUT, KeyValueScenario
 
 EVENTS = "watch-events"
-QUIET_S = 0.2  # at the end: events are awaited until none came for this long...
-QUIET_MAX_S = 3.0  # ...or this long at most
 
 
 class WatchScenario(KeyValueScenario):
@@ -69,10 +68,8 @@ class WatchScenario(KeyValueScenario):
         ctx.recorder.count(EVENTS, len(response.events))
 
     async def settle(self, ctx: Context) -> None:
-        """The events of the last puts: until none came for QUIET_S."""
-        deadline = time.monotonic() + QUIET_MAX_S
-        while time.monotonic() < deadline and time.monotonic() - self.last_event < QUIET_S:  # noqa: ASYNC110 - a quiet spell, bounded
-            await asyncio.sleep(QUIET_S / 4)
+        """The events of the last puts: until none came for a while (waiting.quiet_spell)."""
+        await quiet_spell(lambda: self.last_event)
 
     async def stop(self, ctx: Context) -> None:
         self.closing = True
@@ -93,6 +90,6 @@ class Watch(WatchScenario):
         keys = self.keys
         await self.open_watchers(ctx, [keys.key(j % keys.size) for j in range(watchers)])
 
-    def request(self, ctx: Context, seq: int) -> Outcome:
+    def unary(self, ctx: Context, seq: int) -> UnaryRequest:
         message = pb.PutRequest(key=self.keys.pick(seq), value=self.value).SerializeToString()
-        return "put", ctx.client(seq).channel.unary(PUT, message, ctx.timeout)
+        return "put", ctx.client(seq).channel, PUT, message

@@ -8,7 +8,7 @@ import argparse
 import time
 
 from ...api import rpc_pb2 as pb
-from ..scenario import Context, Outcome
+from ..scenario import Context, UnaryRequest
 from .keyvalue import PUT
 from .watch import WatchScenario
 
@@ -32,10 +32,10 @@ class WatchLatency(WatchScenario):
         self.key = self.keys.prefix + b"watch-latency-%d" % (ctx.worker or 0)
         await self.open_watchers(ctx, [self.key] * self.watchers)
 
-    def request(self, ctx: Context, seq: int) -> Outcome:
+    def unary(self, ctx: Context, seq: int) -> UnaryRequest:
         self.sent[seq] = [time.perf_counter(), self.watchers]
         message = pb.PutRequest(key=self.key, value=b"%d" % seq).SerializeToString()
-        return "put", ctx.client(seq).channel.unary(PUT, message, ctx.timeout)
+        return "put", ctx.client(seq).channel, PUT, message
 
     def on_events(self, ctx: Context, response: pb.WatchResponse) -> None:
         now = time.perf_counter()
