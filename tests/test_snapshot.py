@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import zlib
 
 import pytest
 
 from kvstore.mvcc import MVCCStore
-from kvstore.store import snapshot
+from kvstore.store import snapshot, snapshot_file
 
 # In process, no server: also run on the pure-Python twins (KVSTORE_NO_EXT=1).
 pytestmark = pytest.mark.inprocess
@@ -71,11 +72,38 @@ async def test_a_compaction_during_capture_abandons_it(monkeypatch):
         await task
 
 
-def test_parse_refuses_a_file_whose_sections_do_not_add_up():
+def small_snapshot() -> bytes:
     mvcc = MVCCStore()
-    txn = mvcc.write()
-    txn.put(b"a", b"1")
-    txn.end()
-    parts = asyncio.run(collect(snapshot.Capture(mvcc, [], index=1), mvcc))
-    with pytest.raises(ValueError, match="corrupt snapshot"):
-        snapshot.parse(b"".join(parts)[:-1])
+    for i in range(3):
+        txn = mvcc.write()
+        txn.put(b"k%d" % i, b"v%d" % i, 7 if i == 1 else 0)
+        txn.end()
+    return b"".join(asyncio.run(collect(snapshot.Capture(mvcc, [[7, 60]], index=9), mvcc)))
+
+
+def test_every_truncation_of_a_snapshot_is_refused():
+    data = small_snapshot()
+    snapshot.parse(data)  # whole, it loads
+    for n in range(len(data)):
+        with pytest.raises(snapshot.SnapshotCorrupt):
+            snapshot.parse(data[:n])
+    with pytest.raises(snapshot.SnapshotCorrupt, match="no snapshot trailer"):
+        snapshot.parse(data + b"\0")
+
+
+def test_every_flipped_bit_of_a_snapshot_is_refused():
+    """Each of the file's bits, flipped alone: the checksums leave none unnoticed."""
+    data = small_snapshot()
+    for i in range(len(data)):
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[i] ^= 1 << bit
+            with pytest.raises(snapshot.SnapshotCorrupt):
+                snapshot.parse(bytes(damaged))
+
+
+def test_snapshot_status_reads_the_envelope():
+    data = small_snapshot()
+    st = snapshot_file.status(data)
+    assert (st.revision, st.total_keys, st.total_size, st.log_index) == (4, 3, len(data), 9)
+    assert st.hash == zlib.crc32(data)

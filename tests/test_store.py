@@ -139,9 +139,9 @@ async def test_writes_go_on_while_a_snapshot_is_written(tmp_path, monkeypatch):
     release = threading.Event()
     real_finish = storage.DirStorage._finish_snapshot_file
 
-    def held_finish(self, f, tmp, final):
+    def held_finish(self, *args):
         assert release.wait(10)
-        real_finish(self, f, tmp, final)
+        real_finish(self, *args)
 
     monkeypatch.setattr(storage.DirStorage, "_finish_snapshot_file", held_finish)
     monkeypatch.setattr(lmdb_log, "DROP_SLICE", 7)
@@ -179,7 +179,7 @@ async def test_explicit_snapshot_saves_now_and_reports_failure(tmp_path, monkeyp
         assert s.snapshot_index == s.applied_index
         await s.put(pb.PutRequest(key=b"e9", value=b"v"))
 
-        def broken(self, f, tmp, final):
+        def broken(self, *args):
             raise OSError("disk gone")
 
         monkeypatch.setattr(storage.DirStorage, "_finish_snapshot_file", broken)

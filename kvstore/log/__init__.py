@@ -13,7 +13,16 @@ import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .base import Cluster, LeaderRequests, LogUnavailable, MemberInfo, MemberStorage, SharedLog, Trimmed
+from .base import (
+    Cluster,
+    DataDirCorrupt,
+    LeaderRequests,
+    LogUnavailable,
+    MemberInfo,
+    MemberStorage,
+    SharedLog,
+    Trimmed,
+)
 from .storage import DataDirInUse, DirStorage, MemoryStorage
 
 
@@ -36,7 +45,11 @@ def _lmdb(address: str, data_dir, options: dict) -> Backend:
         raise ValueError("the lmdb log needs a data directory")
     storage = DirStorage(data_dir)  # locks the dir first
     from .lmdb import LmdbLog
-    return Backend(LmdbLog(data_dir), storage)
+    try:
+        return Backend(LmdbLog(data_dir), storage)
+    except BaseException:
+        storage.unlock()
+        raise
 
 
 def _nats(address: str, data_dir, options: dict) -> Backend:
@@ -73,5 +86,6 @@ def open_backend(value: str, data_dir: str | os.PathLike | None = None, **option
     return OPENERS[scheme](address, data_dir, options)
 
 
-__all__ = ["Backend", "BACKENDS", "Cluster", "DataDirInUse", "LeaderRequests", "LogUnavailable",
-           "MemberInfo", "MemberStorage", "SharedLog", "Trimmed", "open_backend", "parse_log_url"]
+__all__ = ["Backend", "BACKENDS", "Cluster", "DataDirCorrupt", "DataDirInUse", "LeaderRequests",
+           "LogUnavailable", "MemberInfo", "MemberStorage", "SharedLog", "Trimmed", "open_backend",
+           "parse_log_url"]

@@ -24,6 +24,11 @@ class LogUnavailable(Exception):
     """The log cannot take or give records now (unreachable, no leader); it may come back."""
 
 
+class DataDirCorrupt(Exception):
+    """Something the data dir must hold is missing, short or damaged: the member refuses to
+    start rather than serve partial data. The message names the file and what is wrong."""
+
+
 class Trimmed(Exception):
     """The records a follower asked for were trimmed away: it must install a snapshot taken
     at ``first_index - 1`` or later."""
@@ -43,6 +48,8 @@ class SharedLog(Protocol):
     max_in_flight: int
     # The largest record the log takes, in bytes.
     max_record_bytes: int
+    # Where the records are, for messages (a file, a stream).
+    name: str
 
     async def open(self) -> None:
         """Connects (or opens files); the log is usable afterwards."""
@@ -58,6 +65,10 @@ class SharedLog(Protocol):
     async def read_index(self) -> int:
         """The index of the newest record in the log as of the call: a read that waits until
         it is applied sees every write acknowledged before the call."""
+
+    def held(self) -> tuple[int, int] | None:
+        """(first, last) index of the records this member's own medium holds (first > last:
+        none); None when the log is not this member's alone (a replicated stream)."""
 
     async def trim(self, through: int) -> None:
         """Drops records up to ``through`` (a snapshot covers them)."""
@@ -84,7 +95,11 @@ class MemberStorage(Protocol):
         is stored and the exception propagates."""
 
     def load_snapshot(self) -> tuple[int, bytes] | None:
-        """The newest snapshot as (index, data), or None."""
+        """The newest snapshot as (index, data), or None. Raises DataDirCorrupt if one that
+        storage recorded is gone."""
+
+    def snapshot_name(self, index: int) -> str:
+        """Where the snapshot at ``index`` is (a path), for messages."""
 
     def size_bytes(self) -> int:
         ...

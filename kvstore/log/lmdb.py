@@ -4,6 +4,9 @@ Every append is one LMDB write transaction, committed with fsync, on a single wr
 the event loop keeps accepting proposals while the disk works (that is what makes group commit
 batch). Trimming keeps the newest record, so the index goes on from it after a restart even
 when a snapshot covers everything.
+
+Each record is stored behind its CRC-32 and checked whenever it is read back; the file's length
+is checked before it is mapped (lmdb_file.py). Damage is a DataDirCorrupt naming the file.
 """
 from __future__ import annotations
 
@@ -12,13 +15,19 @@ import os
 import queue
 import struct
 import threading
+import zlib
 from pathlib import Path
 
 import lmdb
 
+from .base import DataDirCorrupt
+from .lmdb_file import check_data_file
 from .local import LocalLog
 
 _INDEX = struct.Struct(">Q")
+_CRC = struct.Struct("<I")
+# The records' layout, kept in the "meta" database: 2 is each record behind its CRC-32.
+FORMAT = b"2"
 # Records a snapshot covers are deleted this many per write transaction, so an append never
 # waits behind the deletion of a whole snapshot's worth.
 DROP_SLICE = 5_000
@@ -28,17 +37,35 @@ class LmdbLog(LocalLog):
     def __init__(self, data_dir: str | os.PathLike, map_size: int = 1 << 38):
         super().__init__()
         self.dir = Path(data_dir) / "log"
+        self.name = str(self.dir / "data.mdb")
         self.dir.parent.mkdir(parents=True, exist_ok=True)
-        self._env = lmdb.open(str(self.dir), map_size=map_size, max_dbs=4,
-                              subdir=True, sync=True, metasync=True, lock=True)
-        self._records_db = self._env.open_db(b"entries")
+        check_data_file(self.dir / "data.mdb")  # before the map: a short file is a SIGBUS
+        try:
+            self._env = lmdb.open(str(self.dir), map_size=map_size, max_dbs=4,
+                                  subdir=True, sync=True, metasync=True, lock=True)
+            self._records_db = self._env.open_db(b"entries")
+            with self._env.begin(db=self._records_db) as txn:
+                cur = txn.cursor()
+                self._durable_last = _INDEX.unpack(cur.key())[0] if cur.last() else 0
+            self._check_format()
+        except lmdb.Error as e:
+            raise DataDirCorrupt(f"{self.name}: {e}") from None
+        self._next = self._durable_last + 1
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._writer_thread, name="lmdb-log", daemon=True)
         self._writer.start()
-        with self._env.begin(db=self._records_db) as txn:
-            cur = txn.cursor()
-            self._durable_last = _INDEX.unpack(cur.key())[0] if cur.last() else 0
-        self._next = self._durable_last + 1
+
+    def _check_format(self) -> None:
+        meta_db = self._env.open_db(b"meta")
+        with self._env.begin(write=True, db=meta_db) as txn:
+            found = txn.get(b"format")
+            if found is None and self._durable_last:
+                raise DataDirCorrupt(f"{self.name}: its records have no checksums (written by "
+                                     f"an older kvstore)")
+            if found is None:
+                txn.put(b"format", FORMAT)
+            elif found != FORMAT:
+                raise DataDirCorrupt(f"{self.name}: record format {found!r} is not {FORMAT!r}")
 
     def append(self, record: bytes, record_id: str = "") -> asyncio.Future[int]:
         index = self._next
@@ -47,7 +74,7 @@ class LmdbLog(LocalLog):
 
     def _write(self, index: int, record: bytes) -> int:
         with self._env.begin(write=True, db=self._records_db) as txn:
-            txn.put(_INDEX.pack(index), record, append=True)
+            txn.put(_INDEX.pack(index), _CRC.pack(zlib.crc32(record)) + record, append=True)
         return index
 
     def first_index(self) -> int:
@@ -56,14 +83,18 @@ class LmdbLog(LocalLog):
             return _INDEX.unpack(cur.key())[0] if cur.first() else self._durable_last + 1
 
     def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        """Raises DataDirCorrupt for a record that fails its checksum."""
         out: list[tuple[int, bytes]] = []
-        with self._env.begin(db=self._records_db, buffers=False) as txn:
+        with self._env.begin(db=self._records_db, buffers=True) as txn:
             cur = txn.cursor()
             if not cur.set_range(_INDEX.pack(start)):
                 return out
-            unpack = _INDEX.unpack
-            for k, v in cur:
-                out.append((unpack(k)[0], v))
+            unpack, crc_of, crc32 = _INDEX.unpack, _CRC.unpack_from, zlib.crc32
+            for k, v in cur:  # views into the map, valid until the cursor moves
+                record = bytes(v[4:])
+                if len(v) < 4 or crc32(record) != crc_of(v)[0]:
+                    raise DataDirCorrupt(f"{self.name}: record {unpack(k)[0]} fails its checksum")
+                out.append((unpack(k)[0], record))
                 if len(out) == limit:
                     break
         return out

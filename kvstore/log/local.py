@@ -20,6 +20,8 @@ class LocalLog(ABC):
     max_in_flight = 1
     max_record_bytes = 1 << 31
 
+    name = "memory"  # for messages: where the records are
+
     def __init__(self) -> None:
         self._durable_last = 0  # newest record that is durable (what followers may see)
         # One future per waiting follower, not one shared behind asyncio.shield: the shield
@@ -37,6 +39,10 @@ class LocalLog(ABC):
         """Up to ``limit`` records from ``start`` on."""
 
     # The shared part.
+
+    def held(self) -> tuple[int, int]:
+        """(first, last) index of the records held; first > last when there are none."""
+        return self.first_index(), self._durable_last
 
     def _made_durable(self, last: int) -> None:
         self._durable_last = last

@@ -6,7 +6,7 @@ import logging
 import signal
 import socket
 
-from ..log import open_backend
+from ..log import DataDirCorrupt, open_backend
 from ..store import Store
 from . import gc_policy
 from .config import ServerConfig
@@ -53,7 +53,11 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
     wal, storage, cluster = open_backend(config.log_backend, config.data_dir, **config.log_options)
     store = Store(wal, storage, config.store, cluster=cluster)
     with gc_policy.recovering():
-        await store.start()
+        try:
+            await store.start()
+        except BaseException:
+            await store.close()
+            raise
     gc_policy.settle_after_recovery()
     intercept = CallInterceptor(store)
     http = HttpEndpoints(store, client_requests=intercept.client_requests,
@@ -83,7 +87,9 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
         await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         if failed.done():
-            raise MemberFailed(f"this member stopped: {failed.result()!r}")
+            why = failed.result()
+            raise MemberFailed(f"this member stopped: "
+                               f"{why if isinstance(why, DataDirCorrupt) else repr(why)}")
         log.info("shutting down")
     finally:
         await server.stop(1.0)

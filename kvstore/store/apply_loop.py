@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .. import errors
-from ..log import SharedLog, Trimmed
+from ..log import DataDirCorrupt, SharedLog, Trimmed
 from ..tasks import cancelled
 from . import entry
 from .wait import WaitTable
@@ -87,8 +87,9 @@ class ApplyLoop:
             raise
         except BaseException as e:
             self.failure = e
-            logger.critical("apply stopped at log index %d: %r; this member stops",
-                            self.applied_index + 1, e, exc_info=e)
+            if not isinstance(e, DataDirCorrupt):  # that one says it all, wherever it lands
+                logger.critical("apply stopped at log index %d: %r; this member stops",
+                                self.applied_index + 1, e, exc_info=e)
             self._fail_waiters()
             self._on_fatal(e)
 

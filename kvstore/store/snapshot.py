@@ -8,26 +8,22 @@ encoded as it was at R (writes after R only appended to it, see KeyIndex.revisio
 A compaction rewrites key indexes in place, so one that lands (or is still compacting keys)
 during a capture abandons it (Overtaken); a later batch starts another.
 
-File: the keys' records, the history records (kvstore/mvcc/state_codec.py), then a msgpack
-envelope (index, revisions, leases, the leader and its term, section lengths) and its u32
-length. The envelope comes
-last because the keys' length is known only once they are encoded: the parts go to the log as
-they are made, so a snapshot never holds more than one slice of keys in memory.
+The file's layout and checksums are snapshot_file.py's: the parts go to storage as they are
+made, so a snapshot never holds more than one slice of keys in memory.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple
-
-import msgpack
 
 from ..log import MemberStorage
 from ..mvcc import MVCCStore
 from ..mvcc.core import codec
 from ..mvcc.kvstore import SNAPSHOT_FORMAT
+from . import snapshot_file
+from .snapshot_file import SnapshotCorrupt
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +33,6 @@ class Overtaken(Exception):
 
 
 SLICE_KEYS = 5_000  # keys encoded per turn of the loop (~3 ms at 256-byte values)
-_U32 = struct.Struct("<I")
 
 
 class Capture:
@@ -56,7 +51,7 @@ class Capture:
         Overtaken if a compaction (or a new MVCC state) lands meanwhile. ``current_mvcc()``
         is the store's MVCC state now."""
         kis = self._key_indexes
-        keys_len = 0
+        keys = snapshot_file.KeysChecksum()
         for start in range(0, len(kis), SLICE_KEYS):
             if start:
                 await asyncio.sleep(0)
@@ -65,14 +60,13 @@ class Capture:
                     or mvcc.compacting):
                 raise Overtaken()
             part = codec.encode_keys(kis[start:start + SLICE_KEYS], self._rev)
-            keys_len += len(part)
+            keys.add(part)
             yield part
         yield self._history
-        envelope = msgpack.packb({
-            "index": self.index, "format": SNAPSHOT_FORMAT, "current_rev": self._rev,
-            "compact_rev": self._compact_rev, "leases": self._leases, "leader": list(self._leader),
-            "keys_len": keys_len, "history_len": len(self._history)})
-        yield envelope + _U32.pack(len(envelope))
+        yield snapshot_file.tail(
+            {"index": self.index, "format": SNAPSHOT_FORMAT, "current_rev": self._rev,
+             "compact_rev": self._compact_rev, "leases": self._leases, "leader": list(self._leader)},
+            keys, self._history, len(kis))
 
 
 class Snapshot(NamedTuple):
@@ -82,24 +76,18 @@ class Snapshot(NamedTuple):
 
 
 def parse(data: bytes) -> Snapshot:
-    """The state in a snapshot file's bytes."""
-    if len(data) < 4:
-        raise ValueError("corrupt snapshot: no envelope")
-    (n,) = _U32.unpack_from(data, len(data) - 4)
-    if 4 + n > len(data):
-        raise ValueError("corrupt snapshot: truncated envelope")
+    """The state in a snapshot file's bytes; SnapshotCorrupt if they are not whole and intact
+    (or, checksums passing, do not decode)."""
+    env, keys, history = snapshot_file.sections(data)
     try:
-        env = msgpack.unpackb(data[len(data) - 4 - n:len(data) - 4], raw=False)
-        keys_len, history_len = env["keys_len"], env["history_len"]
-    except (ValueError, KeyError, TypeError, msgpack.UnpackException):
-        raise ValueError("corrupt snapshot: unreadable envelope") from None
-    if keys_len + history_len + n + 4 != len(data):
-        raise ValueError("corrupt snapshot: sections do not add up to the file")
-    mvcc = MVCCStore.load({"format": env["format"], "current_rev": env["current_rev"],
-                           "compact_rev": env["compact_rev"], "keys": data[:keys_len],
-                           "history": data[keys_len:keys_len + history_len]})
-    leader_id, term = env.get("leader", (0, 0))
-    return Snapshot(mvcc, env["leases"], (leader_id, term))
+        mvcc = MVCCStore.load({"format": env["format"], "current_rev": env["current_rev"],
+                               "compact_rev": env["compact_rev"], "keys": keys, "history": history})
+        leader_id, term = env.get("leader", (0, 0))
+        return Snapshot(mvcc, env["leases"], (leader_id, term))
+    except SnapshotCorrupt:
+        raise
+    except (ValueError, KeyError, TypeError) as e:
+        raise SnapshotCorrupt(f"undecodable: {str(e).removeprefix('corrupt snapshot: ')}") from None
 
 
 class Snapshotter:

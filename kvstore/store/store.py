@@ -20,13 +20,22 @@ from typing import Any
 
 from .. import errors
 from ..api import rpc_pb2 as pb
-from ..log import Cluster, LeaderRequests, LogUnavailable, MemberInfo, MemberStorage, SharedLog, open_backend
+from ..log import (
+    Cluster,
+    DataDirCorrupt,
+    LeaderRequests,
+    LogUnavailable,
+    MemberInfo,
+    MemberStorage,
+    SharedLog,
+    open_backend,
+)
 from ..mvcc import MVCCStore
 from ..mvcc.core import wire
 from ..mvcc.lease import LeaseTable, live_kvs
 from ..mvcc.watch_hub import WatchHub
 from ..mvcc.wire import varint
-from . import entry, snapshot, validate
+from . import entry, recovery, snapshot, validate
 from .apply import Applier
 from .apply_loop import ApplyLoop
 from .compactor import Compactor
@@ -36,7 +45,7 @@ from .lessor import Lessor
 from .proposer import Proposer
 from .range_stream import range_chunks
 from .read_index import ReadIndex
-from .snapshot import Capture, Snapshotter
+from .snapshot import Capture, SnapshotCorrupt, Snapshotter
 from .wait import WaitTable
 from .watch_stream import DeliveryCache, WatchStream
 
@@ -105,6 +114,7 @@ class Store:
         self._header_cache: tuple[int, int, bytes] = (-1, -1, b"")
         # Done (with the error) once the member has stopped applying the log: it must stop.
         self.failed: asyncio.Future | None = None
+        self._recovered = False
 
     def _applied_entries(self) -> int:
         assert self._apply_loop is not None  # the snapshotter runs once the store has started
@@ -131,7 +141,11 @@ class Store:
         (``memory``, ``lmdb``) or a log URL (``nats://host:4222``)."""
         wal, storage, cluster = open_backend(backend, data_dir, **(log_options or {}))
         store = cls(wal, storage, cluster=cluster, **options)
-        await store.start()
+        try:
+            await store.start()
+        except BaseException:
+            await store.close()  # what start opened; a refused data dir is free again
+            raise
         return store
 
     async def start(self) -> None:
@@ -142,11 +156,20 @@ class Store:
         if self.cluster is not None:
             await self.cluster.open()
         self._recover_snapshot()
+        stop = recovery.last_stop(self.storage)
+        recovery.check_log_covers(self.log, self.snapshotter.index, stop)
         self._apply_loop = ApplyLoop(self.log, ident.member_id, self._waits, self, self._fatal)
         self._apply_loop.start(self.snapshotter.index)
         if not self.log.local:
             self._reads = ReadIndex(self.log, self._apply_loop.wait_applied)
-        await self._apply_loop.wait_applied(await self._log_end())  # caught up
+        try:
+            await self._apply_loop.wait_applied(await self._log_end())  # caught up
+        except errors.Stopped:
+            if isinstance(self._apply_loop.failure, DataDirCorrupt):
+                raise self._apply_loop.failure from None  # a record failed its checksum
+            raise
+        recovery.check_revision(self.log, self.mvcc.current_rev, stop)
+        self._recovered = True  # what close() records as this stop is then at least as far
         logger.info("recovered: snapshot at %d, log applied through %d, revision %d",
                     self.snapshotter.index, self._apply_loop.applied_index, self.mvcc.current_rev)
         self._proposer = Proposer(self.log, ident.member_id, ident.starts, self._waits,
@@ -176,7 +199,10 @@ class Store:
         snap = self.storage.load_snapshot()
         if snap is not None:
             index, data = snap
-            self._load_snapshot(snapshot.parse(data))
+            try:
+                self._load_snapshot(snapshot.parse(data))
+            except SnapshotCorrupt as e:
+                raise DataDirCorrupt(f"{self.storage.snapshot_name(index)}: {e}") from None
             self.snapshotter.index = index
 
     def _load_snapshot(self, snap: snapshot.Snapshot) -> None:
@@ -241,6 +267,9 @@ class Store:
             await self.cluster.close()
         if self._apply_loop is not None:
             await self._apply_loop.stop()
+            if self._recovered and self._apply_loop.failure is None:  # a restart with less is refused
+                recovery.record_stop(self.storage, recovery.Stop(self._apply_loop.applied_index,
+                                                                 self.mvcc.current_rev))
         await self.snapshotter.wait()
         await self.log.close()
         await self.storage.close()

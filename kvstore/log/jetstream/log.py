@@ -47,6 +47,11 @@ class JetStreamLog:
         self._publisher: Publisher | None = None
         self._follower: Follower | None = None
         self._stream_bytes = 0
+        self.name = f"the stream {self.names.stream} on {','.join(servers)}"
+
+    def held(self) -> None:
+        """The stream is the members' own: none of it is this member's to account for."""
+        return None
 
     async def open(self) -> None:
         nc = self.nc = await connect(self.servers, self.client_name)
