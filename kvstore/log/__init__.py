@@ -17,6 +17,7 @@ from .base import (
     Cluster,
     DataDirCorrupt,
     LeaderRequests,
+    LogFull,
     LogUnavailable,
     MemberInfo,
     MemberStorage,
@@ -87,5 +88,5 @@ def open_backend(value: str, data_dir: str | os.PathLike | None = None, **option
 
 
 __all__ = ["Backend", "BACKENDS", "Cluster", "DataDirCorrupt", "DataDirInUse", "LeaderRequests",
-           "LogUnavailable", "MemberInfo", "MemberStorage", "SharedLog", "Trimmed", "open_backend",
+           "LogFull", "LogUnavailable", "MemberInfo", "MemberStorage", "SharedLog", "Trimmed", "open_backend",
            "parse_log_url"]

@@ -29,6 +29,11 @@ class DataDirCorrupt(Exception):
     start rather than serve partial data. The message names the file and what is wrong."""
 
 
+class LogFull(Exception):
+    """The log's medium is full (no space, quota, file-size limit): the record was not
+    appended, nothing of it is durable, and the next append may succeed once space is freed."""
+
+
 class Trimmed(Exception):
     """The records a follower asked for were trimmed away: it must install a snapshot taken
     at ``first_index - 1`` or later."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
+import resource
 import struct
 import threading
 import zlib
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import lmdb
 
-from .base import DataDirCorrupt
+from .base import DataDirCorrupt, LogFull
 from .lmdb_file import check_data_file
 from .local import LocalLog
 
@@ -28,6 +29,11 @@ _INDEX = struct.Struct(">Q")
 _CRC = struct.Struct("<I")
 # The records' layout, kept in the "meta" database: 2 is each record behind its CRC-32.
 FORMAT = b"2"
+# What LMDB says when the medium takes no more (py-lmdb gives the strerror, not the errno).
+_FULL = ("No space left on device", "Disk quota exceeded", "File too large")
+# A page write cut short by a full disk comes back as EIO; it is taken for a full medium when
+# less than this much (beyond the record) is free.
+_FULL_MARGIN = 1 << 20
 # Records a snapshot covers are deleted this many per write transaction, so an append never
 # waits behind the deletion of a whole snapshot's worth.
 DROP_SLICE = 5_000
@@ -73,9 +79,27 @@ class LmdbLog(LocalLog):
         return self._on_writer(self._write, index, record)
 
     def _write(self, index: int, record: bytes) -> int:
-        with self._env.begin(write=True, db=self._records_db) as txn:
-            txn.put(_INDEX.pack(index), _CRC.pack(zlib.crc32(record)) + record, append=True)
+        try:
+            with self._env.begin(write=True, db=self._records_db) as txn:
+                txn.put(_INDEX.pack(index), _CRC.pack(zlib.crc32(record)) + record, append=True)
+        except lmdb.MapFullError:
+            raise LogFull(f"{self.name}: the map is full") from None
+        except lmdb.Error as e:  # the transaction was aborted: nothing of it is in the file
+            what = str(e).split(": ", 1)[-1]
+            if what in _FULL:
+                raise LogFull(f"{self.name}: {what}") from None
+            if what == "Input/output error" and self._no_room(len(record)):
+                raise LogFull(f"{self.name}: no space left (a page write was cut short)") from None
+            raise
         return index
+
+    def _no_room(self, record_bytes: int) -> bool:
+        """Whether the disk, or this process's file-size limit, leaves no room for a record."""
+        need = record_bytes + _FULL_MARGIN
+        st = os.statvfs(self.dir)
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        return (st.f_bavail * st.f_frsize < need or limit != resource.RLIM_INFINITY
+                and os.path.getsize(self.name) + need > limit)
 
     def first_index(self) -> int:
         with self._env.begin(db=self._records_db) as txn:
@@ -146,13 +170,16 @@ class LmdbLog(LocalLog):
             try:
                 result = func(*args)
             except BaseException as e:
-                loop.call_soon_threadsafe(self._settle, fut, func, None, e)
+                loop.call_soon_threadsafe(self._settle, fut, func, args, None, e)
             else:
-                loop.call_soon_threadsafe(self._settle, fut, func, result, None)
+                loop.call_soon_threadsafe(self._settle, fut, func, args, result, None)
 
-    def _settle(self, fut: asyncio.Future, func, result, exc) -> None:
-        if exc is None and func == self._write:
-            self._made_durable(result)  # followers see it before the proposer goes on
+    def _settle(self, fut: asyncio.Future, func, args, result, exc) -> None:
+        if func == self._write:
+            if exc is None:
+                self._made_durable(result)  # followers see it before the proposer goes on
+            else:  # not appended: the next append takes its index (one append at a time)
+                self._next = args[0]
         if fut.cancelled():
             return
         if exc is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from ..api import rpc_pb2 as pb
+
 
 class HttpEndpoints:
     def __init__(self, store, cluster_version: str = "3.5.0", client_requests=None,
@@ -22,7 +24,9 @@ class HttpEndpoints:
             return 405, "text/plain; charset=utf-8", b"Method Not Allowed\n"
         if path in ("/health", "/livez", "/readyz"):
             ok = self.store.healthy()
-            body = {"health": "true" if ok else "false", "reason": "" if ok else "store stopped"}
+            alarms = " ".join(f"ALARM {pb.AlarmType.Name(a)}" for a in sorted(self.store.alarms))
+            body = {"health": "true" if ok else "false",
+                    "reason": "" if ok else alarms or "store stopped"}
             return (200 if ok else 503), "application/json", json.dumps(body, separators=(",", ":")).encode()
         if path == "/version":
             body = {"etcdserver": self.store.etcd_version, "etcdcluster": self.cluster_version}

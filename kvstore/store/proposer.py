@@ -9,7 +9,9 @@ record comes back from the log, in log order, after whatever other members appen
 A local log takes one append at a time (the queue grows meanwhile: that is the batching); a
 shared log takes several in flight. An append the log refuses fails its entries' futures: on a
 local log that is fatal (the disk is gone and nothing more can be acknowledged); on a shared log
-the entries fail with etcd's timeout and the member goes on, the log may come back.
+the entries fail with etcd's timeout and the member goes on, the log may come back. A full
+medium (LogFull) is neither: its entries fail with etcd's "database space exceeded", ``on_full``
+hears of it, and the next append tries again (space may have been freed).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import errors
-from ..log import SharedLog
+from ..log import LogFull, SharedLog
 from ..tasks import Wakeup
 from . import entry
 from .wait import Pending, WaitTable
@@ -36,12 +38,14 @@ REQUEST_TIMEOUT = 8.0
 class Proposer:
     def __init__(self, wal: SharedLog, member_id: int, starts: int, waits: WaitTable,
                  on_fatal: Callable[[BaseException], None], max_request_size: int,
-                 max_batch: int = 4096):
+                 max_batch: int = 4096, on_full: Callable[[bool], None] = lambda full: None):
         self._log = wal
         self._member_id = member_id
         self._next_request_id = (starts << REQUEST_ID_BITS) + 1
         self._waits = waits  # the apply loop takes a record's entries from it when it is back
         self._on_fatal = on_fatal
+        self._on_full = on_full  # (True) an append found the medium full, (False) one fit again
+        self._full = False
         self._max_batch = max_batch
         self._max_bytes = wal.max_record_bytes - entry.HEADER_SIZE
         # the largest request (its message) that fits in a record as an entry
@@ -133,6 +137,15 @@ class Proposer:
         if exc is None:
             if not self._log.local:
                 self._waits.appended(first, fut.result())
+            if self._full:
+                self._full = False
+                self._on_full(False)
+        elif isinstance(exc, LogFull):
+            self._waits.fail(first, errors.NoSpace)
+            if not self._full:
+                self._full = True
+                logger.warning("%s; writes fail until space is freed", exc)
+                self._on_full(True)
         elif self._log.local:
             self._fail(exc, self._waits.take(first) or [])
         elif self._waits.fail(first, errors.Timeout):

@@ -9,10 +9,13 @@ better than serving a state with acknowledged writes missing.
 """
 from __future__ import annotations
 
+import logging
 import struct
 from typing import NamedTuple
 
 from ..log import DataDirCorrupt, MemberStorage, SharedLog
+
+logger = logging.getLogger(__name__)
 
 STOPPED_KEY = "stopped"
 _STOPPED = struct.Struct(">QQ")
@@ -30,8 +33,14 @@ def last_stop(storage: MemberStorage) -> Stop:
 
 
 def record_stop(storage: MemberStorage, stop: Stop) -> None:
+    """Best effort (a full disk must not turn a stop into a crash): without it, a restart
+    checks against the previous stop's record."""
     if storage.durable:
-        storage.put_meta(STOPPED_KEY, _STOPPED.pack(*stop))
+        try:
+            storage.put_meta(STOPPED_KEY, _STOPPED.pack(*stop))
+        except OSError as e:
+            logger.warning("could not record this stop (applied index %d, revision %d): %s",
+                           stop.applied_index, stop.revision, e)
 
 
 def check_log_covers(log: SharedLog, snapshot_index: int, stop: Stop) -> None:

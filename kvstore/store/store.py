@@ -115,6 +115,8 @@ class Store:
         # Done (with the error) once the member has stopped applying the log: it must stop.
         self.failed: asyncio.Future | None = None
         self._recovered = False
+        # Raised alarms (pb.AlarmType): NOSPACE while the log's medium is full.
+        self.alarms: set[int] = set()
 
     def _applied_entries(self) -> int:
         assert self._apply_loop is not None  # the snapshotter runs once the store has started
@@ -173,7 +175,8 @@ class Store:
         logger.info("recovered: snapshot at %d, log applied through %d, revision %d",
                     self.snapshotter.index, self._apply_loop.applied_index, self.mvcc.current_rev)
         self._proposer = Proposer(self.log, ident.member_id, ident.starts, self._waits,
-                                  self._fatal, largest_request(self.max_request_bytes))
+                                  self._fatal, largest_request(self.max_request_bytes),
+                                  on_full=self._log_full)
         self._proposer.start()
         self.lessor.start()
         self._timers = [self.loop.create_task(self._progress_notify(), name="watch-progress")]
@@ -236,6 +239,15 @@ class Store:
         await self.storage.save_snapshot(index, _parts(data))
         logger.info("installed the shared snapshot at log index %d (revision %d)", index,
                     self.mvcc.current_rev)
+
+    def _log_full(self, full: bool) -> None:
+        """The log found its medium full (writes fail with etcd's "database space exceeded";
+        reads go on), or took an append again once space was freed."""
+        if full:
+            self.alarms.add(pb.AlarmType.NOSPACE)
+        else:
+            self.alarms.discard(pb.AlarmType.NOSPACE)
+            logger.warning("the log takes appends again: NOSPACE alarm cleared")
 
     def _fatal(self, exc: BaseException) -> None:
         """The member can no longer apply the log (or append to its local log): it stops taking
@@ -549,7 +561,7 @@ class Store:
         return self.log.size_bytes() + self.storage.size_bytes()
 
     def healthy(self) -> bool:
-        return (self._proposer is not None and self._proposer.healthy
+        return (not self.alarms and self._proposer is not None and self._proposer.healthy
                 and self.failed is not None and not self.failed.done() and self.has_leader())
 
     def has_leader(self) -> bool:
@@ -570,7 +582,13 @@ class Store:
         return self._fill(pb.StatusResponse(
             version=self.etcd_version, dbSize=size, dbSizeInUse=size, leader=self.leader_id,
             raftIndex=self.applied_index, raftTerm=self.term, raftAppliedIndex=self.applied_index,
-            isLearner=False))
+            isLearner=False, errors=self.alarm_texts()))
+
+    def alarm_texts(self) -> list[str]:
+        """Raised alarms as etcd's Status lists them (AlarmMember in protobuf text format)."""
+        assert self.identity is not None  # requests follow start()
+        return [f"memberID:{self.identity.member_id} alarm:{pb.AlarmType.Name(a)} "
+                for a in sorted(self.alarms)]
 
     def member_list(self) -> pb.MemberListResponse:
         if self.cluster is None:
