@@ -6,6 +6,13 @@ acknowledged as it is consumed (so peers never stall); DATA sent waits for windo
 per connection, so a slow reader holds back only its own stream. Frames queued in one turn of the
 event loop go out in one write.
 
+Input is taken in turns, so one connection cannot keep the event loop from the others: each
+turn processes frames up to a budget (a frame costs 1, opening a stream more, payload by the
+KiB), then reading pauses until the loop has gone round. Input also stops while something holds
+it (``hold``/``release``): the transport's write buffer is full (a peer that does not read what
+it asked for gets nothing more processed), or a stream's handler has a backlog of requests it
+has not consumed. Frames parsed but not yet processed wait for the next turn.
+
 A role subclasses it (the server's H2ServerConnection, client.H2ClientConnection) and says what
 a header block means: a new stream, a response, trailers. What a stream carries is the business
 of its handler (stream.StreamHandler).
@@ -26,6 +33,10 @@ from .stream import Stream, StreamHandler
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[bytes, bytes]]
+
+TURN_BUDGET = 4096  # work units one connection may take per turn of the event loop
+TURN_OUTPUT = 1 << 20  # bytes of frames queued in a turn past which its input waits for the next
+OPEN_STREAM_COST = 16  # a HEADERS frame: a stream opened (a handler, maybe a task)
 
 
 class H2Connection(asyncio.Protocol, ABC):
@@ -48,16 +59,24 @@ class H2Connection(asyncio.Protocol, ABC):
         self._headers_sid = 0  # stream whose header block is being continued, or 0
         self._headers_flags = 0
         self._headers_buf = bytearray()
+        self._headers_frames = 0  # frames of the header block being continued
         self._blocked: dict[int, Stream] = {}  # streams with DATA waiting for window
         self._write_paused = False
         self._write_waiters: list[asyncio.Future] = []
         # Frames queued in this turn of the loop, written together by _flush (scheduled once):
         # the responses a group commit completes become one send per connection.
         self._out: list[bytes] = []
+        self._out_bytes = 0
         self._out_views = False  # _out holds views of large payloads (see _write_views)
         self._going_away = False
         self._closed = False
         self._sent_since_ping = False  # for a role's ping policy
+        # Input taken in turns (see the module docstring).
+        self._budget = TURN_BUDGET
+        self._holds = 0  # reasons to stop processing input now
+        self._held: tuple[list, int, Exception | None] | None = None  # parsed, not processed
+        self._reading_paused = False
+        self._turn_scheduled = False
         self.loop = asyncio.get_event_loop()
 
     # -- what a role says ----------------------------------------------------------------------
@@ -98,10 +117,14 @@ class H2Connection(asyncio.Protocol, ABC):
                 fut.set_result(None)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        if not self._write_paused:
+            self._write_paused = True
+            self.hold()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        if self._write_paused:
+            self._write_paused = False
+            self.release()
         waiters, self._write_waiters = self._write_waiters, []
         for fut in waiters:
             if not fut.done():
@@ -115,7 +138,27 @@ class H2Connection(asyncio.Protocol, ABC):
                     return
                 data = rest
             frames, error = self._reader.feed(data)
-            for ftype, flags, sid, payload in frames:
+        except f.ConnectionError_ as e:
+            self._fail(e.code, str(e))
+            return
+        if self._held is not None:  # came before the pause took effect: after what waits
+            held, start, held_error = self._held
+            if held_error is None:
+                self._held = (held[start:] + frames, 0, error)
+            return
+        self._process(frames, 0, error)
+
+    def _process(self, frames: list, i: int, error: Exception | None) -> None:
+        try:
+            n = len(frames)
+            while i < n:
+                if self._holds or self._budget <= 0 or self._out_bytes > TURN_OUTPUT:
+                    self._hold_input(frames, i, error)
+                    self._send_window_updates()
+                    return
+                ftype, flags, sid, payload = frames[i]
+                i += 1
+                self._budget -= 1 + (len(payload) >> 10) + (OPEN_STREAM_COST if ftype == f.HEADERS else 0)
                 try:
                     self._frame(ftype, flags, sid, payload)
                 except f.StreamError as e:
@@ -125,10 +168,53 @@ class H2Connection(asyncio.Protocol, ABC):
             if error is not None:
                 raise error
             self._send_window_updates()
+            if self._budget <= 0 or self._holds or self._out_bytes > TURN_OUTPUT:  # no more this turn
+                self._hold_input([], 0, None)
         except f.ConnectionError_ as e:
             self._fail(e.code, str(e))
         except HPACKError as e:
             self._fail(f.COMPRESSION_ERROR, f"hpack: {e}")
+
+    # -- input in turns ------------------------------------------------------------------------
+
+    def spend(self, units: int) -> None:
+        """Work a handler did for this connection's input beyond reading it (a message
+        inflated, say): it counts against the turn's budget."""
+        self._budget -= units
+
+    def hold(self) -> None:
+        """Stops processing input until as many ``release()`` calls."""
+        self._holds += 1
+
+    def release(self) -> None:
+        self._holds -= 1
+        if not self._holds and (self._held is not None or self._reading_paused):
+            self._next_turn()
+
+    def _hold_input(self, frames: list, i: int, error: Exception | None) -> None:
+        self._held = (frames, i, error) if i < len(frames) or error is not None else None
+        if not self._reading_paused and not self._closed:
+            self._reading_paused = True
+            self._transport().pause_reading()
+        if not self._holds:
+            self._next_turn()
+
+    def _next_turn(self) -> None:
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            self.loop.call_soon(self._resume_input)
+
+    def _resume_input(self) -> None:
+        self._turn_scheduled = False
+        self._budget = TURN_BUDGET
+        if self._closed or self._holds:
+            return
+        held, self._held = self._held, None
+        if held is not None:
+            self._process(*held)
+        if self._held is None and self._reading_paused and not self._closed and not self._holds:
+            self._reading_paused = False
+            self._transport().resume_reading()
 
     def _receive_preface(self, data: bytes) -> bytes | None:
         """A server's: gathers the client's preface, then sends our SETTINGS. Returns what
@@ -160,7 +246,9 @@ class H2Connection(asyncio.Protocol, ABC):
             if not self._headers_sid:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "unexpected CONTINUATION")
             self._headers_buf += payload
-            if len(self._headers_buf) > OUR_MAX_HEADER_LIST * 2:
+            # each frame counts with its header: a flood of empty CONTINUATIONs ends here too
+            self._headers_frames += 1
+            if len(self._headers_buf) + 9 * self._headers_frames > OUR_MAX_HEADER_LIST * 2:
                 raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "header block too large")
             if flags & f.END_HEADERS:
                 sid, self._headers_sid = self._headers_sid, 0
@@ -229,6 +317,7 @@ class H2Connection(asyncio.Protocol, ABC):
             self._headers_sid = sid
             self._headers_flags = flags
             self._headers_buf = bytearray(block)
+            self._headers_frames = 1
 
     def _header_block(self, sid: int, flags: int, block: bytes) -> None:
         headers = self._decoder.decode(block)  # always decoded: the HPACK state is shared
@@ -342,6 +431,7 @@ class H2Connection(asyncio.Protocol, ABC):
         if not self._out:
             self.loop.call_soon(self._flush)
         self._out.append(data)
+        self._out_bytes += len(data)
 
     def _write_views(self, parts: list) -> None:
         """Frames whose payloads are views of a large message: written with what is pending,
@@ -349,6 +439,7 @@ class H2Connection(asyncio.Protocol, ABC):
         if not self._out:
             self.loop.call_soon(self._flush)
         self._out.extend(parts)
+        self._out_bytes += sum(map(len, parts))
         self._out_views = True
 
     def _flush(self) -> None:
@@ -360,6 +451,7 @@ class H2Connection(asyncio.Protocol, ABC):
             else:
                 transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
+        self._out_bytes = 0
         self._out_views = False
 
     def send_headers(self, stream: Stream, block: bytes, end_stream: bool = False) -> None:

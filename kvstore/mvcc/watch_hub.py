@@ -80,7 +80,7 @@ class WatchHub:
             w.min_rev = max(w.min_rev, current + 1)
             self._add_synced(w)
         else:
-            self._unsynced.add(w)
+            self._to_unsynced(w)
             self.request_sync()
 
     def remove(self, w: Watcher) -> None:
@@ -88,7 +88,20 @@ class WatchHub:
         if w.synced:
             self._remove_synced(w)
         else:
+            self._from_unsynced(w)
+
+    # Each sink counts its watchers in the unsynced group, so "are all of mine synced" (a
+    # progress request) costs nothing however many watchers it has.
+
+    def _to_unsynced(self, w: Watcher) -> None:
+        if w not in self._unsynced:
+            self._unsynced.add(w)
+            w.sink.unsynced_watchers += 1
+
+    def _from_unsynced(self, w: Watcher) -> None:
+        if w in self._unsynced:
             self._unsynced.discard(w)
+            w.sink.unsynced_watchers -= 1
 
     def _add_synced(self, w: Watcher) -> None:
         w.synced = True
@@ -112,12 +125,13 @@ class WatchHub:
         """Hands every watcher to ``other`` (the hub of a state installed from a snapshot):
         each catches up there from its next revision, from the new state's history."""
         watchers = [*self._unsynced, *self._ranges, *(w for ws in self._single.values() for w in ws)]
+        for w in list(self._unsynced):
+            self._from_unsynced(w)
         self._single.clear()
         self._ranges.clear()
-        self._unsynced.clear()
         for w in watchers:
             w.synced = False
-            other._unsynced.add(w)
+            other._to_unsynced(w)
         other.request_sync()
 
     # -- live fan-out --------------------------------------------------------------------------
@@ -144,7 +158,7 @@ class WatchHub:
             else:  # slow reader: catch up from history once its stream drains
                 w.min_rev = rev
                 self._remove_synced(w)
-                self._unsynced.add(w)
+                self._to_unsynced(w)
 
     # -- catch-up ------------------------------------------------------------------------------
 
@@ -164,7 +178,7 @@ class WatchHub:
             if not w.sink.has_room():
                 continue
             if w.min_rev < compact:
-                self._unsynced.discard(w)
+                self._from_unsynced(w)
                 w.removed = True
                 w.sink.deliver_compacted(w, compact)
                 continue
@@ -173,7 +187,7 @@ class WatchHub:
                 w.sink.deliver(w, current, events)
             w.min_rev = next_rev
             if next_rev > current:
-                self._unsynced.discard(w)
+                self._from_unsynced(w)
                 self._add_synced(w)
                 w.sink.synced(w)
         if self._unsynced and any(w.sink.has_room() for w in self._unsynced):

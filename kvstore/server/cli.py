@@ -17,6 +17,7 @@ from ..store.config import StoreConfig
 from .check import add_check_parser, main as run_check
 from .config import ConfigError, ServerConfig, split_urls
 from .snapshot_status import add_snapshot_parser, main as snapshot_status
+from .transport.connection_limits import ConnectionLimits
 
 
 def _positive_int(value: str) -> int:
@@ -108,6 +109,15 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     s.add_argument("--key-file", default=None, help="path to the client server TLS key file")
     s.add_argument("--trusted-ca-file", default=None, help="path to the client server TLS trusted CA file")
     s.add_argument("--client-cert-auth", action="store_true", help="require client certificates")
+    s.add_argument("--handshake-timeout", type=_duration, default=ConnectionLimits.handshake_timeout,
+                   help="a client connection that has not sent its HTTP/2 preface (or TLS "
+                        "handshake, or HTTP/1.1 request) by then is dropped (default 10s)")
+    s.add_argument("--connection-idle-timeout", type=_duration, default=ConnectionLimits.idle_timeout,
+                   help="a client connection with no stream open and nothing received for this "
+                        "long gets GOAWAY, as grpc-go's MaxConnectionIdle (default 5m)")
+    s.add_argument("--max-connections", type=_positive_int, default=None,
+                   help="client connections at once; a new one past it closes the one idle the "
+                        "longest, or is refused (default: the file descriptor limit, less 128)")
     s.add_argument("--etcd-version", default=d.etcd_version,
                    help="etcd version reported by Maintenance.Status")
     s.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
@@ -170,7 +180,8 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         log_backend=backend, log_options=log_options, log_level=args.log_level,
         transport=args.transport, cert_file=args.cert_file, key_file=args.key_file,
         trusted_ca_file=args.trusted_ca_file, client_cert_auth=args.client_cert_auth,
-        partition=args.partition)
+        partition=args.partition, connection_limits=ConnectionLimits(
+            args.handshake_timeout, args.connection_idle_timeout, args.max_connections or 0))
 
 
 def _configure_logging(level: str) -> None:

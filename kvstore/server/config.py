@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..store.config import StoreConfig
+from .transport.connection_limits import ConnectionLimits
 
 
 class ConfigError(ValueError):
@@ -25,6 +26,7 @@ class ServerConfig:
     trusted_ca_file: str | None = None
     client_cert_auth: bool = False
     partition: str | None = None  # the partition this process serves, as a supervisor's worker
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def __post_init__(self):
         if self.data_dir is None:

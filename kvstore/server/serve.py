@@ -13,6 +13,7 @@ from .config import ServerConfig
 from .http import HttpEndpoints
 from .services import all_services
 from .services.interceptor import CallInterceptor
+from .transport.connection_limits import raise_fd_limit
 
 
 def transport_server(name: str):
@@ -50,6 +51,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
     ssl_context = config.ssl_context()
     for host, port, _tls in addresses:
         check_port_free(host, port)
+    log.info("file descriptor limit %d", raise_fd_limit())
     wal, storage, cluster = open_backend(config.log_backend, config.data_dir, **config.log_options)
     store = Store(wal, storage, config.store, cluster=cluster)
     with gc_policy.recovering():
@@ -63,7 +65,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
     http = HttpEndpoints(store, client_requests=intercept.client_requests,
                          partition=config.partition)
     server = transport_server(config.transport)(all_services(store), config.store.max_request_bytes,
-                                          http1=http.respond, intercept=intercept)
+                                          http1=http.respond, intercept=intercept,
+                                          limits=config.connection_limits)
     try:
         for host, port, tls in addresses:
             server.listen(host, port, ssl_context if tls else None)

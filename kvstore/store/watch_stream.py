@@ -47,10 +47,12 @@ class WatchStream:
         # a future the reader waits on when the queue is empty (asyncio.Event would look the
         # loop up on every wait: a getpid() system call on Python 3.11)
         self._wakeup: asyncio.Future | None = None
+        self._room: asyncio.Future | None = None  # the request reader's, while the queue is full
         self._closed = False
         self._next_id = 0
         self._progress_pending = False
         self.watchers: dict[int, Watcher] = {}
+        self.unsynced_watchers = 0  # of self.watchers: the hub keeps the count
         # ids of watchers canceled for compaction: as in etcd they stay taken, and a cancel of
         # them is answered, until the client cancels them
         self._compacted_ids: set[int] = set()
@@ -63,6 +65,14 @@ class WatchStream:
         return self._store.watch_hub
 
     # -- requests from the client --------------------------------------------------------------
+
+    async def room(self) -> None:
+        """Until the queue has room: the client's requests wait while their answers would
+        overflow it (a client that never reads cannot grow it with control responses)."""
+        while not self._closed and len(self._queue) >= MAX_QUEUED:
+            self._room = self._store.loop.create_future()
+            await self._room
+            self._room = None
 
     def handle(self, req: pb.WatchRequest) -> None:
         which = req.WhichOneof("request_union")
@@ -117,7 +127,7 @@ class WatchStream:
     def request_progress(self) -> None:
         """One response with watch_id -1 once every watcher has been sent all events up to
         the revision it carries."""
-        if all(w.synced for w in self.watchers.values()):
+        if not self.unsynced_watchers:
             self._push_progress_all()
         else:
             self._progress_pending = True
@@ -168,7 +178,7 @@ class WatchStream:
                                     compact_revision=compact_rev, canceled=True))
 
     def synced(self, w: Watcher) -> None:
-        if self._progress_pending and all(x.synced for x in self.watchers.values()):
+        if self._progress_pending and not self.unsynced_watchers:
             self._push_progress_all()
 
     # -- the response queue --------------------------------------------------------------------
@@ -204,8 +214,12 @@ class WatchStream:
             await self._wakeup
             self._wakeup = None
         resp = self._queue.popleft()
-        if len(self._queue) <= _DRAINED and self._hub.unsynced_count:
-            self._hub.request_sync()
+        if len(self._queue) <= _DRAINED:
+            if self._hub.unsynced_count:
+                self._hub.request_sync()
+            room = self._room
+            if room is not None and not room.done():
+                room.set_result(None)
         return resp
 
     def close(self) -> None:
@@ -218,6 +232,8 @@ class WatchStream:
         self._compacted_ids.clear()
         self._queue.clear()
         self._wake()
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
         self._store.watch_streams.discard(self)
 
 

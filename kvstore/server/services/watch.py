@@ -19,6 +19,7 @@ class WatchService:
             try:
                 async for request in requests:
                     stream.handle(request)
+                    await stream.room()
             except Exception:
                 stream.close()  # the connection broke: end the stream
             # A client that only half-closes keeps receiving, as with etcd.

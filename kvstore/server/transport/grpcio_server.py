@@ -12,7 +12,8 @@ import grpc
 
 from ... import errors
 from ...limits import with_overhead
-from .methods import serialize, service_methods
+from .connection_limits import ConnectionLimits
+from .methods import request_decoder, serialize, service_methods
 
 log = logging.getLogger(__name__)
 
@@ -21,29 +22,33 @@ _GRPCIO_SLACK_BYTES = 64 * 1024 * 1024
 _MAX_INT32 = 2**31 - 1
 
 
-class _Oversized:
-    """Stands in for a request whose bytes exceeded the receive limit (never decoded)."""
+class _Refused:
+    """Stands in for a request refused as it was decoded (over the receive limit, or a Txn
+    nested past any limit): its handler answers with the error."""
 
     __slots__ = ("error",)
 
-    def __init__(self, size: int, limit: int):
-        self.error = errors.MessageTooLarge(size, limit)
+    def __init__(self, error: errors.EtcdError):
+        self.error = error
 
 
 def _deserializer(message_class, limit: int):
-    from_string = message_class.FromString
+    decode = request_decoder(message_class)
 
     def deserialize(data: bytes):
         if len(data) > limit:
-            return _Oversized(len(data), limit)
-        return from_string(data)
+            return _Refused(errors.MessageTooLarge(len(data), limit))
+        try:
+            return decode(data)
+        except errors.EtcdError as e:
+            return _Refused(e)
 
     return deserialize
 
 
 async def _checked(request_iterator):
     async for request in request_iterator:
-        if type(request) is _Oversized:
+        if type(request) is _Refused:
             raise request.error
         yield request
 
@@ -61,7 +66,7 @@ def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[bytes, bytes]]:
 def _unary_unary(method, intercept):
     async def handler(request, context: grpc.aio.ServicerContext):
         try:
-            if type(request) is _Oversized:
+            if type(request) is _Refused:
                 raise request.error
             if intercept is not None:
                 intercept("unary", _metadata(context))
@@ -76,7 +81,7 @@ def _unary_unary(method, intercept):
 def _unary_stream(method, intercept):
     async def handler(request, context: grpc.aio.ServicerContext):
         try:
-            if type(request) is _Oversized:
+            if type(request) is _Refused:
                 raise request.error
             if intercept is not None:
                 intercept("stream", _metadata(context))
@@ -120,14 +125,19 @@ def generic_handlers(services, max_receive_bytes: int, intercept=None) -> list[g
 
 
 class GrpcioServer:
-    def __init__(self, services: list, max_request_bytes: int, http1=None, intercept=None):
-        # grpcio cannot share its port with plain HTTP: the HTTP endpoints need --transport h2
+    def __init__(self, services: list, max_request_bytes: int, http1=None, intercept=None,
+                 limits: ConnectionLimits | None = None):
+        # grpcio cannot share its port with plain HTTP: the HTTP endpoints need --transport h2.
+        # Of the connection limits, grpcio takes the timeouts; the cap on connections is h2's.
         max_receive = with_overhead(max_request_bytes)
+        limits = limits or ConnectionLimits()
         self._server = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", max_receive + _GRPCIO_SLACK_BYTES),
             ("grpc.max_send_message_length", _MAX_INT32),
             ("grpc.max_concurrent_streams", 2**31 - 1),
+            ("grpc.max_connection_idle_ms", int(limits.idle_timeout * 1000)),
+            ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
         ])
         self._server.add_generic_rpc_handlers(generic_handlers(services, max_receive, intercept))
 

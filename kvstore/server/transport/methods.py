@@ -5,6 +5,7 @@ from typing import Any, NamedTuple
 
 from ...api import rpc_pb2
 from ...api.rpc_pb2 import DESCRIPTOR as _RPC
+from .txn_decode import decode_txn
 
 
 class ServiceMethod(NamedTuple):
@@ -18,6 +19,13 @@ class ServiceMethod(NamedTuple):
     @property
     def path(self) -> bytes:
         return f"/{self.service}/{self.name}".encode()
+
+
+def request_decoder(message_class):
+    """bytes -> request message; a Txn's decoder reads nesting deeper than protobuf's limit."""
+    if message_class is rpc_pb2.TxnRequest:
+        return decode_txn
+    return message_class.FromString
 
 
 def serialize(response) -> bytes:

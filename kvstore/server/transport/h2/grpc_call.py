@@ -11,6 +11,7 @@ import asyncio
 import logging
 import struct
 import zlib
+from collections import deque
 from urllib.parse import quote
 
 from .... import errors
@@ -90,20 +91,35 @@ class Method:
         self.kind = kind  # "unary", "server_stream", "bidi"
 
 
-class RequestStream:
-    """The async iterator of request messages a streaming method reads."""
+# Requests a streaming method has not consumed yet: past BACKLOG_HIGH the call stops reading
+# (its connection's input is held) until the method is down to BACKLOG_LOW.
+BACKLOG_HIGH = 256
+BACKLOG_LOW = 64
 
-    def __init__(self):
-        self._items: list = []
+
+class RequestStream:
+    """The async iterator of request messages a streaming method reads. ``on_backlog(True)``
+    when it holds BACKLOG_HIGH of them, ``(False)`` once the method has read it down."""
+
+    def __init__(self, on_backlog):
+        self._items: deque = deque()
         self._waiter: asyncio.Future | None = None
         self._ended = False
+        self._on_backlog = on_backlog
+        self.backlogged = False
 
     def push(self, message) -> None:
         self._items.append(message)
+        if len(self._items) >= BACKLOG_HIGH and not self.backlogged and not self._ended:
+            self.backlogged = True
+            self._on_backlog(True)
         self._wake()
 
     def end(self) -> None:
         self._ended = True
+        if self.backlogged:  # nothing more comes: whatever held the connection lets go
+            self.backlogged = False
+            self._on_backlog(False)
         self._wake()
 
     def _wake(self) -> None:
@@ -119,13 +135,17 @@ class RequestStream:
                 raise StopAsyncIteration
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        return self._items.pop(0)
+        item = self._items.popleft()
+        if self.backlogged and len(self._items) <= BACKLOG_LOW:
+            self.backlogged = False
+            self._on_backlog(False)
+        return item
 
 
 class GrpcCall:
     __slots__ = ("conn", "stream", "method", "max_receive", "_buf", "_requests", "_task",
                  "_timer", "_gzip", "_sent_headers", "_done", "_unary_request", "_headers",
-                 "_intercept")
+                 "_intercept", "_end_pending")
 
     def __init__(self, conn, stream, headers, methods: dict[bytes, Method], max_receive: int, intercept=None):
         self.conn = conn
@@ -141,6 +161,7 @@ class GrpcCall:
         self._sent_headers = False
         self._done = False
         self._unary_request = None
+        self._end_pending = False
         self.method: Method | None = None  # None: the call was refused (answered at once)
         path = content_type = None
         method_name = b""
@@ -168,15 +189,32 @@ class GrpcCall:
             return
         self.method = method
         if method.kind == "bidi":
-            self._requests = RequestStream()
+            self._requests = RequestStream(self._backlog)
             self._start(self._run_bidi())
         if timeout is not None:
             self._timer = conn.loop.call_later(timeout, self._deadline)
 
     # -- from the connection -------------------------------------------------------------------
 
+    def _backlog(self, backlogged: bool) -> None:
+        """The method has BACKLOG_HIGH requests to read: no more input on this connection
+        (what came meanwhile waits in ``_buf``, unparsed) until it has read them down."""
+        if backlogged:
+            self.conn.hold()
+            return
+        self.conn.release()
+        if self._buf and not self._done:
+            self.data(b"")
+        requests = self._requests
+        if self._end_pending and requests is not None and not requests.backlogged:
+            requests.end()  # the client's END_STREAM, after what it sent before it
+
     def data(self, payload: bytes) -> None:
         if self._done or self.method is None:
+            return
+        requests = self._requests
+        if requests is not None and requests.backlogged:
+            self._buf += payload
             return
         if not self._buf and len(payload) >= 5 and payload[0] == 0:
             # the usual case: the frame holds exactly one whole uncompressed message
@@ -202,20 +240,30 @@ class GrpcCall:
                 if not self._gzip:
                     self._finish(INTERNAL, "grpc: compressed flag set with identity or empty encoding")
                     return
+                self.conn.spend(self.max_receive >> 10)  # what inflating may cost, at most
                 try:
-                    raw = zlib.decompress(raw, 31)
+                    raw = _inflate(raw, self.max_receive)
                 except zlib.error as e:
                     self._finish(INTERNAL, f"grpc: failed to decompress the received message: {e}")
+                    return
+                except _TooLarge as e:
+                    self._finish(RESOURCE_EXHAUSTED, f"grpc: received message after decompression "
+                                                     f"larger than max ({e.args[0]} vs. {self.max_receive})")
                     return
             self._deliver(raw)
             if self._done:
                 return
+            if requests is not None and requests.backlogged:
+                break  # the rest is parsed once the method has read its backlog down
         del buf[:pos]
 
     def _deliver(self, raw: bytes) -> None:
         assert self.method is not None  # data() drops what comes for a refused call
         try:
             message = self.method.decode(raw)
+        except errors.EtcdError as e:  # well formed, but refused as etcd refuses it
+            self._failed(e)
+            return
         except Exception as e:  # a malformed protobuf
             self._finish(INTERNAL, f"grpc: error unmarshalling request: {e}")
             return
@@ -233,7 +281,10 @@ class GrpcCall:
         if self._done or self.method is None:
             return
         if self._requests is not None:
-            self._requests.end()
+            if self._requests.backlogged:
+                self._end_pending = True  # once the requests still in _buf are delivered
+            else:
+                self._requests.end()
             return
         if self._unary_request is None:
             self._finish(INTERNAL, "grpc: no request message received for a unary call")
@@ -374,6 +425,22 @@ class GrpcCall:
         block = literal_indexed_name(8, status) + CONTENT_TYPE_GRPC + status_block(
             INTERNAL if status != b"415" else UNKNOWN, f"invalid gRPC request ({status.decode()})")
         self.conn.send_headers(self.stream, block, end_stream=True)
+
+
+class _TooLarge(Exception):
+    """A compressed message inflates past the limit (args: at least how large)."""
+
+
+def _inflate(raw: bytes, limit: int) -> bytes:
+    """gzip-decoded ``raw``, never more than ``limit`` bytes of it: a small message may inflate
+    to gigabytes (grpc-go stops at the limit too, with the same error)."""
+    d = zlib.decompressobj(31)
+    out = d.decompress(raw, limit + 1)
+    if len(out) > limit:
+        raise _TooLarge(len(out))
+    if not d.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out
 
 
 def _unknown_method(path: bytes) -> str:

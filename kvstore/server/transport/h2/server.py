@@ -6,33 +6,39 @@ import socket
 import ssl
 
 from ....limits import with_overhead
-from ..methods import service_methods
+from ..connection_limits import ConnectionLimits
+from ..methods import request_decoder, service_methods
+from .connections import Connections
 from .grpc_call import GrpcCall, Method
 from .server_connection import H2ServerConnection
 
 
 def method_table(services) -> dict[bytes, Method]:
     """b"/etcdserverpb.KV/Range" -> Method, for every method a service object defines."""
-    return {m.path: Method(m.func, m.request.FromString, m.kind) for m in service_methods(services)}
+    return {m.path: Method(m.func, request_decoder(m.request), m.kind) for m in service_methods(services)}
 
 
 class H2Server:
-    def __init__(self, services: list, max_request_bytes: int, http1=None, intercept=None):
+    def __init__(self, services: list, max_request_bytes: int, http1=None, intercept=None,
+                 limits: ConnectionLimits | None = None):
         self._http1 = http1
         self._intercept = intercept
         self._methods = method_table(services)
         self._max_receive = with_overhead(max_request_bytes)
         self._listen: list[tuple[str, int, ssl.SSLContext | None]] = []
         self._servers: list[asyncio.AbstractServer] = []
-        self.connections: set[H2ServerConnection] = set()
+        self._connections = Connections(limits or ConnectionLimits())
+
+    @property
+    def connections(self) -> set[H2ServerConnection]:
+        return self._connections.open
 
     def _make_call(self, conn, stream, headers):
         return GrpcCall(conn, stream, headers, self._methods, self._max_receive, self._intercept)
 
     def _protocol(self) -> H2ServerConnection:
-        conn = H2ServerConnection(self._make_call, on_close=self.connections.discard, http1=self._http1)
-        self.connections.add(conn)
-        return conn
+        return H2ServerConnection(self._make_call, on_close=self._connections.closed,
+                                  http1=self._http1, on_open=self._connections.admit)
 
     def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self._listen.append((host, port, ssl_context))
@@ -40,13 +46,16 @@ class H2Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for host, port, ssl_context in self._listen:
-            server = await loop.create_server(self._protocol, host, port, reuse_address=True,
-                                              backlog=1024, ssl=ssl_context)
+            server = await loop.create_server(
+                self._protocol, host, port, reuse_address=True, backlog=1024, ssl=ssl_context,
+                ssl_handshake_timeout=self._connections.limits.handshake_timeout if ssl_context else None)
             for sock in server.sockets:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._servers.append(server)
+        self._connections.start()
 
     async def stop(self, grace: float = 1.0) -> None:
+        self._connections.stop()
         for server in self._servers:
             server.close()
         for conn in list(self.connections):

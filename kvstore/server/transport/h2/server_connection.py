@@ -7,6 +7,8 @@ and it polices the client's pings as grpc-go does.
 """
 from __future__ import annotations
 
+import re
+
 from ....h2 import frames as f
 from ....h2.config import H2Configuration
 from ....h2.connection import H2Connection, Headers
@@ -21,20 +23,38 @@ IDLE_PING_INTERVAL = 2 * 3600.0
 MAX_PING_STRIKES = 2
 
 _SERVER_SIDE = H2Configuration(client_side=False)
-_HTTP1_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ")
+# An HTTP/1.1 request line starts with a method token (RFC 9110: letters here) and a space.
+_HTTP1_REQUEST = re.compile(rb"[A-Z]{1,20} ")
+_HTTP1_PARTIAL = re.compile(rb"[A-Z]{0,20}")
 _HTTP1_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request",
                   503: "Service Unavailable"}
 
 
 class H2ServerConnection(H2Connection):
-    def __init__(self, handler_factory, on_close=None, http1=None):
+    def __init__(self, handler_factory, on_close=None, http1=None, on_open=None):
         super().__init__(_SERVER_SIDE)
         self._handler_factory = handler_factory
+        self._on_open = on_open  # (conn) -> whether it may stay (connections.py)
         self._on_close = on_close
         self._http1 = http1  # (method, path) -> (status, content type, body), as etcd's cmux
         self._http1_mode = False
         self._last_ping = float("-inf")
         self._ping_strikes = 0
+        self.opened_at = self.last_activity = self.loop.time()
+
+    @property
+    def handshake_done(self) -> bool:
+        """The client's preface came (an HTTP/1.1 client is answered once and closed)."""
+        return self._preface_seen
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self._on_open is not None and not self._on_open(self):
+            transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
+        super().data_received(data)
 
     def connection_lost(self, exc) -> None:
         super().connection_lost(exc)
@@ -48,32 +68,43 @@ class H2ServerConnection(H2Connection):
             self._buf += data
             self._http1_request()
             return None
-        # (the preface so far is at most 23 bytes: joined for the look, not kept)
-        if self._http1 is not None and (self._buf + data[:8])[:8].startswith(_HTTP1_METHODS):
-            self._http1_mode = True
-            self._buf += data
-            self._http1_request()
-            return None
+        if self._http1 is not None:
+            # (the preface so far is at most 23 bytes: joined for the look, not kept)
+            head = bytes(self._buf + data[:22])
+            if not f.PREFACE.startswith(head[:len(f.PREFACE)]):
+                if _HTTP1_REQUEST.match(head):
+                    self._http1_mode = True
+                    self._buf += data
+                    self._http1_request()
+                    return None
+                if _HTTP1_PARTIAL.fullmatch(head):  # "GE": a method still coming
+                    self._buf += data
+                    return None
         return super()._receive_preface(data)
 
     def _http1_request(self) -> None:
-        """One plain HTTP/1.1 request on the client port (/health, /version, /metrics)."""
+        """One plain HTTP/1.1 request on the client port (/health, /version, /metrics). Lines
+        may end in a bare LF, as Go's server takes them."""
         buf = self._buf
-        end = buf.find(b"\r\n\r\n")
+        end = buf.find(b"\n\r\n")
+        if end < 0:
+            end = buf.find(b"\n\n")
         if end < 0:
             if len(buf) > 16384:
                 self._transport().close()
             return
-        request_line = bytes(buf[:buf.find(b"\r\n")]).decode("latin-1")
+        request_line = bytes(buf[:buf.find(b"\n")]).rstrip(b"\r").decode("latin-1")
         parts = request_line.split(" ")
-        if len(parts) != 3:
+        version = "HTTP/1.1"
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             status, ctype, body = 400, "text/plain; charset=utf-8", b"Bad Request\n"
             method = "GET"
         else:
-            method, path, _version = parts
+            method, path, version = parts
             assert self._http1 is not None  # in HTTP/1.1 mode only when there is an answerer
             status, ctype, body = self._http1(method, path)
-        head = (f"HTTP/1.1 {status} {_HTTP1_REASONS.get(status, 'Error')}\r\n"
+        allow = "Allow: GET, HEAD\r\n" if status == 405 else ""
+        head = (f"{version} {status} {_HTTP1_REASONS.get(status, 'Error')}\r\n{allow}"
                 f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                 f"Connection: close\r\n\r\n").encode("latin-1")
         transport = self._transport()
