@@ -27,7 +27,13 @@ BUDGET_PASS = (os.environ.get("KVSTORE_TEST_TRANSPORT", "h2") == "h2"
                and os.environ.get("KVSTORE_NO_EXT", "") in ("", "0"))
 
 # Inputs that failed once: (target, input, what was wrong).
-FINDINGS: list[tuple[str, bytes, str]] = []
+FINDINGS: list[tuple[str, bytes, str]] = [
+    ("grpc_framing",
+     b"\x0c\x00\x00\x00\x03\x00\x00\x00\x1e\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xe3bN\xcb\xcf\x17bNJ,"
+     b"\x02\x00q\xd2\xd6\xde\n\x00\x00\x00",
+     "a message whose payload format byte is 3 was inflated and delivered (gzip encoding): grpc-go"
+     " ends the call INTERNAL for any format but 0 and 1"),
+]
 
 
 @pytest.fixture(params=list(TARGETS))
@@ -57,3 +63,16 @@ def test_short_budget(target):
           f" in {stats.seconds:.1f} s")
     assert stats.crashes == 0 and stats.hangs == 0, "\n".join(stats.findings)
     assert stats.inputs > 0
+
+
+def test_grpc_payload_format_other_than_0_or_1_ends_the_call_internal():
+    import gzip
+
+    from tools.fuzz import grpc_framing as g
+
+    body = gzip.compress(b"\x0a\x03foo")  # inflated and delivered before the fix
+    for flag in (2, 3, 0x80, 0xFF):
+        for gzip_encoding in (False, True):
+            message = bytes([flag]) + len(body).to_bytes(4, "big") + body
+            delivered, status = g._run_call("unary", gzip_encoding, 1024, [message], True)
+            assert (delivered, status) == ([], g.g.INTERNAL)
