@@ -11,12 +11,14 @@ go to every method kvstore serves, with the real request parsing and the store's
 them (services that answer at once; no store). The connection is run twice, with the compiled
 frame reader and HPACK decoder and with their pure twins: the bytes written, and whether the
 connection was closed, must be the same. Nothing may escape data_received (asyncio would
-drop the connection with a "fatal error"), and no callback or task may fail.
+drop the connection with a "fatal error"), no callback or task may fail, and no method may
+fail but with an etcd error.
 """
 from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import struct
 
 import kvstore._ext.h2frames as compiled_frames
@@ -122,6 +124,17 @@ class _Loop:
 
 _loop: asyncio.AbstractEventLoop | None = None
 _failures: list[str] = []
+
+
+class _Errors(logging.Handler):
+    """A call whose method failed with anything but an etcd error (grpc_call logs it, and
+    answers UNKNOWN): the checks behind the stubs raised what they should not."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _failures.append(f"logged: {record.getMessage()} {record.exc_info and record.exc_info[1]!r}")
+
+
+logging.getLogger("kvstore.server.transport.h2.grpc_call").addHandler(_Errors(logging.ERROR))
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
