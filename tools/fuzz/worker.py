@@ -5,9 +5,10 @@ twins are instrumented as they are imported; the compiled code runs on the same 
 the seeds as its corpus (kept and grown in WORKDIR/corpus/TARGET), its own per-input timeout,
 and crash and timeout inputs written to WORKDIR/findings/TARGET/. It reports on stderr.
 
-hypothesis: batches of examples until the time is up (harness.run_hypothesis), a watchdog that
-ends the process if one input never returns to the interpreter; prints its stats as JSON on
-the last line of stdout, and writes each failing input to WORKDIR/findings/TARGET/.
+hypothesis: batches of examples until the time is up (harness.run_hypothesis; the alarm times
+each input), and a watchdog that dumps the stacks and ends the process if the run overstays (an
+input stuck in compiled code never sees the alarm); prints its stats as JSON on the last line
+of stdout, and writes each failing input to WORKDIR/findings/TARGET/.
 """
 from __future__ import annotations
 
