@@ -3,7 +3,7 @@ PYTHON ?= python3
 DATA_DIR ?= ./default.kvstore
 LISTEN ?= http://127.0.0.1:2379
 
-.PHONY: serve test lint install install-test
+.PHONY: serve test lint install install-test fuzz
 
 serve: install
 	$(PYTHON) -m kvstore serve --data-dir $(DATA_DIR) --listen-client-urls $(LISTEN) --advertise-client-urls $(LISTEN)
@@ -27,6 +27,15 @@ lint:
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy.stubtest --mypy-config-file pyproject.toml \
 		--allowlist kvstore/_ext/stubtest-allowlist.txt $(STUBBED)
+
+# The long fuzzing run (tools/fuzz): each decoder of client input (HTTP/2 frames, HPACK, gRPC
+# framing, etcd requests, a whole server connection) for FUZZ_SECONDS, its compiled code against
+# its twin; atheris (coverage-guided) where it installs, else hypothesis. Prints the inputs run,
+# crashes and hangs per decoder; corpus, findings and logs go to .fuzz/. make test runs a short
+# budget of the same targets (tests/test_fuzz.py).
+FUZZ_SECONDS ?= 120
+fuzz: install-test
+	$(PYTHON) -m tools.fuzz --seconds $(FUZZ_SECONDS)
 
 install:
 	$(PYTHON) -m pip install -q -e .

@@ -237,6 +237,9 @@ class GrpcCall:
             raw = bytes(buf[pos + 5:pos + 5 + length])
             pos += 5 + length
             if compressed:
+                if compressed != 1:  # grpc-go's checkRecvPayload: 0 or 1, nothing else
+                    self._finish(INTERNAL, f"grpc: received unexpected payload format {compressed}")
+                    return
                 if not self._gzip:
                     self._finish(INTERNAL, "grpc: compressed flag set with identity or empty encoding")
                     return
