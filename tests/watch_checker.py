@@ -88,6 +88,7 @@ class WatchChecker:
         self.created_revision: int | None = None
         self.events: list[Event] = []
         self.responses = 0               # responses with events
+        self.batches = 0                 # of which with events of several revisions (catch-up)
         self.progress = 0                # highest revision a progress notification vouched for
         self.progress_notifications = 0
         self.canceled = False
@@ -210,6 +211,8 @@ class WatchChecker:
             self._seen.add((r, ev.key))
             self._last_rev = max(self._last_rev, r)
             self.events.append(ev)
+        if top > events[0].revision:
+            self.batches += 1
         if header_rev < top:
             self._bad(f"a response's header revision {header_rev} is below its events' {top}")
 
