@@ -38,7 +38,8 @@ from pathlib import Path
 
 import grpc
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))         # the tests' helpers
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # this checkout's kvstore
 
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc  # noqa: E402
 from linearizability import History, check  # noqa: E402
