@@ -9,7 +9,10 @@ load it without pause:
   was acknowledged and with which revision;
 * recorders put, read, compare-and-swap and delete a few shared keys, each op recorded in a
   linearizability History (tests/linearizability.py); an op cut off by the kill has an unknown
-  outcome.
+  outcome. They start no op while the server is known to be down (writers do, and fail
+  until it is back), which keeps the unknown outcomes to the ops the
+  kill really cut off; every ``key_epoch`` cycles they move to fresh keys, which keeps each
+  key's history small enough to search in a soak of hundreds of cycles.
 
 Each cycle the server is SIGKILLed at a random moment (some cycles also once while it is still
 starting), restarted on the same data dir and port, and checked at once: its revision is at
@@ -75,7 +78,7 @@ class Stats:
     lost: int = 0                    # acknowledged writes missing or at another revision
     backwards: int = 0               # restarts at a revision below one already answered
     torn: int = 0                    # Txns with an unknown outcome found half applied
-    unknown: int = 0                 # writes cut off by a kill (or sent while it was down)
+    unknown: int = 0                 # writes failed: cut off by a kill, or sent while it was down
     max_revision: int = 0
     leftover_tmp: int = 0            # *.tmp files in the data dir after the last clean stop
     data_dir_bytes: int = 0
@@ -98,7 +101,7 @@ class Stats:
             f"writes acknowledged               {self.acknowledged}",
             f"writes lost                       {self.lost}",
             f"revisions gone backwards          {self.backwards}",
-            f"unknown-outcome writes / torn Txn {self.unknown} / {self.torn}",
+            f"writes failed (unknown) / torn Txn {self.unknown} / {self.torn}",
             f"final revision                    {self.max_revision}",
             f"data dir, *.tmp files left in it  {self.data_dir_bytes / 1e6:.1f} MB, {self.leftover_tmp}",
             f"history ops, linearizable         {self.history_ops}, {self.linearizable}",
