@@ -212,7 +212,7 @@ def assert_ok(*checkers) -> None:
 @pytest.mark.parametrize("kind", ["kvstore", pytest.param("etcd", marks=pytest.mark.skipif(
     not os.environ.get("KVSTORE_WATCH_CHECK_ETCD"), reason="KVSTORE_WATCH_CHECK_ETCD=1: against etcd too"))])
 async def test_watches_under_writes_kill9_and_compaction(kind, tmp_path):
-    rng = random.Random(13)
+    rng = random.Random(int(os.environ.get("KVSTORE_WATCH_SEED", "13")))
     pings = kind != "etcd"  # progress requests while writing
     server = server_for(kind, tmp_path / "data").start()
     ep = server.endpoint
