@@ -14,12 +14,19 @@ load it without pause:
   kill really cut off; every ``key_epoch`` cycles they move to fresh keys, which keeps each
   key's history small enough to search in a soak of hundreds of cycles.
 
+A watch of the whole keyspace runs throughout (tests/watch_checker.py), resumed after each
+restart from the revision after the last one it delivered.
+
 Each cycle the server is SIGKILLed at a random moment (some cycles also once while it is still
 starting), restarted on the same data dir and port, and checked at once: its revision is at
 least the highest any client was ever answered with, and every write acknowledged since the
 last check is there with the acknowledged revision; every ``full_every`` cycles and at the end,
 every write ever acknowledged. At the end: each Txn with an unknown outcome is all there or not
-at all, and the recorded history is checked (``check``).
+at all; the recorded history is checked (``check``); and the watch, all its resumed parts
+together, must have delivered an event at every revision, each acknowledged write's events at
+its revision and every other revision's those of a write whose outcome is unknown, with the
+watch checker's guarantees on each part (order, no duplicates, a Txn's events in one response,
+progress notifications never ahead of events).
 
 Run by tests/test_crash_loop.py for a few cycles; a soak runs hundreds::
 
@@ -47,12 +54,17 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # this checkout
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc  # noqa: E402
 from linearizability import History, check  # noqa: E402
 from procs import KvstoreProcess, wait_for_grpc  # noqa: E402
+from watch_checker import CheckedStream, WatchChecker, WriteLog  # noqa: E402
 
 CLIENT_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50),
                   ("grpc.max_reconnect_backoff_ms", 200), ("grpc.max_receive_message_length", -1)]
 # what a call cut off by a kill, or made while the server is down, may end with
 CONNECTION_ERRORS = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                      grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+
+
+class ServerDidNotStart(RuntimeError):
+    pass
 
 
 class Server(KvstoreProcess):
@@ -83,6 +95,9 @@ class Stats:
     leftover_tmp: int = 0            # *.tmp files in the data dir after the last clean stop
     data_dir_bytes: int = 0
     history_ops: int = 0
+    watch_events: int = 0
+    watch_resumes: int = 0
+    watch_problems: list[str] = field(default_factory=list)
     linearizable: bool | None = None
     linearizability_report: str = ""
     errors: Counter = field(default_factory=Counter)  # unexpected error codes of calls
@@ -92,7 +107,7 @@ class Stats:
     @property
     def ok(self) -> bool:
         return (not self.lost and not self.backwards and not self.torn and not self.errors
-                and not self.problems and self.linearizable is not False)
+                and not self.problems and not self.watch_problems and self.linearizable is not False)
 
     def summary(self) -> str:
         lines = [
@@ -105,11 +120,15 @@ class Stats:
             f"final revision                    {self.max_revision}",
             f"data dir, *.tmp files left in it  {self.data_dir_bytes / 1e6:.1f} MB, {self.leftover_tmp}",
             f"history ops, linearizable         {self.history_ops}, {self.linearizable}",
+            f"watch: events, resumes, problems  {self.watch_events}, {self.watch_resumes}, "
+            f"{len(self.watch_problems)}",
             f"unexpected call errors            {dict(self.errors) or 0}",
             f"time                              {self.seconds:.1f} s",
         ]
         if self.problems:
             lines += ["problems:", *(f"  {p}" for p in self.problems[:20])]
+        if self.watch_problems:
+            lines += ["watch problems:", *(f"  {p}" for p in self.watch_problems[:20])]
         if self.linearizable is False:
             lines += [self.linearizability_report[:4000]]
         return "\n".join(lines)
@@ -134,6 +153,9 @@ class CrashLoop:
         self.log = log
         self.stats = Stats()
         self.history = History()
+        self.writes = WriteLog()            # every write, for the watch
+        self.watch_parts: list[WatchChecker] = []
+        self.streams: list[CheckedStream] = []
         # writer -> [(keys, revision)] acknowledged, in key order; and Txns of unknown outcome
         self.acked: list[list[tuple[tuple[bytes, ...], int]]] = [[] for _ in range(writers)]
         self.verified = [0] * writers       # how many of each writer's acknowledged are checked
@@ -162,6 +184,7 @@ class CrashLoop:
                 keys: tuple[bytes, ...] = (b"cl/%02d/%09d/a" % (i, seq), b"cl/%02d/%09d/b" % (i, seq))
             else:
                 keys = (b"cl/%02d/%09d" % (i, seq),)
+            w = self.writes.call([("put", k, k) for k in keys])
             try:
                 if len(keys) == 1:
                     r = await kv.Put(pb.PutRequest(key=keys[0], value=keys[0]), timeout=5)
@@ -170,12 +193,14 @@ class CrashLoop:
                         pb.RequestOp(request_put=pb.PutRequest(key=k, value=k)) for k in keys]), timeout=5)
             except grpc.aio.AioRpcError as e:
                 self._error(e)
+                self.writes.unknown(w)
                 self.stats.unknown += 1
                 if len(keys) > 1:
                     self.unknown_txns.append(keys)
                 await asyncio.sleep(0.02)
                 continue
             self._seen(r.header.revision)
+            self.writes.ok(w, r.header.revision, [])
             self.acked[i].append((keys, r.header.revision))
             self.stats.acknowledged += 1
 
@@ -186,13 +211,15 @@ class CrashLoop:
             await self.up.wait()
             key = b"lz/%d/%d" % (self.cycle // self.key_epoch, rng.randrange(self.n_keys))
             kind = rng.choice(["put", "get", "get", "cas", "delete"])
-            t = None
+            t = w = None
             try:
                 if kind == "put":
                     value = b"%d-%d" % (c, rng.randrange(10**9))
                     t = h.call(c, "put", key, value=value)
+                    w = self.writes.call([("put", key, value)])
                     r = await kv.Put(pb.PutRequest(key=key, value=value), timeout=5)
                     h.ok(t, revision=r.header.revision)
+                    self.writes.ok(w, r.header.revision, [])
                 elif kind == "get":
                     t = h.call(c, "get", key)
                     r = await kv.Range(pb.RangeRequest(key=key), timeout=5)
@@ -205,26 +232,33 @@ class CrashLoop:
                     expected = seen.kvs[0].mod_revision if seen.kvs else 0
                     value = b"%d-%d" % (c, rng.randrange(10**9))
                     t = h.call(c, "cas", key, value=value, expected=expected)
+                    w = self.writes.call([("put", key, value)])
                     r = await kv.Txn(pb.TxnRequest(
                         compare=[pb.Compare(key=key, target=pb.Compare.MOD, mod_revision=expected)],
                         success=[pb.RequestOp(request_put=pb.PutRequest(key=key, value=value))],
                         failure=[pb.RequestOp(request_range=pb.RangeRequest(key=key))]), timeout=5)
                     if r.succeeded:
                         h.ok(t, revision=r.header.revision, succeeded=True)
+                        self.writes.ok(w, r.header.revision, [])
                     else:
+                        self.writes.rejected(w)
                         kvs = r.responses[0].response_range.kvs
                         h.ok(t, revision=r.header.revision, succeeded=False,
                              value=kvs[0].value if kvs else None,
                              mod_revision=kvs[0].mod_revision if kvs else 0)
                 else:
                     t = h.call(c, "delete", key)
+                    w = self.writes.call([("delete", key, b"")])
                     r = await kv.DeleteRange(pb.DeleteRangeRequest(key=key), timeout=5)
                     h.ok(t, revision=r.header.revision, deleted=r.deleted)
+                    self.writes.ok(w, r.header.revision, [[key] if r.deleted else []])
                 self._seen(r.header.revision)
             except grpc.aio.AioRpcError as e:
                 self._error(e)
                 if t is not None:  # a cas whose first read failed was never called
                     h.unknown(t)
+                if w is not None:
+                    self.writes.unknown(w)
                 await asyncio.sleep(0.02)
 
     # -- checks ------------------------------------------------------------------------------
@@ -274,6 +308,40 @@ class CrashLoop:
                 self.stats.torn += 1
                 self.stats.problems.append(f"Txn {keys} half applied: mod revisions {revs}")
 
+    # -- the watch ---------------------------------------------------------------------------
+    async def _rewatch(self) -> None:
+        """(Re)starts the watch of every key from the revision after the last it delivered."""
+        if self.streams:
+            await self.streams[-1].close()
+        start = self.watch_parts[-1].covered + 1 if self.watch_parts else 2
+        stream = CheckedStream(self.server.endpoint, f"watch {len(self.streams)}")
+        self.streams.append(stream)
+        self.watch_parts.append(await stream.watch(b"\x00", b"\x00", start))
+
+    async def _progress_pinger(self) -> None:
+        while not self._stop:
+            await asyncio.sleep(0.25)
+            stream = self.streams[-1] if self.streams else None
+            if stream is not None and stream.ended is None:
+                try:
+                    await stream.progress()
+                except Exception:  # the stream broke meanwhile (a kill): its reader says so
+                    pass
+
+    async def _check_watch(self, upto: int) -> None:
+        stream = self.streams[-1]
+        try:
+            await stream.settle(upto)
+        except AssertionError as e:
+            self.stats.watch_problems.append(str(e))
+        await stream.close()
+        problems = [*(v for s in self.streams for v in s.checker.violations),
+                    *(v for w in self.watch_parts for v in w.violations)]
+        problems += self.writes.validate(*self.watch_parts, upto=upto)
+        self.stats.watch_problems += problems
+        self.stats.watch_events = sum(len(w.events) for w in self.watch_parts)
+        self.stats.watch_resumes = len(self.watch_parts) - 1
+
     # -- the loop ----------------------------------------------------------------------------
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -287,8 +355,8 @@ class CrashLoop:
         try:
             await loop.run_in_executor(None, self.server.wait_ready)
         except Exception as e:
-            raise RuntimeError(f"the server did not come back after cycle {self.cycle}: {e}\n"
-                               f"log:\n{self.server.log()}") from e
+            raise ServerDidNotStart(f"the server did not come back after cycle {self.cycle}: {e}\n"
+                                    f"log:\n{self.server.log()}") from e
 
     async def run(self) -> Stats:
         loop = asyncio.get_running_loop()
@@ -299,8 +367,10 @@ class CrashLoop:
         load_kv, check_kv = (rpc.KVStub(ch) for ch in channels)
         tasks = [asyncio.create_task(self._writer(i, load_kv)) for i in range(self.n_writers)]
         tasks += [asyncio.create_task(self._recorder(c, load_kv)) for c in range(self.n_recorders)]
+        tasks.append(asyncio.create_task(self._progress_pinger()))
         self.up.set()
         try:
+            await self._rewatch()
             for cycle in range(1, self.cycles + 1):
                 self.cycle = cycle
                 await asyncio.sleep(self.rng.uniform(*self.uptime))
@@ -309,6 +379,7 @@ class CrashLoop:
                 self.stats.kills += 1
                 await self._start()
                 await self._check_restart(check_kv)
+                await self._rewatch()
                 self.stats.cycles += 1
                 self.up.set()
                 if self.cycle % 10 == 0:
@@ -323,12 +394,19 @@ class CrashLoop:
             await self._check_torn(check_kv)
             r = await check_kv.Range(pb.RangeRequest(key=b"cl/"), timeout=30, wait_for_ready=True)
             self.stats.max_revision = r.header.revision
+            await self._check_watch(r.header.revision)
+        except ServerDidNotStart as e:  # a finding: no further checks are possible
+            self.stats.problems.append(str(e))
+            self.stats.seconds = time.monotonic() - t0
+            return self.stats
         finally:
             self._stop = True
             self.up.set()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for stream in self.streams:
+                await stream.close()
             for ch in channels:
                 await ch.close()
             self.server.stop()

@@ -37,6 +37,12 @@ def test_revisions_never_go_backwards_across_restarts(crash_run):
     assert crash_run.backwards == 0, crash_run.summary()
 
 
+def test_a_watch_resumed_after_every_restart_misses_nothing(crash_run):
+    s = crash_run
+    assert s.watch_resumes == CYCLES and s.watch_events > s.acknowledged, s.summary()
+    assert not s.watch_problems, s.summary()
+
+
 def test_history_with_kill9_restarts_is_linearizable(crash_run):
     assert crash_run.history_ops > 200, crash_run.summary()
     assert crash_run.linearizable, crash_run.linearizability_report
@@ -44,9 +50,11 @@ def test_history_with_kill9_restarts_is_linearizable(crash_run):
 
 def test_the_crash_loop_catches_a_server_that_forgets(tmp_path):
     """The same loop on the in-memory log, which forgets everything at a kill: acknowledged
-    writes lost, the revision back at 1, and the history not linearizable."""
+    writes lost, the revision back at 1, the history not linearizable, and the watch sees
+    revisions reused."""
     s = asyncio.run(CrashLoop(tmp_path / "data", 2, seed=1, backend="memory", kill_while_starting=0,
                               uptime=(0.8, 1.0)).run())
     assert s.lost > 50 and s.backwards == 2, s.summary()
     assert s.linearizable is False and "violation" in s.linearizability_report
+    assert any("two writes acknowledged with revision" in p for p in s.watch_problems), s.summary()
     assert not s.ok

@@ -15,7 +15,7 @@ import pytest
 
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
 from procs import EtcdProcess, KvstoreProcess
-from watch_checker import Reference, StreamChecker, WatchChecker, WriteLog
+from watch_checker import CheckedStream as Stream, Reference, WriteLog
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -23,7 +23,6 @@ PREFIX, PREFIX_END = b"wk/", b"wk0"
 GROUPS = b"abcdef"
 FAST_RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
                   ("grpc.max_reconnect_backoff_ms", 300)]
-SMALL_WINDOW = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 16384)]
 
 
 def key(rng: random.Random) -> bytes:
@@ -85,64 +84,6 @@ class Writers:
     async def stop(self) -> None:
         self._stop = True
         await asyncio.gather(*self._tasks)
-        await self.channel.close()
-
-
-class Stream:
-    """One Watch stream, every response it delivers fed to a StreamChecker; optionally a slow
-    reader (a pause after each response, a small HTTP/2 window)."""
-
-    def __init__(self, endpoint: str, name: str, slow: float = 0.0):
-        self.checker = StreamChecker(name)
-        self.slow = slow
-        self.channel = grpc.aio.insecure_channel(endpoint, options=SMALL_WINDOW if slow else [])
-        self.call = rpc.WatchStub(self.channel).Watch()
-        self.ended: Exception | None = None
-        self.last_response = asyncio.get_running_loop().time()  # with events, or a create request
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            while True:
-                resp = await self.call.read()
-                if resp is grpc.aio.EOF:
-                    return
-                self.checker.feed(resp)
-                if resp.events or resp.created:
-                    self.last_response = asyncio.get_running_loop().time()
-                if self.slow:
-                    await asyncio.sleep(self.slow)
-        except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
-            self.ended = e
-
-    async def watch(self, key: bytes, range_end: bytes = b"", start: int = 0, **kw) -> WatchChecker:
-        w = self.checker.add(WatchChecker(key, range_end, start))
-        self.last_response = asyncio.get_running_loop().time()
-        await self.call.write(pb.WatchRequest(create_request=pb.WatchCreateRequest(
-            key=key, range_end=range_end, start_revision=start, **kw)))
-        return w
-
-    async def progress(self) -> None:
-        await self.call.write(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
-
-    async def settle(self, upto: int, timeout: float = 60.0) -> None:
-        """Waits until every watch of the stream has covered ``upto`` (or ended), asking for
-        progress whenever the stream has delivered no events for a while (the writes have stopped)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while any(not w.canceled and w.covered < upto for w in self.checker.all):
-            assert loop.time() < deadline, (
-                f"{self.checker.name}: not caught up to {upto}: "
-                f"{[(w.name, w.covered) for w in self.checker.all]}")
-            assert self.ended is None, f"{self.checker.name} ended: {self.ended}"
-            if loop.time() - self.last_response > 0.5:
-                await self.progress()
-            await asyncio.sleep(0.1)
-
-    async def close(self) -> None:
-        self.call.cancel()
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
         await self.channel.close()
 
 

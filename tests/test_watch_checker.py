@@ -266,3 +266,24 @@ def test_unknown_write_explains_one_revision_only():
     out = log.validate(watch(*twice, start=2), upto=8)
     assert any("revision 8" in v for v in out), out
     assert Event.from_pb(HISTORY[0]).type == PUT
+
+
+def test_a_rejected_write_explains_nothing_and_revisions_are_acknowledged_once():
+    log = writes_for_history()
+    log.rejected(log.writes[3])  # the write that made revision 5 was, it says, rejected
+    out = log.validate(watch(*correct_stream(), start=2), upto=7)
+    assert any("revision 5" in v and "match no write" in v for v in out), out
+    log = writes_for_history()
+    log.ok(log.call([("put", b"zz", b"dup")]), 4, [])
+    out = log.validate(watch(*correct_stream(), start=2), upto=7)
+    assert any("two writes acknowledged with revision 4" in v for v in out), out
+
+
+def test_write_log_without_every_revision_ignores_other_writers_revisions():
+    log = writes_for_history()
+    stream = correct_stream()
+    del stream[4]  # revision 4: as if written by someone the log does not know, outside the watch
+    log.writes.pop(2)
+    out = log.validate(watch(*stream, start=2), upto=7)
+    assert any("gap: no event at revision(s) 4" in v for v in out), out
+    assert log.validate(watch(*stream, start=2), upto=7, every_revision=False) == []

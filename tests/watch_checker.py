@@ -30,18 +30,22 @@ whose outcome is unknown (in flight when the server was killed).
 """
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from kvstore.api import kv_pb2
+import grpc
 
-__all__ = ["Event", "Reference", "StreamChecker", "WatchChecker", "WriteLog"]
+from kvstore.api import kv_pb2, rpc_pb2 as pb, rpc_pb2_grpc as rpc
+
+__all__ = ["CheckedStream", "Event", "Reference", "StreamChecker", "WatchChecker", "WriteLog"]
 
 PUT, DELETE = "PUT", "DELETE"
 _TYPES = {kv_pb2.Event.PUT: PUT, kv_pb2.Event.DELETE: DELETE}
 INVALID_WATCH_ID = -1  # etcd's answer to a progress request goes to every watch of the stream
 _MAX_REPORTED = 10
+_SMALL_WINDOW = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 16384)]
 
 
 @dataclass(frozen=True)
@@ -365,7 +369,7 @@ class Write:
     """One write request as its client knows it: its ops, and then its outcome."""
 
     ops: list[tuple]          # ("put", key, value) | ("delete", key, range_end)
-    status: str = "pending"   # "ok" | "unknown" (in flight, or failed without an answer)
+    status: str = "pending"   # "ok" | "unknown" (in flight, or failed without an answer) | "rejected"
     revision: int = 0         # the header revision it was acknowledged with
     events: list[tuple] = field(default_factory=list)  # acknowledged: (type, key, value) in order
 
@@ -400,27 +404,45 @@ class WriteLog:
     def unknown(w: Write) -> None:
         w.status = "unknown"
 
+    @staticmethod
+    def rejected(w: Write) -> None:
+        """Answered, and it changed nothing (a Txn's compare failed)."""
+        w.status = "rejected"
+
     @property
     def acknowledged(self) -> list[Write]:
         return [w for w in self.writes if w.status == "ok" and w.revision]
 
-    def validate(self, *parts: WatchChecker, upto: int) -> list[str]:
+    def validate(self, *parts: WatchChecker, upto: int, every_revision: bool = True) -> list[str]:
         """The events of a watch that covers every key written, possibly resumed (``parts``
-        in order) from its start through ``upto``: every revision there, each acknowledged
-        write's events at its revision, every other revision's those of one write whose
-        outcome is unknown, each at most once. Returns the violations (also added to the
-        last part)."""
+        in order, each from where the one before it got to) from its start through ``upto``:
+        each acknowledged write's events at its revision, every other revision's those of one
+        write whose outcome is unknown, each at most once; and (``every_revision``: nothing
+        else writes to the store) an event at every revision. Returns the violations (also
+        added to the last part)."""
         out: list[str] = []
-        events = [ev for w in parts for ev in w.events if ev.revision <= upto]
         start = parts[0].start
         by_rev: dict[int, list[Event]] = {}
-        for ev in events:
-            by_rev.setdefault(ev.revision, []).append(ev)
-        missing = [r for r in range(start, upto + 1) if r not in by_rev]
-        if missing:
-            out.append(f"gap: no event at revision(s) {_ranges(missing)}")
-        acked = {w.revision: w for w in self.acknowledged}
-        unknown = [w for w in self.writes if w.status != "ok"]
+        for w in parts:
+            for ev in w.events:
+                if ev.revision <= upto:
+                    by_rev.setdefault(ev.revision, []).append(ev)
+        if every_revision:
+            missing = [r for r in range(start, upto + 1) if r not in by_rev]
+            if missing:
+                out.append(f"gap: no event at revision(s) {_ranges(missing)}")
+        acked: dict[int, Write] = {}
+        for w in self.acknowledged:
+            if w.revision in acked:
+                out.append(f"two writes acknowledged with revision {w.revision}: "
+                           f"{acked[w.revision].events} and {w.events}")
+            acked[w.revision] = w
+        # writes of unknown outcome, by the first event they would make (a put's), or none
+        candidates: dict[tuple | None, list[Write]] = {}
+        for w in self.writes:
+            if w.status in ("unknown", "pending") and w.ops:
+                op = w.ops[0]
+                candidates.setdefault((PUT, op[1], op[2]) if op[0] == "put" else None, []).append(w)
         used: set[int] = set()
         for r in sorted(by_rev):
             got = [(ev.type, ev.key, ev.value) for ev in by_rev[r]]
@@ -430,17 +452,18 @@ class WriteLog:
                     out.append(f"revision {r}: events {got} but the write acknowledged with it "
                                f"made {w.events}")
                 continue
-            match = next((i for i, u in enumerate(unknown) if i not in used and _could_make(u, got)),
-                         None)
+            match = next((u for u in [*candidates.get(got[0], ()), *candidates.get(None, ())]
+                          if id(u) not in used and _could_make(u, got)), None)
             if match is None:
                 out.append(f"revision {r}: events {got[:4]} match no write that was acknowledged "
                            "with it or whose outcome is unknown")
             else:
-                used.add(match)
+                used.add(id(match))
         lost = [w for r, w in acked.items() if start <= r <= upto and r not in by_rev]
         if lost:
             out.append(f"{len(lost)} acknowledged write(s) missing from the watch, e.g. "
                        f"revision {lost[0].revision}: {lost[0].events}")
+        out = _capped(out)
         parts[-1].violations.extend(out)
         return out
 
@@ -462,3 +485,62 @@ def _could_make(w: Write, got: list[tuple]) -> bool:
                 prev = got[i][1]
                 i += 1
     return i == len(got) and bool(got)
+
+
+class CheckedStream:
+    """A Watch stream on grpcio's asyncio client, every response it delivers fed to a
+    StreamChecker; optionally a slow reader (a pause after each response, a small HTTP/2
+    window)."""
+
+    def __init__(self, endpoint: str, name: str, slow: float = 0.0):
+        self.checker = StreamChecker(name)
+        self.slow = slow
+        self.channel = grpc.aio.insecure_channel(endpoint, options=_SMALL_WINDOW if slow else [])
+        self.call = rpc.WatchStub(self.channel).Watch()
+        self.ended: Exception | None = None
+        self.last_response = asyncio.get_running_loop().time()  # with events, or a create request
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                resp = await self.call.read()
+                if resp is grpc.aio.EOF:
+                    return
+                self.checker.feed(resp)
+                if resp.events or resp.created:
+                    self.last_response = asyncio.get_running_loop().time()
+                if self.slow:
+                    await asyncio.sleep(self.slow)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as e:
+            self.ended = e
+
+    async def watch(self, key: bytes, range_end: bytes = b"", start: int = 0, **kw) -> WatchChecker:
+        w = self.checker.add(WatchChecker(key, range_end, start))
+        self.last_response = asyncio.get_running_loop().time()
+        await self.call.write(pb.WatchRequest(create_request=pb.WatchCreateRequest(
+            key=key, range_end=range_end, start_revision=start, **kw)))
+        return w
+
+    async def progress(self) -> None:
+        await self.call.write(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+
+    async def settle(self, upto: int, timeout: float = 60.0) -> None:
+        """Waits until every watch of the stream has covered ``upto`` (or ended), asking for
+        progress whenever the stream has delivered no events for a while (the writes have stopped)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(not w.canceled and w.covered < upto for w in self.checker.all):
+            assert loop.time() < deadline, (
+                f"{self.checker.name}: not caught up to {upto}: "
+                f"{[(w.name, w.covered) for w in self.checker.all]}")
+            assert self.ended is None, f"{self.checker.name} ended: {self.ended}"
+            if loop.time() - self.last_response > 0.5:
+                await self.progress()
+            await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        self.call.cancel()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        await self.channel.close()
