@@ -9,12 +9,13 @@ serve: install
 	$(PYTHON) -m kvstore serve --data-dir $(DATA_DIR) --listen-client-urls $(LISTEN) --advertise-client-urls $(LISTEN)
 
 # Lint first (below); then the whole suite on kvstore's HTTP/2 transport with the compiled hot
-# paths; again on grpcio (the tests of members on NATS JetStream do not depend on the transport:
-# once is enough); then the in-process tests on their pure-Python twins (KVSTORE_NO_EXT=1).
+# paths; again on grpcio (the tests of members on NATS JetStream do not depend on the transport,
+# and those of the h2 transport itself run it whatever the pass: once is enough); then the
+# in-process tests on their pure-Python twins (KVSTORE_NO_EXT=1).
 test: install-test
 	$(MAKE) --no-print-directory lint
 	KVSTORE_TEST_TRANSPORT=h2 $(PYTHON) -m pytest -q
-	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q -m "not jetstream"
+	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q -m "not jetstream and not h2_transport"
 	KVSTORE_NO_EXT=1 $(PYTHON) -m pytest -q -m inprocess
 
 # ruff (rules in pyproject.toml) over the code and its tests, benchmarks and tools; mypy over

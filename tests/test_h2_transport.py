@@ -14,6 +14,9 @@ from kvstore.h2 import frames as f
 from kvstore.h2.hpack_select import Decoder
 from procs import KvstoreProcess
 
+# kvstore's own transport, whatever the pass (see the Makefile)
+pytestmark = pytest.mark.h2_transport
+
 
 @pytest.fixture(scope="module")
 def h2_server(tmp_path_factory):

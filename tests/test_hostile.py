@@ -17,6 +17,9 @@ import pytest
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
 from procs import KvstoreProcess, channel
 
+# kvstore's own transport, whatever the pass (see the Makefile)
+pytestmark = pytest.mark.h2_transport
+
 ATTACK_SECONDS = 4.0
 P99_LIMIT = 0.100
 RSS_GROWTH_LIMIT = 200 << 20

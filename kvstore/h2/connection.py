@@ -8,10 +8,11 @@ event loop go out in one write.
 
 Input is taken in turns, so one connection cannot keep the event loop from the others: each
 turn processes frames up to a budget (a frame costs 1, opening a stream more, payload by the
-KiB), then reading pauses until the loop has gone round. Input also stops while something holds
-it (``hold``/``release``): the transport's write buffer is full (a peer that does not read what
-it asked for gets nothing more processed), or a stream's handler has a backlog of requests it
-has not consumed. Frames parsed but not yet processed wait for the next turn.
+KiB), then reading pauses until the loop has gone round; frames parsed but not processed wait
+their turn. On a server, input also stops while the transport's write buffer is full
+(``hold``/``release``): a peer that does not read what it asked for gets nothing more processed.
+A stream whose handler has a backlog is held by flow control alone (``hold_stream``): no window
+goes back for it, while the rest of the connection goes on.
 
 A role subclasses it (the server's H2ServerConnection, client.H2ClientConnection) and says what
 a header block means: a new stream, a response, trailers. What a stream carries is the business
@@ -40,6 +41,11 @@ OPEN_STREAM_COST = 16  # a HEADERS frame: a stream opened (a handler, maybe a ta
 
 
 class H2Connection(asyncio.Protocol, ABC):
+    # A server takes no more requests from a peer that does not read its answers. A client must
+    # not do the same (it would stop reading answers while its requests wait to be written,
+    # and a server doing the first would never drain them: neither side would move).
+    hold_input_while_writes_wait = False
+
     def __init__(self, config: H2Configuration):
         self.client_side = config.client_side
         self.transport: asyncio.Transport | None = None
@@ -119,12 +125,14 @@ class H2Connection(asyncio.Protocol, ABC):
     def pause_writing(self) -> None:
         if not self._write_paused:
             self._write_paused = True
-            self.hold()
+            if self.hold_input_while_writes_wait:
+                self.hold()
 
     def resume_writing(self) -> None:
         if self._write_paused:
             self._write_paused = False
-            self.release()
+            if self.hold_input_while_writes_wait:
+                self.release()
         waiters, self._write_waiters = self._write_waiters, []
         for fut in waiters:
             if not fut.done():
@@ -176,6 +184,18 @@ class H2Connection(asyncio.Protocol, ABC):
             self._fail(f.COMPRESSION_ERROR, f"hpack: {e}")
 
     # -- input in turns ------------------------------------------------------------------------
+
+    def hold_stream(self, stream: Stream) -> None:
+        """The stream's handler takes no more for now: flow control holds its peer back (no
+        window is given back for it), while the connection's other frames go on."""
+        stream.recv_held = True
+
+    def release_stream(self, stream: Stream) -> None:
+        stream.recv_held = False
+        self._conn_recv_unacked += stream.held_conn_bytes
+        stream.held_conn_bytes = 0
+        if not self._closed:
+            self._send_window_updates()
 
     def spend(self, units: int) -> None:
         """Work a handler did for this connection's input beyond reading it (a message
@@ -346,6 +366,9 @@ class H2Connection(asyncio.Protocol, ABC):
         if stream.recv_window < 0:
             raise f.StreamError(sid, f.FLOW_CONTROL_ERROR, "stream window exceeded")
         stream.recv_unacked += size
+        if stream.recv_held:  # its connection window comes back when the handler takes it
+            self._conn_recv_unacked -= size
+            stream.held_conn_bytes += size
         if flags & f.PADDED:
             if not payload or payload[0] >= size:
                 raise f.ConnectionError_(f.PROTOCOL_ERROR, "bad DATA padding")
@@ -371,7 +394,7 @@ class H2Connection(asyncio.Protocol, ABC):
             out.append(f.window_update(0, self._conn_recv_unacked))
             self._conn_recv_unacked = 0
         for stream in self.streams.values():
-            if stream.recv_unacked >= ACK_THRESHOLD and not stream.remote_closed:
+            if stream.recv_unacked >= ACK_THRESHOLD and not stream.remote_closed and not stream.recv_held:
                 out.append(f.window_update(stream.id, stream.recv_unacked))
                 stream.recv_window += stream.recv_unacked
                 stream.recv_unacked = 0
@@ -577,8 +600,15 @@ class H2Connection(asyncio.Protocol, ABC):
                 if stream.drained is not None and not stream.drained.done():
                     stream.drained.set_result(None)
 
+    def output_waiting(self) -> bool:
+        """More than a turn's worth of frames is queued for the next write."""
+        return self._out_bytes > TURN_OUTPUT
+
     async def writable(self, stream: Stream) -> None:
-        """Waits until the stream has no DATA waiting for window and the socket takes more."""
+        """Waits until the stream has no DATA waiting for window and the socket takes more
+        (and what this turn queued has been handed to it)."""
+        if self._out_bytes > TURN_OUTPUT:
+            await asyncio.sleep(0)  # the flush scheduled with the first frame runs first
         while stream.pending and not stream.closed and not self._closed:
             stream.drained = self.loop.create_future()
             await stream.drained

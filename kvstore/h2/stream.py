@@ -20,13 +20,18 @@ class StreamHandler(Protocol):
 
 class Stream:
     __slots__ = ("id", "send_window", "recv_window", "recv_unacked", "handler", "remote_closed",
-                 "closed", "pending", "pending_end", "pending_trailers", "drained")
+                 "closed", "pending", "pending_end", "pending_trailers", "drained", "recv_held",
+                 "held_conn_bytes")
 
     def __init__(self, stream_id: int, send_window: int):
         self.id = stream_id
         self.send_window = send_window
         self.recv_window = OUR_INITIAL_WINDOW
         self.recv_unacked = 0
+        # The handler takes no more for now: no window goes back for this stream, nor for the
+        # connection for what this stream received meanwhile (held_conn_bytes).
+        self.recv_held = False
+        self.held_conn_bytes = 0
         self.handler: StreamHandler | None = None  # set once made; None once the stream ends
         self.remote_closed = False  # the peer sent END_STREAM
         self.closed = False  # we send nothing more: END_STREAM sent, or reset

@@ -51,7 +51,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
     ssl_context = config.ssl_context()
     for host, port, _tls in addresses:
         check_port_free(host, port)
-    log.info("file descriptor limit %d", raise_fd_limit())
+    fd_limit = raise_fd_limit()
     wal, storage, cluster = open_backend(config.log_backend, config.data_dir, **config.log_options)
     store = Store(wal, storage, config.store, cluster=cluster)
     with gc_policy.recovering():
@@ -71,10 +71,10 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
         for host, port, tls in addresses:
             server.listen(host, port, ssl_context if tls else None)
         await server.start()
-        log.info("ready to serve client requests on %s (%slog %s, data dir %s, revision %d)",
-                 ",".join(config.listen_client_urls),
+        log.info("ready to serve client requests on %s (%slog %s, data dir %s, revision %d, "
+                 "file descriptor limit %d)", ",".join(config.listen_client_urls),
                  f"partition {config.partition}, " if config.partition else "",
-                 config.log_backend, config.data_dir, store.mvcc.current_rev)
+                 config.log_backend, config.data_dir, store.mvcc.current_rev, fd_limit)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

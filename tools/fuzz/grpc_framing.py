@@ -69,6 +69,18 @@ class _Conn:
         self.sent.append(("data", bytes(data), end_stream))
         return True
 
+    # what the connection does for a call's input (flow control, the turn's budget): nothing
+    # the framing's answers depend on
+
+    def spend(self, units: int) -> None:
+        pass
+
+    def hold_stream(self, stream) -> None:
+        pass
+
+    def release_stream(self, stream) -> None:
+        pass
+
 
 def _status(sent: list[tuple]) -> int | None:
     """The call's grpc-status (None: no answer yet)."""
@@ -120,9 +132,16 @@ def _model(kind: str, gzip_encoding: bool, max_receive: int, stream: bytes, end:
         if flag == 1:
             if not gzip_encoding:
                 return messages, g.INTERNAL
+            # grpc-go reads at most max_receive + 1 inflated bytes: past max_receive it is
+            # RESOURCE_EXHAUSTED whatever the rest of the stream holds
+            d = zlib.decompressobj(31)
             try:
-                raw = zlib.decompress(raw, 31)
+                raw = d.decompress(raw, max_receive + 1)
             except zlib.error:
+                return messages, g.INTERNAL
+            if len(raw) > max_receive:
+                return messages, g.RESOURCE_EXHAUSTED
+            if not d.eof:
                 return messages, g.INTERNAL
         messages.append(raw)
         if kind != "bidi" and len(messages) > 1:

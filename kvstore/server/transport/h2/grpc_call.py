@@ -91,10 +91,11 @@ class Method:
         self.kind = kind  # "unary", "server_stream", "bidi"
 
 
-# Requests a streaming method has not consumed yet: past BACKLOG_HIGH the call stops reading
-# (its connection's input is held) until the method is down to BACKLOG_LOW.
+# Requests a streaming method has not consumed yet: past BACKLOG_HIGH the call stops taking
+# more (flow control holds the client back) until the method is down to BACKLOG_LOW.
 BACKLOG_HIGH = 256
 BACKLOG_LOW = 64
+YIELD_EVERY = 64  # requests a streaming method reads in a row before the loop goes round
 
 
 class RequestStream:
@@ -107,6 +108,7 @@ class RequestStream:
         self._ended = False
         self._on_backlog = on_backlog
         self.backlogged = False
+        self._in_a_row = 0  # requests handed out since the method last let the loop go round
 
     def push(self, message) -> None:
         self._items.append(message)
@@ -130,11 +132,17 @@ class RequestStream:
         return self
 
     async def __anext__(self):
+        if not self._items or self._in_a_row >= YIELD_EVERY:
+            # a method that never waits otherwise (its answers ready at once) still lets the
+            # loop go round between bursts of requests
+            self._in_a_row = 0
+            await asyncio.sleep(0)
         while not self._items:
             if self._ended:
                 raise StopAsyncIteration
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
+        self._in_a_row += 1
         item = self._items.popleft()
         if self.backlogged and len(self._items) <= BACKLOG_LOW:
             self.backlogged = False
@@ -197,12 +205,13 @@ class GrpcCall:
     # -- from the connection -------------------------------------------------------------------
 
     def _backlog(self, backlogged: bool) -> None:
-        """The method has BACKLOG_HIGH requests to read: no more input on this connection
-        (what came meanwhile waits in ``_buf``, unparsed) until it has read them down."""
+        """The method has BACKLOG_HIGH requests to read: flow control holds the client back
+        on this stream (what came meanwhile waits in ``_buf``, unparsed, at most the stream's
+        window) until it has read them down."""
         if backlogged:
-            self.conn.hold()
+            self.conn.hold_stream(self.stream)
             return
-        self.conn.release()
+        self.conn.release_stream(self.stream)
         if self._buf and not self._done:
             self.data(b"")
         requests = self._requests
@@ -353,8 +362,15 @@ class GrpcCall:
         if isinstance(e, errors.EtcdError):
             self._finish(CODE_NUMBERS.get(e.code, UNKNOWN), e.message)
         else:
-            log.error("handler failed", exc_info=e)
+            # a bug, not an answer: said with what was asked, by whom; the server goes on
+            log.error("%s", self._context(), exc_info=e)
             self._finish(UNKNOWN, f"Unexpected {type(e).__name__}: {e}")
+
+    def _context(self) -> str:
+        path = next((v for n, v in self._headers if n == b":path"), b"?").decode(errors="replace")
+        transport = self.conn.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        return f"{path} from {peer[0]}:{peer[1]} failed" if peer else f"{path} failed"
 
     def _respond(self, response) -> None:
         if self._done:
@@ -388,7 +404,7 @@ class GrpcCall:
                 body = serialize(response)
                 if not conn.send_data(stream, _PREFIX.pack(0, len(body)) + body):
                     await conn.writable(stream)
-                elif conn._write_paused:
+                elif conn._write_paused or conn.output_waiting():
                     await conn.writable(stream)
         except asyncio.CancelledError:
             return

@@ -31,6 +31,8 @@ _HTTP1_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "
 
 
 class H2ServerConnection(H2Connection):
+    hold_input_while_writes_wait = True
+
     def __init__(self, handler_factory, on_close=None, http1=None, on_open=None):
         super().__init__(_SERVER_SIDE)
         self._handler_factory = handler_factory
@@ -71,7 +73,8 @@ class H2ServerConnection(H2Connection):
         if self._http1 is not None:
             # (the preface so far is at most 23 bytes: joined for the look, not kept)
             head = bytes(self._buf + data[:22])
-            if not f.PREFACE.startswith(head[:len(f.PREFACE)]):
+            # (PRI is HTTP/2's: a preface gone wrong gets HTTP/2's answer, GOAWAY)
+            if not f.PREFACE.startswith(head[:len(f.PREFACE)]) and not head.startswith(b"PRI "):
                 if _HTTP1_REQUEST.match(head):
                     self._http1_mode = True
                     self._buf += data
