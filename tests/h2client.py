@@ -7,6 +7,7 @@ import struct
 import time
 
 from kvstore.h2 import frames as f
+from kvstore.h2.connection import H2Connection
 from kvstore.server.transport.h2.grpc_call import literal
 
 _PREFIX = struct.Struct(">BL")
@@ -68,3 +69,40 @@ class RawH2:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class MemoryTransport:
+    """One side's transport: what it writes, the peer receives at once."""
+
+    def __init__(self, peername: tuple[str, int] | None = None) -> None:
+        self.peer: H2Connection | None = None
+        self.closed = False
+        self.written: list[bytes] = []
+        self.peername = peername
+
+    def write(self, data) -> None:
+        data = bytes(data)
+        self.written.append(data)
+        if not self.closed and self.peer is not None:
+            self.peer.data_received(data)
+
+    def writelines(self, parts) -> None:
+        self.write(b"".join(parts))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name, default=None):
+        return self.peername if name == "peername" and self.peername else default
+
+    def pause_reading(self) -> None:  # the connection's turns: nothing to pause in memory
+        pass
+
+    def resume_reading(self) -> None:
+        pass

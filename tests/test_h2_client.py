@@ -10,6 +10,7 @@ import struct
 import pytest
 
 import kvstore
+from h2client import MemoryTransport
 from kvstore.api import rpc_pb2 as pb
 from kvstore.h2 import frames as f
 from kvstore.h2.client import H2ClientConnection
@@ -21,36 +22,6 @@ from kvstore.server.transport.h2.server import H2Server
 pytestmark = pytest.mark.inprocess
 
 _PREFIX = struct.Struct(">BL")  # gRPC message prefix: compressed flag, length
-
-
-class MemoryTransport:
-    """One side's transport: what it writes, the peer receives at once."""
-
-    def __init__(self) -> None:
-        self.peer: H2Connection | None = None
-        self.closed = False
-        self.written: list[bytes] = []
-
-    def write(self, data) -> None:
-        data = bytes(data)
-        self.written.append(data)
-        if not self.closed and self.peer is not None:
-            self.peer.data_received(data)
-
-    def writelines(self, parts) -> None:
-        self.write(b"".join(parts))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name, default=None):
-        return default
 
 
 def wire(client: H2Connection, server: H2Connection) -> tuple[MemoryTransport, MemoryTransport]:

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from h2client import grpc_message, request_headers
+from h2client import MemoryTransport, grpc_message, request_headers
 from kvstore.api import rpc_pb2 as pb
 from kvstore.h2 import frames as f
 from kvstore.h2.frame_reader_select import FrameReader
@@ -18,38 +18,6 @@ from kvstore.server.transport.h2.server import method_table
 from kvstore.server.transport.h2.server_connection import H2ServerConnection
 
 pytestmark = pytest.mark.inprocess
-
-
-class RecordingTransport(asyncio.Transport):
-    def __init__(self):
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-
-    def write(self, data):
-        self.out += data
-
-    def writelines(self, parts):
-        for p in parts:
-            self.out += p
-
-    def get_extra_info(self, name, default=None):
-        return ("127.0.0.1", 40123) if name == "peername" else default
-
-    def pause_reading(self):
-        pass
-
-    def resume_reading(self):
-        pass
-
-    def is_closing(self):
-        return self.closed
-
-    def close(self):
-        self.closed = True
-
-    def abort(self):
-        self.closed = True
 
 
 class BuggyKV:
@@ -79,7 +47,7 @@ def statuses(out: bytes) -> dict[int, bytes]:
 async def test_a_method_that_raises_is_logged_with_its_context_and_answered(caplog):
     methods = method_table([BuggyKV()])
     conn = H2ServerConnection(lambda c, s, h: GrpcCall(c, s, h, methods, 1 << 20))
-    transport = RecordingTransport()
+    transport = MemoryTransport(peername=("127.0.0.1", 40123))
     conn.connection_made(transport)
     conn.data_received(f.PREFACE + f.settings({}))
     with caplog.at_level(logging.ERROR):
@@ -89,7 +57,7 @@ async def test_a_method_that_raises_is_logged_with_its_context_and_answered(capl
                                + f.frame(f.DATA, f.END_STREAM, sid, grpc_message(msg)))
             for _ in range(3):
                 await asyncio.sleep(0)
-    assert statuses(transport.out) == {1: b"2", 3: b"0"}  # UNKNOWN, then the next call is fine
+    assert statuses(b"".join(transport.written)) == {1: b"2", 3: b"0"}  # UNKNOWN, then the next call is fine
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert record.getMessage() == "/etcdserverpb.KV/Range from 127.0.0.1:40123 failed"
     assert record.exc_info is not None and "a bug" in str(record.exc_info[1])
