@@ -56,13 +56,13 @@ def test_past_findings(name, data, what):
     run_one(load(name), data)
 
 
-@pytest.mark.skipif(not BUDGET_PASS, reason="the budget runs in the h2 pass on compiled code")
-def test_short_budget(target):
-    stats = run_hypothesis(target, SECONDS)
-    print(f"fuzz {stats.target}: {stats.inputs} inputs, {stats.crashes} crashes, {stats.hangs} hangs"
-          f" in {stats.seconds:.1f} s")
-    assert stats.crashes == 0 and stats.hangs == 0, "\n".join(stats.findings)
-    assert stats.inputs > 0
+if BUDGET_PASS:  # the budget runs in the h2 pass, on compiled code (elsewhere it would repeat it)
+    def test_short_budget(target):
+        stats = run_hypothesis(target, SECONDS)
+        print(f"fuzz {stats.target}: {stats.inputs} inputs, {stats.crashes} crashes, "
+              f"{stats.hangs} hangs in {stats.seconds:.1f} s")
+        assert stats.crashes == 0 and stats.hangs == 0, "\n".join(stats.findings)
+        assert stats.inputs > 0
 
 
 def test_grpc_payload_format_other_than_0_or_1_ends_the_call_internal():
