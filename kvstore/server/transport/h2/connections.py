@@ -25,20 +25,15 @@ class Connections:
         self.max = limits.resolved_max()
         self.open: set = set()
         self._sweeper: asyncio.Task | None = None
-        self.refused = 0
-        self.evicted = 0
-        self.timed_out = 0
 
     def admit(self, conn) -> bool:
         """Whether ``conn`` (just connected) may stay; makes room if it can."""
         if len(self.open) >= self.max:
             idle = [c for c in self.open if not c.streams and c.handshake_done]
             if not idle:
-                self.refused += 1
                 log.warning("refusing a connection: %d open, none idle (limit %d)", len(self.open), self.max)
                 return False
             oldest = min(idle, key=lambda c: c.last_activity)
-            self.evicted += 1
             oldest.goaway()
             self.open.discard(oldest)
         self.open.add(conn)
@@ -60,7 +55,6 @@ class Connections:
             for conn in list(self.open):
                 if not conn.handshake_done:
                     if now - conn.opened_at > limits.handshake_timeout:
-                        self.timed_out += 1
                         self.open.discard(conn)
                         conn.abort()
                 elif not conn.streams and now - conn.last_activity > limits.idle_timeout:
