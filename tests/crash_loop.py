@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))         # the tests' he
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # this checkout's kvstore
 
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc  # noqa: E402
-from linearizability import History, check  # noqa: E402
+from linearizability import History, cas_outcome, check  # noqa: E402
 from procs import KvstoreProcess, wait_for_grpc  # noqa: E402
 from watch_checker import CheckedStream, WatchChecker, WriteLog  # noqa: E402
 
@@ -237,15 +237,11 @@ class CrashLoop:
                         compare=[pb.Compare(key=key, target=pb.Compare.MOD, mod_revision=expected)],
                         success=[pb.RequestOp(request_put=pb.PutRequest(key=key, value=value))],
                         failure=[pb.RequestOp(request_range=pb.RangeRequest(key=key))]), timeout=5)
+                    h.ok(t, **cas_outcome(r))
                     if r.succeeded:
-                        h.ok(t, revision=r.header.revision, succeeded=True)
                         self.writes.ok(w, r.header.revision, [])
                     else:
                         self.writes.rejected(w)
-                        kvs = r.responses[0].response_range.kvs
-                        h.ok(t, revision=r.header.revision, succeeded=False,
-                             value=kvs[0].value if kvs else None,
-                             mod_revision=kvs[0].mod_revision if kvs else 0)
                 else:
                     t = h.call(c, "delete", key)
                     w = self.writes.call([("delete", key, b"")])

@@ -941,6 +941,16 @@ def _read_revisions(ops: list[Op], initial: dict, fmt: _Fmt) -> list[str]:
 
 
 # -- entry point -----------------------------------------------------------------------------------
+def cas_outcome(resp) -> dict:
+    """``History.ok`` arguments for the answer of a cas sent as a TxnResponse (If mod(k) ==
+    expected Then Put Else Range): succeeded, or the Else branch's read."""
+    if resp.succeeded:
+        return {"revision": resp.header.revision, "succeeded": True}
+    kvs = resp.responses[0].response_range.kvs
+    return {"revision": resp.header.revision, "succeeded": False,
+            "value": kvs[0].value if kvs else None, "mod_revision": kvs[0].mod_revision if kvs else 0}
+
+
 def check(history: History | Iterable[Op], *, initial: dict | None = None,
           cross_key: bool = True, timeout: float | None = None) -> Result:
     """Check a history. ``initial`` maps keys existing before the history to (value,

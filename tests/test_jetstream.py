@@ -11,6 +11,7 @@ import pytest
 
 from jetstream_members import Members
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
+from linearizability import cas_outcome
 from nats_cluster import NatsCluster
 
 # Real NATS and kvstore processes; independent of the client transport (run once, on h2).
@@ -433,13 +434,7 @@ async def record_history(clients: list[Client], history, n_keys: int, stop: asyn
                     compare=[pb.Compare(key=key, target=pb.Compare.MOD, mod_revision=expected)],
                     success=[pb.RequestOp(request_put=pb.PutRequest(key=key, value=value))],
                     failure=[pb.RequestOp(request_range=pb.RangeRequest(key=key))]), timeout=10)
-                if resp.succeeded:
-                    history.ok(t, revision=resp.header.revision, succeeded=True)
-                else:
-                    kvs = resp.responses[0].response_range.kvs
-                    history.ok(t, revision=resp.header.revision, succeeded=False,
-                               value=kvs[0].value if kvs else None,
-                               mod_revision=kvs[0].mod_revision if kvs else 0)
+                history.ok(t, **cas_outcome(resp))
             else:
                 t = history.call(client_id, "delete", key)
                 resp = await c.kv.DeleteRange(pb.DeleteRangeRequest(key=key), timeout=10)

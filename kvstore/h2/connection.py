@@ -9,8 +9,8 @@ event loop go out in one write.
 Input is taken in turns, so one connection cannot keep the event loop from the others: each
 turn processes frames up to a budget (a frame costs 1, opening a stream more, payload by the
 KiB), then reading pauses until the loop has gone round; frames parsed but not processed wait
-their turn. On a server, input also stops while the transport's write buffer is full
-(``hold``/``release``): a peer that does not read what it asked for gets nothing more processed.
+their turn. On a server, input also stops while the transport's write buffer is full: a peer
+that does not read what it asked for gets nothing more processed.
 A stream whose handler has a backlog is held by flow control alone (``hold_stream``): no window
 goes back for it, while the rest of the connection goes on.
 
@@ -79,7 +79,7 @@ class H2Connection(asyncio.Protocol, ABC):
         self._sent_since_ping = False  # for a role's ping policy
         # Input taken in turns (see the module docstring).
         self._budget = TURN_BUDGET
-        self._holds = 0  # reasons to stop processing input now
+        self._input_held = False  # a server's, while its writes wait (see pause_writing)
         self._held: tuple[list, int, Exception | None] | None = None  # parsed, not processed
         self._reading_paused = False
         self._turn_scheduled = False
@@ -123,16 +123,15 @@ class H2Connection(asyncio.Protocol, ABC):
                 fut.set_result(None)
 
     def pause_writing(self) -> None:
-        if not self._write_paused:
-            self._write_paused = True
-            if self.hold_input_while_writes_wait:
-                self.hold()
+        self._write_paused = True
+        self._input_held = self.hold_input_while_writes_wait
 
     def resume_writing(self) -> None:
-        if self._write_paused:
-            self._write_paused = False
-            if self.hold_input_while_writes_wait:
-                self.release()
+        self._write_paused = False
+        if self._input_held:
+            self._input_held = False
+            if self._held is not None or self._reading_paused:
+                self._next_turn()
         waiters, self._write_waiters = self._write_waiters, []
         for fut in waiters:
             if not fut.done():
@@ -160,7 +159,7 @@ class H2Connection(asyncio.Protocol, ABC):
         try:
             n = len(frames)
             while i < n:
-                if self._holds or self._budget <= 0 or self._out_bytes > TURN_OUTPUT:
+                if self._turn_over():
                     self._hold_input(frames, i, error)
                     self._send_window_updates()
                     return
@@ -176,7 +175,7 @@ class H2Connection(asyncio.Protocol, ABC):
             if error is not None:
                 raise error
             self._send_window_updates()
-            if self._budget <= 0 or self._holds or self._out_bytes > TURN_OUTPUT:  # no more this turn
+            if self._turn_over():  # read no more this turn
                 self._hold_input([], 0, None)
         except f.ConnectionError_ as e:
             self._fail(e.code, str(e))
@@ -202,21 +201,17 @@ class H2Connection(asyncio.Protocol, ABC):
         inflated, say): it counts against the turn's budget."""
         self._budget -= units
 
-    def hold(self) -> None:
-        """Stops processing input until as many ``release()`` calls."""
-        self._holds += 1
-
-    def release(self) -> None:
-        self._holds -= 1
-        if not self._holds and (self._held is not None or self._reading_paused):
-            self._next_turn()
+    def _turn_over(self) -> bool:
+        """No more input now: the budget is spent, the turn queued a lot of output, or the
+        input waits for the writes."""
+        return self._input_held or self._budget <= 0 or self._out_bytes > TURN_OUTPUT
 
     def _hold_input(self, frames: list, i: int, error: Exception | None) -> None:
         self._held = (frames, i, error) if i < len(frames) or error is not None else None
         if not self._reading_paused and not self._closed:
             self._reading_paused = True
             self._transport().pause_reading()
-        if not self._holds:
+        if not self._input_held:  # else resume_writing starts the next turn
             self._next_turn()
 
     def _next_turn(self) -> None:
@@ -227,12 +222,12 @@ class H2Connection(asyncio.Protocol, ABC):
     def _resume_input(self) -> None:
         self._turn_scheduled = False
         self._budget = TURN_BUDGET
-        if self._closed or self._holds:
+        if self._closed or self._input_held:
             return
         held, self._held = self._held, None
         if held is not None:
             self._process(*held)
-        if self._held is None and self._reading_paused and not self._closed and not self._holds:
+        if self._held is None and self._reading_paused and not self._closed and not self._input_held:
             self._reading_paused = False
             self._transport().resume_reading()
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..log import DataDirCorrupt, DataDirInUse
 from ..log.lmdb import LmdbLog
@@ -20,6 +22,7 @@ from ..log.storage import DirStorage
 from ..store import entry, recovery, snapshot
 
 BATCH = 1024
+T = TypeVar("T")
 
 
 class Report:
@@ -33,6 +36,14 @@ class Report:
     def fail(self, what: str) -> None:
         self.problems += 1
         print(f"FAIL  {what}", file=self.out)
+
+    def opened(self, make: Callable[[Path], T], data_dir: Path) -> T | None:
+        """``make(data_dir)``, or None once its refusal to open is reported."""
+        try:
+            return make(data_dir)
+        except DataDirCorrupt as e:
+            self.fail(str(e))
+            return None
 
 
 def add_check_parser(sub) -> None:
@@ -60,10 +71,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def check(data_dir: Path, report: Report) -> None:
-    try:
-        storage = DirStorage(data_dir)
-    except DataDirCorrupt as e:
-        report.fail(str(e))
+    storage = report.opened(DirStorage, data_dir)
+    if storage is None:
         return
     try:
         stop = recovery.last_stop(storage)
@@ -111,10 +120,8 @@ async def check_log(data_dir: Path, snapshot_index: int, stop: recovery.Stop,
         else:
             report.ok(f"{log_file}: none yet")
         return
-    try:
-        log = LmdbLog(data_dir)
-    except DataDirCorrupt as e:
-        report.fail(str(e))
+    log = report.opened(LmdbLog, data_dir)
+    if log is None:
         return
     try:
         first, last = log.held()
