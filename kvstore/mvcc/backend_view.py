@@ -158,6 +158,7 @@ def mvcc_from_revisions(items: Iterable[tuple[int, int, KeyValue]], current_rev:
         out.append(main, tuple(changes))
     store.history = out
     store.kept_subs = kept_subs
+    store.size = store.measure_size()
     return store
 
 
