@@ -67,10 +67,10 @@ class LmdbLog(LocalLog):
         self._env = lmdb.open(str(self.dir), map_size=self._map_size, max_dbs=4,
                               subdir=True, sync=True, metasync=True, lock=True)
         self._records_db = self._env.open_db(b"entries")
+        self._meta_db = self._env.open_db(b"meta")
 
     def _check_format(self) -> None:
-        meta_db = self._env.open_db(b"meta")
-        with self._env.begin(write=True, db=meta_db) as txn:
+        with self._env.begin(write=True, db=self._meta_db) as txn:
             found = txn.get(b"format")
             if found is None and self._durable_last:
                 raise DataDirCorrupt(f"{self.name}: its records have no checksums (written by "
@@ -164,7 +164,7 @@ class LmdbLog(LocalLog):
         env = self._env
         pages = 2  # the two meta pages
         with env.begin() as txn:
-            for stat in (env.stat(), txn.stat(self._records_db), txn.stat(env.open_db(b"meta"))):
+            for stat in (env.stat(), txn.stat(self._records_db), txn.stat(self._meta_db)):
                 pages += stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
         return pages * env.stat()["psize"]
 

@@ -28,8 +28,8 @@ class AlarmTable:
         if r.action == pb.AlarmRequest.GET:
             resp.alarms.extend(self.get(r.alarm))
         elif r.action == pb.AlarmRequest.ACTIVATE:
-            # An alarm already raised is not raised again; NONE is not an alarm.
-            if r.alarm != pb.AlarmType.NONE and (r.memberID, r.alarm) not in self._raised:
+            # NONE is not an alarm; one raised already is answered as it stands.
+            if r.alarm != pb.AlarmType.NONE:
                 self._raised[(r.memberID, r.alarm)] = None
                 resp.alarms.add(memberID=r.memberID, alarm=r.alarm)
         elif r.action == pb.AlarmRequest.DEACTIVATE:
