@@ -125,6 +125,11 @@ class Store:
         self._medium_full = False
         self._nospace_proposed = False  # a NOSPACE alarm for the quota is on its way
         self.quota_bytes = quota.quota_bytes(config.quota_backend_bytes)
+        # Below this state size no single write can reach the quota: the write path compares
+        # once, and counts a write's cost only past it (no quota: never).
+        self._quota_near = (max(0, self.quota_bytes - config.max_request_bytes
+                                - quota.KV_OVERHEAD * config.max_txn_ops - quota.LEASE_OVERHEAD)
+                            if self.quota_bytes else 1 << 62)
 
     def _applied_entries(self) -> int:
         assert self._apply_loop is not None  # the snapshotter runs once the store has started
@@ -488,7 +493,7 @@ class Store:
 
     def put_encoded(self, r: pb.PutRequest) -> asyncio.Future[bytes]:
         validate.check_put(r)
-        if self.quota_bytes:
+        if self.state_bytes() >= self._quota_near:
             self._check_quota(quota.put_cost(r))
         return self._propose(entry.PUT, r)
 
@@ -509,7 +514,7 @@ class Store:
             if self._reads is None or validate.is_txn_serializable(r):
                 return self.applier.txn(r, header=self.header_bytes)
             return self._after_read_index(lambda: self.applier.txn(r, header=self.header_bytes))
-        if self.quota_bytes:
+        if self.state_bytes() >= self._quota_near:
             self._check_quota(quota.txn_cost(r))
         return self._propose(entry.TXN, r)
 
