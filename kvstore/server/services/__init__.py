@@ -1,9 +1,9 @@
 """etcd's gRPC services, thin: each method takes a decoded request, calls the store, returns
 the response. No transport types appear here; errors are the store's EtcdErrors.
 
-A service names the etcd service it implements (and, outside rpc.proto, the file descriptor
-that defines it); methods it does not define are answered
-UNIMPLEMENTED by the transport.
+A service names the etcd service it implements (and, outside rpc.proto, the descriptor of the
+.proto file that defines it); methods it does not define are answered UNIMPLEMENTED by the
+transport.
 """
 from .cluster import ClusterService
 from .election import ElectionService

@@ -41,7 +41,8 @@ def service_methods(services) -> list[ServiceMethod]:
     """Every etcd method the given service objects define; the others stay unimplemented.
 
     A service names its service (``service_name = "etcdserverpb.KV"``) and, when it is not in
-    rpc.proto, the generated module that describes it (``descriptor = v3lock_pb2.DESCRIPTOR``).
+    rpc.proto, the descriptor of the .proto file that defines it
+    (``descriptor = v3lock_pb2.DESCRIPTOR``).
     """
     out = []
     for service in services:
