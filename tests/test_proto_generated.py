@@ -76,19 +76,22 @@ def test_generation_is_deterministic(fresh_generation: Path, tmp_path: Path) -> 
         ).read_bytes(), f"{name}: two runs of tools/gen_proto.py differ"
 
 
+MODULES = ("kv", "auth", "rpc", "v3lock", "v3election")
+
+
 def test_generated_imports_are_package_relative() -> None:
     for path in sorted(API_DIR.glob("*_pb2*.py*")):
         for line in path.read_text(encoding="utf-8").splitlines():
-            assert not line.startswith(("import kv_pb2", "import auth_pb2", "import rpc_pb2")), (
+            assert not line.startswith(tuple(f"import {m}_pb2" for m in MODULES)), (
                 f"{path.name}: absolute import {line!r}"
             )
-            assert not line.startswith(("from kv_pb2", "from auth_pb2", "from rpc_pb2")), (
+            assert not line.startswith(tuple(f"from {m}_pb2" for m in MODULES)), (
                 f"{path.name}: absolute import {line!r}"
             )
 
 
 def test_protos_have_no_go_only_options() -> None:
-    for proto in ("rpc.proto", "kv.proto", "auth.proto"):
+    for proto in ("rpc.proto", "kv.proto", "auth.proto", "v3lock.proto", "v3election.proto"):
         text = (REPO / "proto" / proto).read_text(encoding="utf-8")
         code = "\n".join(
             line.split("//", 1)[0] for line in text.splitlines()
@@ -181,10 +184,57 @@ def test_services_are_etcds() -> None:
     assert range_stream.output_type.full_name == "etcdserverpb.RangeStreamResponse"
 
 
+# etcd's v3lock and v3election services (etcdserver/api/v3lock, v3election): package, service,
+# method name -> (client_streaming, server_streaming, request, response)
+RECIPE_SERVICES = {
+    ("v3lock", "v3lockpb", "Lock"): {
+        "Lock": (False, False, "LockRequest", "LockResponse"),
+        "Unlock": (False, False, "UnlockRequest", "UnlockResponse"),
+    },
+    ("v3election", "v3electionpb", "Election"): {
+        "Campaign": (False, False, "CampaignRequest", "CampaignResponse"),
+        "Proclaim": (False, False, "ProclaimRequest", "ProclaimResponse"),
+        "Leader": (False, False, "LeaderRequest", "LeaderResponse"),
+        "Observe": (False, True, "LeaderRequest", "LeaderResponse"),
+        "Resign": (False, False, "ResignRequest", "ResignResponse"),
+    },
+}
+
+
+def test_lock_and_election_services_are_etcds() -> None:
+    import importlib
+
+    for (module, package, service_name), methods in RECIPE_SERVICES.items():
+        pb2 = importlib.import_module(f"kvstore.api.{module}_pb2")
+        grpc_mod = importlib.import_module(f"kvstore.api.{module}_pb2_grpc")
+        assert pb2.DESCRIPTOR.package == package
+        assert list(pb2.DESCRIPTOR.services_by_name) == [service_name]
+        service = pb2.DESCRIPTOR.services_by_name[service_name]
+        assert [m.name for m in service.methods] == list(methods)
+        for name, (cs, ss, req, resp) in methods.items():
+            m = service.methods_by_name[name]
+            assert (m.client_streaming, m.server_streaming) == (cs, ss), name
+            assert (m.input_type.full_name, m.output_type.full_name) == (
+                f"{package}.{req}", f"{package}.{resp}")
+        assert hasattr(grpc_mod, f"{service_name}Stub")
+    # the header and the kv are etcd's own messages
+    from kvstore.api import v3election_pb2, v3lock_pb2
+
+    lock_resp = v3lock_pb2.LockResponse.DESCRIPTOR
+    assert lock_resp.fields_by_name["header"].message_type.full_name == "etcdserverpb.ResponseHeader"
+    leader = v3election_pb2.LeaderResponse.DESCRIPTOR
+    assert leader.fields_by_name["kv"].message_type.full_name == "mvccpb.KeyValue"
+
+
 @pytest.mark.parametrize(
     ("module", "message", "field", "number"),
     [
         ("rpc_pb2", "ResponseHeader", "revision", 3),
+        ("v3lock_pb2", "LockRequest", "lease", 2),
+        ("v3lock_pb2", "LockResponse", "key", 2),
+        ("v3election_pb2", "CampaignRequest", "value", 3),
+        ("v3election_pb2", "LeaderKey", "lease", 4),
+        ("v3election_pb2", "ProclaimRequest", "value", 2),
         ("rpc_pb2", "RangeRequest", "key", 1),
         ("rpc_pb2", "RangeRequest", "sort_target", 6),
         ("rpc_pb2", "RangeRequest", "min_create_revision", 12),

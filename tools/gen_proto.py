@@ -2,7 +2,7 @@
 """Generate kvstore's Python gRPC/protobuf code from etcd's API protos.
 
 Runs ``grpc_tools.protoc -Iproto`` over ``proto/*.proto`` and writes
-``*_pb2.py``, ``*_pb2.pyi`` and ``rpc_pb2_grpc.py`` (plus the package's
+``*_pb2.py``, ``*_pb2.pyi`` and the services' ``*_pb2_grpc.py`` (plus the package's
 ``__init__.py``) into the output directory, rewriting protoc's absolute
 imports (``import kv_pb2 as kv__pb2``) into package-relative ones
 (``from . import kv_pb2 as kv__pb2``) so the output works as a package.
@@ -29,10 +29,10 @@ PROTO_DIR = REPO / "proto"
 DEFAULT_OUT = REPO / "kvstore" / "api"
 
 # Dependency order does not matter to protoc, but keep a fixed order anyway.
-PROTOS = ("kv.proto", "auth.proto", "rpc.proto")
-# Only rpc.proto defines services; protoc would emit empty *_grpc.py files
-# for the others, which we do not keep.
-GRPC_PROTOS = ("rpc.proto",)
+PROTOS = ("kv.proto", "auth.proto", "rpc.proto", "v3lock.proto", "v3election.proto")
+# Only these define services; protoc would emit empty *_grpc.py files for the
+# others, which we do not keep.
+GRPC_PROTOS = ("rpc.proto", "v3lock.proto", "v3election.proto")
 
 INIT_PY = '"""etcd\'s wire messages, generated from proto/ by tools/gen_proto.py; do not edit."""\n'
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from google.protobuf.message_factory import GetMessageClass
+
 from ...api import rpc_pb2
-from ...api.rpc_pb2 import DESCRIPTOR as _RPC
 from .txn_decode import decode_txn
 
 
@@ -37,16 +38,22 @@ def serialize(response) -> bytes:
 
 
 def service_methods(services) -> list[ServiceMethod]:
-    """Every etcd method the given service objects define; the others stay unimplemented."""
+    """Every etcd method the given service objects define; the others stay unimplemented.
+
+    A service names its service (``service_name = "etcdserverpb.KV"``) and, when it is not in
+    rpc.proto, the descriptor of the .proto file that defines it
+    (``descriptor = v3lock_pb2.DESCRIPTOR``).
+    """
     out = []
     for service in services:
-        sdesc = _RPC.services_by_name[service.service_name.split(".")[-1]]
+        fdesc = getattr(service, "descriptor", rpc_pb2.DESCRIPTOR)
+        sdesc = fdesc.services_by_name[service.service_name.rsplit(".", 1)[-1]]
         for m in sdesc.methods:
             func = getattr(service, m.name, None)
             if func is None:
                 continue
             kind = "bidi" if m.client_streaming else "server_stream" if m.server_streaming else "unary"
             out.append(ServiceMethod(service.service_name, m.name, func,
-                                     getattr(rpc_pb2, m.input_type.name),
-                                     getattr(rpc_pb2, m.output_type.name), kind))
+                                     GetMessageClass(m.input_type), GetMessageClass(m.output_type),
+                                     kind))
     return out
