@@ -36,6 +36,9 @@ class MVCCStore:
         self.history = History()
         self.observers: list[CommitObserver] = []
         self._compact_from: bytes | None = None  # the next key to compact; None when done
+        # (revision, key) -> sub-revision, for what compaction kept of revisions the history
+        # no longer holds, where the sub-revision is not 0 (backend_view.py).
+        self.kept_subs: dict[tuple[int, bytes], int] = {}
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -99,9 +102,30 @@ class MVCCStore:
             raise errors.Compacted()
         if rev > self.current_rev:
             raise errors.FutureRev()
+        self._keep_subs(rev)
         self.compact_rev = rev
         self.history.compact(rev)
         self._compact_from = b""
+
+    def _keep_subs(self, rev: int) -> None:
+        """Before the history is cut at ``rev``: the sub-revisions of the puts compaction may
+        keep (only revisions of several changes have any but 0), and of those kept before,
+        only what compaction at ``rev`` still keeps."""
+        index, subs = self.index, self.kept_subs
+        for (r, key) in list(subs):
+            ki = index.get(key)
+            kv = ki.get(rev) if ki is not None else None
+            if kv is None or kv.mod_revision != r:
+                del subs[(r, key)]
+        history = self.history
+        # (The history's first revision may be the previous compaction's, puts only: its
+        # sub-revisions are in kept_subs already, not positions.)
+        for i in range(history.index_from(self.compact_rev + 1), history.index_from(rev + 1)):
+            r, changes = history[i]
+            if len(changes) > 1:
+                for sub, kv in enumerate(changes):
+                    if sub and kv.version:
+                        subs[(r, kv.key)] = sub
 
     @property
     def compacting(self) -> bool:
@@ -145,7 +169,8 @@ class MVCCStore:
         """The whole state as a few fields for msgpack, the bulk as flat bytes (state_codec)."""
         return {"format": SNAPSHOT_FORMAT, "current_rev": self.current_rev,
                 "compact_rev": self.compact_rev, "keys": codec.encode_keys(self.index.all()),
-                "history": codec.encode_history(self.history)}
+                "history": codec.encode_history(self.history),
+                "kept_subs": [[r, key, sub] for (r, key), sub in self.kept_subs.items()]}
 
     @classmethod
     def load(cls, state: dict) -> MVCCStore:
@@ -157,6 +182,8 @@ class MVCCStore:
         key_indexes = codec.decode_keys(state["keys"])
         store.index.load(key_indexes)
         store.history = codec.decode_history(state["history"], {ki.key: ki for ki in key_indexes})
+        # (Absent from snapshots of kvstore before 0.14: their sub-revisions read as 0.)
+        store.kept_subs = {(r, key): sub for r, key, sub in state.get("kept_subs", ())}
         return store
 
 

@@ -44,6 +44,7 @@ class Capture:
         self._compact_rev = mvcc.compact_rev
         self._key_indexes = list(mvcc.index.all())
         self._history = codec.encode_history(mvcc.history)
+        self._kept_subs = [[r, key, sub] for (r, key), sub in mvcc.kept_subs.items()]
         self._leases = leases
 
     async def parts(self, current_mvcc) -> AsyncIterator[bytes]:
@@ -65,7 +66,8 @@ class Capture:
         yield self._history
         yield snapshot_file.tail(
             {"index": self.index, "format": SNAPSHOT_FORMAT, "current_rev": self._rev,
-             "compact_rev": self._compact_rev, "leases": self._leases, "leader": list(self._leader)},
+             "compact_rev": self._compact_rev, "leases": self._leases, "leader": list(self._leader),
+             "kept_subs": self._kept_subs},
             keys, self._history, len(kis))
 
 
@@ -81,7 +83,8 @@ def parse(data: bytes) -> Snapshot:
     env, keys, history = snapshot_file.sections(data)
     try:
         mvcc = MVCCStore.load({"format": env["format"], "current_rev": env["current_rev"],
-                               "compact_rev": env["compact_rev"], "keys": keys, "history": history})
+                               "compact_rev": env["compact_rev"], "keys": keys, "history": history,
+                               "kept_subs": env.get("kept_subs", ())})
         leader_id, term = env.get("leader", (0, 0))
         return Snapshot(mvcc, env["leases"], (leader_id, term))
     except SnapshotCorrupt:
