@@ -13,15 +13,15 @@ import subprocess
 import sys
 
 import pytest
-from etcdctl import Etcdctl
-from procs import REPO, EtcdProcess, KvstoreProcess
 
 import kvstore
+from etcdctl import Etcdctl
 from kvstore.api import rpc_pb2 as pb
 from kvstore.mvcc import MVCCStore
 from kvstore.mvcc.backend_view import backend_revisions, mvcc_from_revisions
 from kvstore.store import etcd_db
 from kvstore.store.etcd_restore import db_bytes
+from procs import REPO, EtcdProcess, KvstoreProcess
 
 LEASE_TTL = 300
 COMPACT_AT = 7  # the Txn's revision: its puts at sub-revisions 0 and 1 survive the compaction

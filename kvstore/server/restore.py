@@ -4,7 +4,6 @@ data dir in use is refused with one line, exit code 1."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from ..log import DataDirInUse
@@ -19,7 +18,7 @@ def add_restore_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        r = asyncio.run(restore(args.file, args.data_dir))
+        r = restore(args.file, args.data_dir)
     except (RestoreRefused, DataDirInUse, OSError) as e:
         print(f"kvstore restore: {args.file}: {e}", file=sys.stderr)
         return 1

@@ -9,12 +9,14 @@ with an empty log after it. Leases come back with their full TTL, as etcd's rest
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
 from typing import NamedTuple
 
 from ..log import DirStorage
+from ..mvcc import MVCCStore
 from ..mvcc.backend_view import mvcc_from_revisions
 from .etcd_db import EtcdDbCorrupt, read_db
 from .snapshot import Capture
@@ -48,8 +50,9 @@ def db_bytes(data: bytes) -> tuple[bytes, bool]:
     return db, True
 
 
-async def restore(path: str | os.PathLike, data_dir: str | os.PathLike) -> Restored:
-    """Restores the etcd snapshot at ``path`` into ``data_dir``, which must be new or empty."""
+def restore(path: str | os.PathLike, data_dir: str | os.PathLike) -> Restored:
+    """Restores the etcd snapshot at ``path`` into ``data_dir``, which must be new or empty
+    (runs its own event loop: the data dir's storage writes snapshots from one)."""
     target = Path(data_dir)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise RestoreRefused(f"data dir {target} is not empty")
@@ -64,12 +67,15 @@ async def restore(path: str | os.PathLike, data_dir: str | os.PathLike) -> Resto
     except (EtcdDbCorrupt, ValueError) as e:
         raise RestoreRefused(f"damaged: {e}") from None
     leases = [[lease_id, ttl] for lease_id, ttl in etcd.leases]
-    storage = DirStorage(target)
-    try:
-        capture = Capture(mvcc, leases, index=0)
-        await storage.save_snapshot(0, capture.parts(lambda: mvcc))
-    finally:
-        await storage.close()
+    asyncio.run(_save(target, mvcc, leases))
     live = sum(1 for ki in mvcc.index.all() if ki.current() is not None)
     return Restored(mvcc.current_rev, mvcc.compact_rev, live, len(etcd.revisions), len(leases),
                     hashed)
+
+
+async def _save(data_dir: Path, mvcc: MVCCStore, leases: list) -> None:
+    storage = DirStorage(data_dir)
+    try:
+        await storage.save_snapshot(0, Capture(mvcc, leases, index=0).parts(lambda: mvcc))
+    finally:
+        await storage.close()

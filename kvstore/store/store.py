@@ -36,12 +36,13 @@ from ..mvcc.core import wire
 from ..mvcc.lease import LeaseTable, live_kvs
 from ..mvcc.watch_hub import WatchHub
 from ..mvcc.wire import varint
-from . import entry, etcd_snapshot, recovery, snapshot, validate
+from . import entry, recovery, snapshot, validate
 from .apply import Applier
 from .apply_loop import ApplyLoop
 from .compactor import Compactor
 from .config import StoreConfig
 from .etcd_db import Member
+from .etcd_snapshot import SnapshotState, stream as etcd_snapshot_stream
 from .identity import Identity, load_identity
 from .lessor import Lessor
 from .proposer import Proposer
@@ -382,15 +383,14 @@ class Store:
     def etcd_snapshot(self) -> AsyncIterator[bytes]:
         """Maintenance.Snapshot's responses, serialized: the applied state as an etcd 3.4 db
         file, built while writes go on (etcd_snapshot.py)."""
-        return etcd_snapshot.stream(self._etcd_snapshot_state, lambda: self.mvcc)
+        return etcd_snapshot_stream(self._etcd_snapshot_state, lambda: self.mvcc)
 
-    def _etcd_snapshot_state(self) -> etcd_snapshot.SnapshotState:
+    def _etcd_snapshot_state(self) -> SnapshotState:
         ident = self.identity
         assert ident is not None  # requests follow start()
         member = Member(ident.member_id, self.name, self.config.peer_urls or [DEFAULT_PEER_URL],
                         list(self.config.client_urls))
-        return etcd_snapshot.SnapshotState(self.mvcc, self.leases.dump(), self.applied_index,
-                                           member)
+        return SnapshotState(self.mvcc, self.leases.dump(), self.applied_index, member)
 
     @property
     def applied_index(self) -> int:
