@@ -258,3 +258,30 @@ async def test_snapshot_stream_lets_writes_go_on():
         assert s.mvcc.current_rev == rev + 50
     finally:
         await s.close()
+
+
+@pytest.mark.inprocess
+async def test_snapshot_started_before_a_compaction_is_built_again_after_it(caplog):
+    caplog.set_level("INFO", logger="kvstore.store.etcd_snapshot")
+    s = await kvstore.Store.open("memory")
+    try:
+        for i in range(0, 20_000, 1000):
+            await asyncio.gather(*(s.put(pb.PutRequest(key=b"key%06d" % (j % 5000), value=b"v"))
+                                   for j in range(i, i + 1000)))
+        rev = s.mvcc.current_rev
+        stream = s.etcd_snapshot()
+        first = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0)  # the build has begun, at no compaction
+        assert not first.done() and s.mvcc.compact_rev == -1
+        await s.compact(pb.CompactionRequest(revision=rev - 10))
+        chunks = [pb.SnapshotResponse.FromString(await first)]
+        chunks += [pb.SnapshotResponse.FromString(raw) async for raw in stream]
+        db = etcd_db.read_db(b"".join(c.blob for c in chunks[:-1]))
+        # Built from the compacted state: each key's newest revision, and the last 10.
+        assert (db.current_rev, db.compact_rev) == (rev, rev - 10)
+        assert [(m, sub, kv.as_tuple()) for m, sub, kv in db.revisions] == [
+            (m, sub, kv.as_tuple()) for m, sub, kv in backend_revisions(s.mvcc)]
+        assert 5000 <= len(db.revisions) <= 5010
+        assert "building again" in caplog.text
+    finally:
+        await s.close()
