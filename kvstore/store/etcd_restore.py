@@ -37,13 +37,13 @@ class Restored(NamedTuple):
     hash_checked: bool
 
 
-def db_bytes(data: bytes) -> tuple[bytes, bool]:
-    """The db without its SHA-256 trailer, and whether it had one; RestoreRefused if the hash
-    does not match. etcdctl tells a trailer by the size: a db is whole pages (a multiple of
-    512 bytes), so 32 bytes past one is the hash."""
+def db_bytes(data: bytes) -> tuple[memoryview, bool]:
+    """The db without its SHA-256 trailer (not a copy), and whether it had one; RestoreRefused
+    if the hash does not match. etcdctl tells a trailer by the size: a db is whole pages (a
+    multiple of 512 bytes), so 32 bytes past one is the hash."""
     if len(data) % 512 != _SHA256_SIZE:
-        return data, False
-    db, digest = data[:-_SHA256_SIZE], data[-_SHA256_SIZE:]
+        return memoryview(data), False
+    db, digest = memoryview(data)[:-_SHA256_SIZE], data[-_SHA256_SIZE:]
     if hashlib.sha256(db).digest() != digest:
         raise RestoreRefused(f"damaged: the SHA-256 at its end is {digest.hex()}, the db's is "
                              f"{hashlib.sha256(db).hexdigest()}")

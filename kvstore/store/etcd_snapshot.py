@@ -36,14 +36,16 @@ class SnapshotState(NamedTuple):
     member: Member
 
 
-async def build(take: Callable[[], SnapshotState], current_mvcc: Callable[[], MVCCStore]):
-    """A temporary file holding the db of the state ``take()`` gives, and its size. Between
-    steps the loop runs other work; a compaction or a new MVCC state (``current_mvcc()``)
-    meanwhile starts over from a new ``take()``."""
+async def build(take: Callable[[], SnapshotState], current_mvcc: Callable[[], MVCCStore],
+                temp_dir: str | None = None):
+    """A temporary file (in ``temp_dir``, unnamed: nothing is left behind) holding the db of
+    the state ``take()`` gives, and its size. Between steps the loop runs other work; a
+    compaction or a new MVCC state (``current_mvcc()``) meanwhile starts over from a new
+    ``take()``."""
     while True:
         state = take()
         mvcc = state.mvcc
-        out = tempfile.TemporaryFile(prefix="kvstore-snapshot-")
+        out = tempfile.TemporaryFile(prefix="kvstore-snapshot-", dir=temp_dir)
         steps = write_db(out, backend_revisions_in_steps(mvcc, mvcc.current_rev),
                          [tuple(lease) for lease in state.leases], [state.member],
                          state.applied_index, mvcc.compact_rev)
@@ -64,10 +66,10 @@ async def build(take: Callable[[], SnapshotState], current_mvcc: Callable[[], MV
             raise
 
 
-async def stream(take: Callable[[], SnapshotState],
-                 current_mvcc: Callable[[], MVCCStore]) -> AsyncIterator[bytes]:
+async def stream(take: Callable[[], SnapshotState], current_mvcc: Callable[[], MVCCStore],
+                 temp_dir: str | None = None) -> AsyncIterator[bytes]:
     """The serialized SnapshotResponses of the state ``take()`` gives."""
-    out, total = await build(take, current_mvcc)
+    out, total = await build(take, current_mvcc, temp_dir)
     with out:
         out.seek(0)
         digest = hashlib.sha256()

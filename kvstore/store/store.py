@@ -382,8 +382,11 @@ class Store:
 
     def etcd_snapshot(self) -> AsyncIterator[bytes]:
         """Maintenance.Snapshot's responses, serialized: the applied state as an etcd 3.4 db
-        file, built while writes go on (etcd_snapshot.py)."""
-        return etcd_snapshot_stream(self._etcd_snapshot_state, lambda: self.mvcc)
+        file, built while writes go on (etcd_snapshot.py), in the data dir if there is one (a
+        large state's db may not fit a tmpfs /tmp)."""
+        data_dir = getattr(self.storage, "dir", None)
+        return etcd_snapshot_stream(self._etcd_snapshot_state, lambda: self.mvcc,
+                                    str(data_dir) if data_dir is not None else None)
 
     def _etcd_snapshot_state(self) -> SnapshotState:
         ident = self.identity
