@@ -65,3 +65,19 @@ InvalidClientAPIVersion = _error("InvalidClientAPIVersion", "INVALID_ARGUMENT",
                                  "etcdserver: invalid client api version")
 Timeout = _error("Timeout", "UNAVAILABLE", "etcdserver: request timed out")
 Corrupt = _error("Corrupt", "DATA_LOSS", "etcdserver: corrupt cluster")
+
+# Cluster membership and leadership (etcd's rpctypes).
+MemberNotFound = _error("MemberNotFound", "NOT_FOUND", "etcdserver: member not found")
+MemberBadURLs = _error("MemberBadURLs", "INVALID_ARGUMENT", "etcdserver: given member URLs are invalid")
+PeerURLExist = _error("PeerURLExist", "FAILED_PRECONDITION", "etcdserver: Peer URLs already exists")
+MemberNotEnoughStarted = _error("MemberNotEnoughStarted", "FAILED_PRECONDITION",
+                                "etcdserver: re-configuration failed due to not enough started members")
+MemberNotLearner = _error("MemberNotLearner", "FAILED_PRECONDITION",
+                          "etcdserver: can only promote a learner member")
+BadLeaderTransferee = _error("BadLeaderTransferee", "FAILED_PRECONDITION",
+                             "etcdserver: bad leader transferee")
+TimeoutLeaderTransfer = _error("TimeoutLeaderTransfer", "UNAVAILABLE",
+                               "etcdserver: request timed out, leader transfer took too long")
+MoveLeaderUnsupported = _error("MoveLeaderUnsupported", "UNIMPLEMENTED",
+                               "kvstore: moving the leadership to another member is not supported "
+                               "yet (the members of a shared log elect their leader through it)")

@@ -47,16 +47,21 @@ async def test_capture_is_the_state_at_its_revision(seed, monkeypatch):
     if seed % 3 == 0:
         mvcc.compact(mvcc.current_rev - 5)
     expected = state(MVCCStore.load(mvcc.dump()))
-    capture = snapshot.Capture(mvcc, [[7, 60]], index=123)
+    expected_size, expected_subs = mvcc.size, dict(mvcc.kept_subs)
+    capture = snapshot.Capture(mvcc, [[7, 60]], index=123, alarms=[[5, 1]])
     task = asyncio.create_task(collect(capture, mvcc))
     while not task.done():  # writes (puts, deletes, re-creations) between the slices
         random_write(mvcc, rng)
         await asyncio.sleep(0)
     parts = task.result()
     assert parts is not None
-    restored, leases, _ = snapshot.parse(b"".join(parts))
+    restored, leases, _, alarms = snapshot.parse(b"".join(parts))
     assert state(restored) == expected
     assert leases == [[7, 60]]
+    assert alarms == [[5, 1]]
+    # The state's size and the sub-revisions compaction kept, as they were at the capture.
+    assert restored.size == expected_size == restored.measure_size()
+    assert restored.kept_subs == expected_subs
 
 
 async def test_a_compaction_during_capture_abandons_it(monkeypatch):

@@ -81,6 +81,12 @@ class SharedLog(Protocol):
     def size_bytes(self) -> int:
         """Bytes the log takes on its medium on this member (0 when it is not local)."""
 
+    def size_in_use(self) -> int:
+        """Of ``size_bytes``, the bytes holding records (the rest is free space in files)."""
+
+    async def defragment(self) -> None:
+        """Returns the free space in the log's files to the medium (etcd's Defragment)."""
+
     async def close(self) -> None:
         ...
 

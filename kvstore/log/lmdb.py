@@ -14,6 +14,7 @@ import asyncio
 import os
 import queue
 import resource
+import shutil
 import struct
 import threading
 import zlib
@@ -37,6 +38,7 @@ _FULL_MARGIN = 1 << 20
 # Records a snapshot covers are deleted this many per write transaction, so an append never
 # waits behind the deletion of a whole snapshot's worth.
 DROP_SLICE = 5_000
+DEFRAG_DIR = "log-defrag"  # beside log/: where defragment writes the compacted copy
 
 
 class LmdbLog(LocalLog):
@@ -46,10 +48,10 @@ class LmdbLog(LocalLog):
         self.name = str(self.dir / "data.mdb")
         self.dir.parent.mkdir(parents=True, exist_ok=True)
         check_data_file(self.dir / "data.mdb")  # before the map: a short file is a SIGBUS
+        shutil.rmtree(self.dir.parent / DEFRAG_DIR, ignore_errors=True)  # a defrag cut short
+        self._map_size = map_size
         try:
-            self._env = lmdb.open(str(self.dir), map_size=map_size, max_dbs=4,
-                                  subdir=True, sync=True, metasync=True, lock=True)
-            self._records_db = self._env.open_db(b"entries")
+            self._open_env()
             with self._env.begin(db=self._records_db) as txn:
                 cur = txn.cursor()
                 self._durable_last = _INDEX.unpack(cur.key())[0] if cur.last() else 0
@@ -61,9 +63,14 @@ class LmdbLog(LocalLog):
         self._writer = threading.Thread(target=self._writer_thread, name="lmdb-log", daemon=True)
         self._writer.start()
 
+    def _open_env(self) -> None:
+        self._env = lmdb.open(str(self.dir), map_size=self._map_size, max_dbs=4,
+                              subdir=True, sync=True, metasync=True, lock=True)
+        self._records_db = self._env.open_db(b"entries")
+        self._meta_db = self._env.open_db(b"meta")
+
     def _check_format(self) -> None:
-        meta_db = self._env.open_db(b"meta")
-        with self._env.begin(write=True, db=meta_db) as txn:
+        with self._env.begin(write=True, db=self._meta_db) as txn:
             found = txn.get(b"format")
             if found is None and self._durable_last:
                 raise DataDirCorrupt(f"{self.name}: its records have no checksums (written by "
@@ -151,6 +158,53 @@ class LmdbLog(LocalLog):
                 pass
         return total
 
+    def size_in_use(self) -> int:
+        """The pages holding records and the databases' trees (the rest of the file is free
+        pages LMDB reuses, which only defragment returns to the medium)."""
+        env = self._env
+        pages = 2  # the two meta pages
+        with env.begin() as txn:
+            for stat in (env.stat(), txn.stat(self._records_db), txn.stat(self._meta_db)):
+                pages += stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        return pages * env.stat()["psize"]
+
+    async def defragment(self) -> None:
+        """Rewrites data.mdb without its free pages (LMDB's compacting copy) and puts the copy
+        in its place. Appends wait meanwhile, as etcd's writes wait for its defragmentation:
+        the writer thread makes the copy, then waits while the event loop swaps the files."""
+        loop = asyncio.get_running_loop()
+        copied = loop.create_future()
+        swapped = threading.Event()
+        tmp = self.dir.parent / DEFRAG_DIR
+        job = self._on_writer(self._copy_compacted, tmp, loop, copied, swapped)
+        try:
+            await copied
+            self._env.close()
+            os.replace(tmp / "data.mdb", self.dir / "data.mdb")
+            fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._open_env()
+        finally:
+            swapped.set()
+            shutil.rmtree(tmp, ignore_errors=True)
+        await job
+
+    def _copy_compacted(self, tmp: Path, loop, copied: asyncio.Future, swapped: threading.Event) -> None:
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            self._env.copy(str(tmp), compact=True)
+            with open(tmp / "data.mdb", "rb") as f:
+                os.fsync(f.fileno())
+        except BaseException as e:
+            loop.call_soon_threadsafe(_settle_future, copied, e)
+            return
+        loop.call_soon_threadsafe(_settle_future, copied, None)
+        swapped.wait()  # no write job runs until the copy is in place
+
     # -- the writer thread ---------------------------------------------------------------------
     # One thread does every write, in the order asked, so the event loop never waits for the
     # disk. A plain queue and call_soon_threadsafe cost less per batch than an executor.
@@ -191,3 +245,11 @@ class LmdbLog(LocalLog):
         self._jobs.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
         self._env.close()
+
+
+def _settle_future(fut: asyncio.Future, exc: BaseException | None) -> None:
+    if not fut.done():
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)

@@ -79,5 +79,11 @@ class LocalLog(ABC):
     def size_bytes(self) -> int:
         return 0
 
+    def size_in_use(self) -> int:
+        return 0
+
+    async def defragment(self) -> None:  # noqa: B027 - not abstract: nothing to do by default
+        """Nothing to return on the memory log."""
+
     async def open(self) -> None:  # noqa: B027 - not abstract: local logs open in __init__
         pass

@@ -57,18 +57,25 @@ def backend_revisions(mvcc: MVCCStore, upto: int = 0) -> Iterator[tuple[int, int
             yield item
 
 
-def backend_revisions_in_steps(mvcc: MVCCStore, upto: int = 0) -> Iterator:
+def backend_revisions_in_steps(mvcc: MVCCStore, upto: int = 0, as_hashed: bool = False) -> Iterator:
     """As ``backend_revisions``, with PAUSE (None) yielded every few thousand records: the
     caller may let other work run there (writes, even a compaction). A compaction since the
-    walk began raises StateChanged at the next step, since what it covers is gone."""
-    return _walk(mvcc, upto or mvcc.current_rev)
+    walk began raises StateChanged at the next step, since what it covers is gone.
+
+    ``as_hashed``: the records etcd 3.4's HashKV reads at ``upto``. Of the revisions at or
+    before the compaction, it takes only those its index would keep at ``upto`` (each key's
+    newest revision by then, if a put); all of them when no key is live at ``upto``.
+    """
+    return _walk(mvcc, upto or mvcc.current_rev, as_hashed)
 
 
-def _walk(mvcc: MVCCStore, upto: int) -> Iterator:
+def _walk(mvcc: MVCCStore, upto: int, as_hashed: bool = False) -> Iterator:
     compact_rev = mvcc.compact_rev
     # What compaction kept: each key's newest revision at or before it, if a put. (Key
     # indexes may still hold older revisions while a compaction goes through them.)
     kept: list[tuple[int, int, KeyValue]] = []
+    kept_at_upto: list[tuple[int, int, KeyValue]] = []  # those still the newest at upto
+    live_at_upto = False
     if compact_rev > 0:
         subs = mvcc.kept_subs
         start = b""
@@ -76,14 +83,23 @@ def _walk(mvcc: MVCCStore, upto: int) -> Iterator:
             keys = mvcc.index.keys_from(start, KEY_CHUNK)
             for key in keys:
                 ki = mvcc.index.get(key)
-                kv = ki.get(compact_rev) if ki is not None else None
+                if ki is None:
+                    continue
+                kv = ki.get(compact_rev)
+                newest = ki.get(upto) if as_hashed else None
+                live_at_upto = live_at_upto or newest is not None
                 if kv is not None and kv.mod_revision <= upto:
-                    kept.append((kv.mod_revision, subs.get((kv.mod_revision, key), 0), kv))
+                    item = (kv.mod_revision, subs.get((kv.mod_revision, key), 0), kv)
+                    kept.append(item)
+                    if newest is kv:
+                        kept_at_upto.append(item)
             if len(keys) < KEY_CHUNK:
                 break
             start = keys[-1] + b"\0"
             yield PAUSE
             _check_unchanged(mvcc, compact_rev)
+        if as_hashed and live_at_upto:
+            kept = kept_at_upto
         kept.sort(key=_main_sub)
     yield from kept
     # Then every revision after the compaction point, from the history, in order.
@@ -158,6 +174,7 @@ def mvcc_from_revisions(items: Iterable[tuple[int, int, KeyValue]], current_rev:
         out.append(main, tuple(changes))
     store.history = out
     store.kept_subs = kept_subs
+    store.size = store.measure_size()
     return store
 
 

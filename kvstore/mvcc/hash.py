@@ -3,7 +3,9 @@
 etcd's HashKV is a CRC-32C (Castagnoli) over the name of its ``key`` bucket, then over each
 record of that bucket up to the hashed revision, in key order: the revision key and the
 marshaled KeyValue (backend_view.py). Two members holding the same revisions agree, and so do
-kvstore and etcd given the same writes.
+kvstore and etcd given the same writes. After a compaction, etcd 3.4 hashes only the older
+records its index keeps at the hashed revision (``keep := kvindex.Keep(rev)`` in its
+HashByRev), not all that compaction kept: so does this.
 
 etcd's Hash covers its whole bbolt file, which depends on bbolt's page layout: kvstore's
 cannot match it. Here it covers the same records, then the leases and the revisions, so it is
@@ -46,7 +48,7 @@ def hash_kv_steps(mvcc, rev: int) -> Iterator:
     """HashKV's hash at ``rev`` (already checked against the compaction and the current
     revision), computed in steps: PAUSE between steps, then the hash. A compaction meanwhile
     raises backend_view.StateChanged."""
-    return hash_records(backend_revisions_in_steps(mvcc, rev))
+    return hash_records(backend_revisions_in_steps(mvcc, rev, as_hashed=True))
 
 
 def state_hash_steps(mvcc, leases: list) -> Iterator:

@@ -13,6 +13,7 @@ from .core import History, KeyValue, codec
 from .index import TreeIndex
 
 SNAPSHOT_FORMAT = 4  # 1: nested lists; 2: generations; 3: envelope first
+REVISION_KEY_BYTES = 17  # what etcd's backend keys a revision's record by (backend_view.py)
 
 
 class RangeResult(NamedTuple):
@@ -39,6 +40,9 @@ class MVCCStore:
         # (revision, key) -> sub-revision, for what compaction kept of revisions the history
         # no longer holds, where the sub-revision is not 0 (backend_view.py).
         self.kept_subs: dict[tuple[int, bytes], int] = {}
+        # The bytes of every revision held, as etcd's key bucket would hold them (its record
+        # and revision key): the state's size, for the quota and Status.
+        self.size = 0
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -141,8 +145,11 @@ class MVCCStore:
         for key in keys:
             ki = index.get(key)
             assert ki is not None  # keys_from just listed it
-            if ki.compact(rev):
-                index.remove(key)
+            old = ki.revisions_at(rev)
+            if len(old) > 1 or old and not old[-1].version:  # something to drop
+                if ki.compact(rev):
+                    index.remove(key)
+                self.size -= _revisions_size(old) - _revisions_size(ki.revisions_at(rev))
         if len(keys) < max_keys:
             self._compact_from = None
             return False
@@ -159,6 +166,10 @@ class MVCCStore:
 
     def _commit(self, rev: int, changes: list, prevs: list) -> None:
         self.current_rev = rev
+        size = self.size
+        for kv in changes:
+            size += len(kv.encoded) + REVISION_KEY_BYTES
+        self.size = size
         self.history.append(rev, tuple(changes))
         for observe in self.observers:
             observe(rev, changes, prevs)
@@ -170,7 +181,8 @@ class MVCCStore:
         return {"format": SNAPSHOT_FORMAT, "current_rev": self.current_rev,
                 "compact_rev": self.compact_rev, "keys": codec.encode_keys(self.index.all()),
                 "history": codec.encode_history(self.history),
-                "kept_subs": [[r, key, sub] for (r, key), sub in self.kept_subs.items()]}
+                "kept_subs": [[r, key, sub] for (r, key), sub in self.kept_subs.items()],
+                "size": self.size}
 
     @classmethod
     def load(cls, state: dict) -> MVCCStore:
@@ -184,7 +196,17 @@ class MVCCStore:
         store.history = codec.decode_history(state["history"], {ki.key: ki for ki in key_indexes})
         # (Absent from snapshots of kvstore before 0.14: their sub-revisions read as 0.)
         store.kept_subs = {(r, key): sub for r, key, sub in state.get("kept_subs", ())}
+        size = state.get("size")
+        store.size = size if size is not None else store.measure_size()
         return store
+
+    def measure_size(self) -> int:
+        """The state's size, counted revision by revision (``size`` keeps it up to date)."""
+        return sum(_revisions_size(ki.revisions) for ki in self.index.all())
+
+
+def _revisions_size(revisions) -> int:
+    return sum(len(kv.encoded) for kv in revisions) + REVISION_KEY_BYTES * len(revisions)
 
 
 class WriteTxn:

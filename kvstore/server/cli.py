@@ -84,6 +84,9 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     s.add_argument("--initial-advertise-peer-urls", type=_urls, default=None,
                    help="peer URLs shown by member list (default: http://localhost:2380 for a "
                         "single member, the NATS URLs on jetstream)")
+    s.add_argument("--listen-peer-urls", type=_urls, default=None,
+                   help="accepted for etcd's command lines; kvstore members talk through their "
+                        "shared log, so nothing listens there")
     s.add_argument("--log-backend", type=_log_backend, default="lmdb",
                    help=f"where writes are made durable and replicated: {', '.join(BACKENDS)}, "
                         "or a log URL (nats://host:4222,...)")
@@ -98,6 +101,9 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                    help="maximum client request size in bytes the server will accept")
     s.add_argument("--max-txn-ops", type=_positive_int, default=d.max_txn_ops,
                    help="maximum number of operations permitted in a transaction")
+    s.add_argument("--quota-backend-bytes", type=int, default=d.quota_backend_bytes,
+                   help="raise the NOSPACE alarm when the state's size exceeds this many bytes "
+                        "(0: etcd's default, 2 GiB; negative: no quota)")
     s.add_argument("--snapshot-count", type=_positive_int, default=d.snapshot_count,
                    help="applied entries between two MVCC snapshots")
     s.add_argument("--watch-progress-notify-interval", type=_duration,
@@ -178,6 +184,7 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         client_urls=args.advertise_client_urls or listen,
         peer_urls=args.initial_advertise_peer_urls or [],
         progress_notify_interval=args.watch_progress_notify_interval,
+        quota_backend_bytes=args.quota_backend_bytes,
         cluster_name=args.cluster_name if log_options else None)
     return ServerConfig(
         store=store, data_dir=args.data_dir, listen_client_urls=listen,

@@ -19,6 +19,8 @@ class StoreConfig:
     peer_urls: list[str] = field(default_factory=list)  # advertised in MemberList
     progress_notify_interval: float = 600.0  # etcd's 10 minutes
     min_lease_ttl: int = DEFAULT_MIN_TTL
+    # etcd's --quota-backend-bytes: 0 is its default (2 GiB), negative no quota (quota.py).
+    quota_backend_bytes: int = 0
     # Members of one cluster share a log and report one cluster id, derived from this name;
     # None: a single member, whose cluster id is drawn once.
     cluster_name: str | None = None

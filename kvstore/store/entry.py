@@ -33,6 +33,8 @@ LEASE_REVOKE = 0x52  # "R"
 LEASE_EXPIRE = 0x58  # "X"
 # A member won the election for lease expiry: from this entry on, it is the leader of the term.
 LEADER = 0x4C  # "L"
+# An alarm request (GET, ACTIVATE, DEACTIVATE): alarms are replicated state, as in etcd.
+ALARM = 0x41  # "A"
 
 _TWO_U64 = struct.Struct(">QQ")
 
@@ -70,6 +72,7 @@ MESSAGES: dict[int, type[Any]] = {  # each with FromString
     LEASE_REVOKE: pb.LeaseRevokeRequest,
     LEASE_EXPIRE: LeaseExpire,
     LEADER: Leader,
+    ALARM: pb.AlarmRequest,
 }
 
 RECORD_VERSION = 1

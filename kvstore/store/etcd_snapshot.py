@@ -26,6 +26,7 @@ from .etcd_db import Member, write_db
 logger = logging.getLogger(__name__)
 
 CHUNK = 32 * 1024  # etcd's snapshotSendBufferSize
+ATTEMPTS = 3  # builds a compaction may overtake before one runs without pausing
 
 
 class SnapshotState(NamedTuple):
@@ -41,29 +42,33 @@ async def build(take: Callable[[], SnapshotState], current_mvcc: Callable[[], MV
     """A temporary file (in ``temp_dir``, unnamed: nothing is left behind) holding the db of
     the state ``take()`` gives, and its size. Between steps the loop runs other work; a
     compaction or a new MVCC state (``current_mvcc()``) meanwhile starts over from a new
-    ``take()``."""
-    while True:
+    ``take()``. After ATTEMPTS such restarts the build runs in one go, so that nothing can
+    change under it (as store/hashing.py's computations do)."""
+    for attempt in range(ATTEMPTS + 1):
         state = take()
         mvcc = state.mvcc
         out = tempfile.TemporaryFile(prefix="kvstore-snapshot-", dir=temp_dir)
         steps = write_db(out, backend_revisions_in_steps(mvcc, mvcc.current_rev),
                          [tuple(lease) for lease in state.leases], [state.member],
                          state.applied_index, mvcc.compact_rev)
+        pause = attempt < ATTEMPTS
         try:
             while True:
                 try:
                     next(steps)
                 except StopIteration as done:
                     return out, done.value
-                await asyncio.sleep(0)
-                if current_mvcc() is not mvcc:
-                    raise StateChanged("a snapshot was installed")
+                if pause:
+                    await asyncio.sleep(0)
+                    if current_mvcc() is not mvcc:
+                        raise StateChanged("a snapshot was installed")
         except StateChanged as e:
             out.close()
             logger.info("snapshot stream: %s; building again", e)
         except BaseException:
             out.close()
             raise
+    raise AssertionError("unreachable: the last attempt does not pause")
 
 
 async def stream(take: Callable[[], SnapshotState], current_mvcc: Callable[[], MVCCStore],

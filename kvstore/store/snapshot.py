@@ -36,7 +36,8 @@ SLICE_KEYS = 5_000  # keys encoded per turn of the loop (~3 ms at 256-byte value
 
 
 class Capture:
-    def __init__(self, mvcc: MVCCStore, leases: list, index: int, leader: tuple[int, int] = (0, 0)):
+    def __init__(self, mvcc: MVCCStore, leases: list, index: int, leader: tuple[int, int] = (0, 0),
+                 alarms: list | None = None):
         self.index = index
         self._leader = leader
         self._mvcc = mvcc
@@ -45,7 +46,9 @@ class Capture:
         self._key_indexes = list(mvcc.index.all())
         self._history = codec.encode_history(mvcc.history)
         self._kept_subs = [[r, key, sub] for (r, key), sub in mvcc.kept_subs.items()]
+        self._size = mvcc.size
         self._leases = leases
+        self._alarms = alarms or []
 
     async def parts(self, current_mvcc) -> AsyncIterator[bytes]:
         """The file's parts, made one slice of keys at a time as the log writes them; raises
@@ -67,7 +70,7 @@ class Capture:
         yield snapshot_file.tail(
             {"index": self.index, "format": SNAPSHOT_FORMAT, "current_rev": self._rev,
              "compact_rev": self._compact_rev, "leases": self._leases, "leader": list(self._leader),
-             "kept_subs": self._kept_subs},
+             "kept_subs": self._kept_subs, "size": self._size, "alarms": self._alarms},
             keys, self._history, len(kis))
 
 
@@ -75,6 +78,7 @@ class Snapshot(NamedTuple):
     mvcc: MVCCStore
     leases: list  # [[id, ttl], ...]
     leader: tuple[int, int]  # (member id, term) of the leader as of the snapshot
+    alarms: list = []  # [[member id, alarm type], ...] raised
 
 
 def parse(data: bytes) -> Snapshot:
@@ -84,9 +88,9 @@ def parse(data: bytes) -> Snapshot:
     try:
         mvcc = MVCCStore.load({"format": env["format"], "current_rev": env["current_rev"],
                                "compact_rev": env["compact_rev"], "keys": keys, "history": history,
-                               "kept_subs": env.get("kept_subs", ())})
+                               "kept_subs": env.get("kept_subs", ()), "size": env.get("size")})
         leader_id, term = env.get("leader", (0, 0))
-        return Snapshot(mvcc, env["leases"], (leader_id, term))
+        return Snapshot(mvcc, env["leases"], (leader_id, term), env.get("alarms", []))
     except SnapshotCorrupt:
         raise
     except (ValueError, KeyError, TypeError) as e:

@@ -33,16 +33,19 @@ from ..log import (
 )
 from ..mvcc import MVCCStore
 from ..mvcc.core import wire
+from ..mvcc.hash import hash_kv_steps, state_hash_steps
 from ..mvcc.lease import LeaseTable, live_kvs
 from ..mvcc.watch_hub import WatchHub
 from ..mvcc.wire import varint
-from . import entry, recovery, snapshot, validate
+from . import entry, members, quota, recovery, snapshot, validate
+from .alarms import AlarmTable
 from .apply import Applier
 from .apply_loop import ApplyLoop
 from .compactor import Compactor
 from .config import StoreConfig
 from .etcd_db import Member
 from .etcd_snapshot import SnapshotState, stream as etcd_snapshot_stream
+from .hashing import run_in_steps
 from .identity import Identity, load_identity
 from .lessor import Lessor
 from .proposer import Proposer
@@ -57,6 +60,7 @@ logger = logging.getLogger(__name__)
 # etcd's peer URL default (--initial-advertise-peer-urls), shown by MemberList for a member
 # that has no peers to be reached by.
 DEFAULT_PEER_URL = "http://localhost:2380"
+PEER_URLS_KEY = "peer_urls"  # in member storage: this member's peer URLs, once MemberUpdate set them
 CLOSE_TIMEOUT = 5.0  # for what is in flight to come back from the log at close
 
 
@@ -118,8 +122,12 @@ class Store:
         # Done (with the error) once the member has stopped applying the log: it must stop.
         self.failed: asyncio.Future | None = None
         self._recovered = False
-        # Raised alarms (pb.AlarmType): NOSPACE while the log's medium is full.
-        self.alarms: set[int] = set()
+        # The alarms raised through the log (replicated state), and this member's own:
+        # its log's medium is full (no entry can go through the log to say so).
+        self.alarm_table = AlarmTable()
+        self._medium_full = False
+        self._nospace_proposed = False  # a NOSPACE alarm for the quota is on its way
+        self.quota_bytes = quota.quota_bytes(config.quota_backend_bytes)
 
     def _applied_entries(self) -> int:
         assert self._apply_loop is not None  # the snapshotter runs once the store has started
@@ -216,6 +224,7 @@ class Store:
         leases.load(snap.leases, live_kvs(snap.mvcc.index))
         self._set_state(snap.mvcc, leases)
         self.leader_id, self.term = snap.leader
+        self.alarm_table.load(snap.alarms)
         self._leadership_changed()
 
     async def install_snapshot(self, first_index: int) -> None:
@@ -246,10 +255,8 @@ class Store:
     def _log_full(self, full: bool) -> None:
         """The log found its medium full (writes fail with etcd's "database space exceeded";
         reads go on), or took an append again once space was freed."""
-        if full:
-            self.alarms.add(pb.AlarmType.NOSPACE)
-        else:
-            self.alarms.discard(pb.AlarmType.NOSPACE)
+        self._medium_full = full
+        if not full:
             logger.warning("the log takes appends again: NOSPACE alarm cleared")
 
     def _fatal(self, exc: BaseException) -> None:
@@ -320,12 +327,18 @@ class Store:
         messages whose header is filled here."""
         a = self.applier
         if kind == entry.PUT:
+            if self.alarm_table.nospace:  # etcd's capped applier: nothing that grows
+                raise errors.NoSpace()
             return a.put(request, header=self.header_bytes)
         if kind == entry.TXN:
+            if self.alarm_table.nospace and quota.txn_cost(request):
+                raise errors.NoSpace()
             return a.txn(request, header=self.header_bytes)
         if kind == entry.DELETE_RANGE:
             return a.delete_range(request, header=self.header_bytes)
         if kind == entry.LEASE_GRANT:
+            if self.alarm_table.nospace:
+                raise errors.NoSpace()
             resp = a.lease_grant(request)
             lease = self.leases.get(resp.ID)
             assert lease is not None  # just granted
@@ -340,6 +353,11 @@ class Store:
         if kind == entry.COMPACT:
             resp = a.compact(request)
             self.compactor.schedule()
+            return self._fill(resp)
+        if kind == entry.ALARM:
+            resp = self.alarm_table.apply(request)
+            if request.action == pb.AlarmRequest.ACTIVATE and request.alarm == pb.AlarmType.NOSPACE:
+                self._nospace_proposed = False
             return self._fill(resp)
         if kind == entry.LEADER:
             if request.term <= self.term:
@@ -358,7 +376,7 @@ class Store:
 
     def _capture(self) -> Capture:
         return Capture(self.mvcc, self.leases.dump(), self._applied_index(),
-                       (self.leader_id, self.term))
+                       (self.leader_id, self.term), self.alarm_table.dump())
 
     async def _snapshot_saved(self, index: int) -> None:
         """A snapshot is durable here. On a single member the log drops what it covers. On a
@@ -488,6 +506,8 @@ class Store:
 
     def put_encoded(self, r: pb.PutRequest) -> asyncio.Future[bytes]:
         validate.check_put(r)
+        if self.quota_bytes:
+            self._check_quota(quota.put_cost(r))
         return self._propose(entry.PUT, r)
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
@@ -507,6 +527,8 @@ class Store:
             if self._reads is None or validate.is_txn_serializable(r):
                 return self.applier.txn(r, header=self.header_bytes)
             return self._after_read_index(lambda: self.applier.txn(r, header=self.header_bytes))
+        if self.quota_bytes:
+            self._check_quota(quota.txn_cost(r))
         return self._propose(entry.TXN, r)
 
     async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
@@ -539,6 +561,8 @@ class Store:
     # -- leases --------------------------------------------------------------------------------
 
     async def lease_grant(self, r: pb.LeaseGrantRequest) -> pb.LeaseGrantResponse:
+        if self.quota_bytes:
+            self._check_quota(quota.LEASE_OVERHEAD)
         if r.ID == 0:  # the server picks: a positive id not in use, fixed before proposing
             r = pb.LeaseGrantRequest(TTL=r.TTL, ID=self._new_lease_id())
         return await self._propose(entry.LEASE_GRANT, r)
@@ -573,10 +597,100 @@ class Store:
         by_expiry = sorted(self.leases.leases.values(), key=lambda lease: (lease.expiry or 0, lease.id))
         return self._fill(pb.LeaseLeasesResponse(leases=[pb.LeaseStatus(ID=lease.id) for lease in by_expiry]))
 
+    # -- quota and alarms ----------------------------------------------------------------------
+
+    def state_bytes(self) -> int:
+        """The state's size as etcd's buckets would hold it (quota.py)."""
+        return self.mvcc.size + quota.LEASE_RECORD_BYTES * len(self.leases.leases)
+
+    def _check_quota(self, cost: int) -> None:
+        """etcd's quota check before a write is proposed: over the quota, the write gets
+        NOSPACE and this member raises the NOSPACE alarm (once)."""
+        if self.state_bytes() + cost < self.quota_bytes:
+            return
+        assert self.identity is not None  # requests follow start()
+        member = self.identity.member_id
+        if not self._nospace_proposed and not self.alarm_table.raised(member, pb.AlarmType.NOSPACE):
+            self._nospace_proposed = True
+            logger.warning("the state (%d bytes) reached the quota (%d bytes): raising NOSPACE",
+                           self.state_bytes(), self.quota_bytes)
+            fut = self._propose(entry.ALARM, pb.AlarmRequest(
+                action=pb.AlarmRequest.ACTIVATE, memberID=member, alarm=pb.AlarmType.NOSPACE))
+            fut.add_done_callback(self._nospace_settled)
+        raise errors.NoSpace()
+
+    def _nospace_settled(self, fut: asyncio.Future) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self._nospace_proposed = False  # not applied: the next write over quota tries again
+
+    @property
+    def alarms(self) -> set[int]:
+        """The alarm types raised, by any member or by this one's full medium."""
+        raised: set[int] = {m.alarm for m in self.alarm_table.get()}
+        if self._medium_full:
+            raised.add(pb.AlarmType.NOSPACE)
+        return raised
+
+    async def alarm(self, r: pb.AlarmRequest) -> pb.AlarmResponse:
+        """etcd's Alarm: every action goes through the log, as in etcd. This member's full
+        medium shows in GET as its NOSPACE alarm (it cannot be written to the log)."""
+        if r.action == pb.AlarmRequest.GET and self._medium_full:
+            resp = self.alarm_table.apply(r)
+            assert self.identity is not None  # requests follow start()
+            mine = pb.AlarmMember(memberID=self.identity.member_id, alarm=pb.AlarmType.NOSPACE)
+            if r.alarm in (pb.AlarmType.NONE, pb.AlarmType.NOSPACE) and mine not in resp.alarms:
+                resp.alarms.append(mine)
+            return self._fill(resp)
+        return await self._propose(entry.ALARM, r)
+
+    # -- hashes ---------------------------------------------------------------------------------
+
+    async def hash_kv(self, r: pb.HashKVRequest) -> pb.HashKVResponse:
+        """etcd's HashKV: the CRC-32C of the key bucket up to a revision (mvcc/hash.py),
+        computed a few thousand records per turn of the event loop."""
+        mvcc = self.mvcc
+        rev = r.revision
+        if 0 < rev <= mvcc.compact_rev:
+            raise errors.Compacted()
+        if rev > mvcc.current_rev:
+            raise errors.FutureRev()
+        rev = rev or mvcc.current_rev
+        compact_rev, current_rev = mvcc.compact_rev, mvcc.current_rev
+        h = await run_in_steps(lambda: hash_kv_steps(self.mvcc, rev))
+        resp = pb.HashKVResponse(hash=h, compact_revision=compact_rev, hash_revision=rev)
+        resp.header.revision = current_rev
+        return self._fill(resp)
+
+    async def hash(self) -> pb.HashResponse:
+        """A hash of the whole state (revisions, leases): stable for the same state, unlike
+        etcd's, which hashes its database file."""
+        current_rev = self.mvcc.current_rev
+        h = await run_in_steps(lambda: state_hash_steps(self.mvcc, self.leases.dump()))
+        resp = pb.HashResponse(hash=h)
+        resp.header.revision = current_rev
+        return self._fill(resp)
+
     # -- member --------------------------------------------------------------------------------
 
     def db_size(self) -> int:
+        """Bytes on the medium: the log's files and the snapshot (the state's size in memory
+        on the memory log)."""
+        if not self.storage.durable:
+            return self.state_bytes()
         return self.log.size_bytes() + self.storage.size_bytes()
+
+    def db_size_in_use(self) -> int:
+        """Of those, what is in use: the log's pages holding records, and the snapshot."""
+        if not self.storage.durable:
+            return self.state_bytes()
+        return self.log.size_in_use() + self.storage.size_bytes()
+
+    async def defragment(self) -> pb.DefragmentResponse:
+        """etcd's Defragment, here: a snapshot now (the log drops what it covers), then the
+        log's file rewritten without its free pages, and the freed space returned."""
+        await self.snapshot()
+        await self.log.defragment()
+        return self._fill(pb.DefragmentResponse())
 
     def healthy(self) -> bool:
         return (not self.alarms and self._proposer is not None and self._proposer.healthy
@@ -596,9 +710,9 @@ class Store:
         return self._proposer.entries if self._proposer is not None else 0
 
     def status(self) -> pb.StatusResponse:
-        size = self.db_size()
         return self._fill(pb.StatusResponse(
-            version=self.etcd_version, dbSize=size, dbSizeInUse=size, leader=self.leader_id,
+            version=self.etcd_version, dbSize=self.db_size(), dbSizeInUse=self.db_size_in_use(),
+            leader=self.leader_id,
             raftIndex=self.applied_index, raftTerm=self.term, raftAppliedIndex=self.applied_index,
             isLearner=False, errors=self.alarm_texts()))
 
@@ -608,17 +722,74 @@ class Store:
         return [f"memberID:{self.identity.member_id} alarm:{pb.AlarmType.Name(a)} "
                 for a in sorted(self.alarms)]
 
-    def member_list(self) -> pb.MemberListResponse:
+    def _members(self) -> list[pb.Member]:
         if self.cluster is None:
             ident = self.identity
             assert ident is not None  # requests follow start()
-            members = [pb.Member(ID=ident.member_id, name=self.name,
-                                 clientURLs=self.config.client_urls,
-                                 peerURLs=self.config.peer_urls or [DEFAULT_PEER_URL])]
-        else:
-            members = [pb.Member(ID=m.member_id, name=m.name, clientURLs=m.client_urls,
-                                 peerURLs=m.peer_urls) for m in self.cluster.members()]
-        return self._fill(pb.MemberListResponse(members=members))
+            return [pb.Member(ID=ident.member_id, name=self.name, clientURLs=self.config.client_urls,
+                              peerURLs=self.peer_urls())]
+        return [pb.Member(ID=m.member_id, name=m.name, clientURLs=m.client_urls,
+                          peerURLs=m.peer_urls) for m in self.cluster.members()]
+
+    def peer_urls(self) -> list[str]:
+        """This member's peer URLs: as MemberUpdate last set them, else as configured."""
+        updated = self.storage.get_meta(PEER_URLS_KEY)
+        if updated is not None:
+            return updated.decode().split(",")
+        return self.config.peer_urls or [DEFAULT_PEER_URL]
+
+    def member_list(self) -> pb.MemberListResponse:
+        return self._fill(pb.MemberListResponse(members=self._members()))
+
+    def _member(self, member_id: int) -> pb.Member:
+        for m in self._members():
+            if m.ID == member_id:
+                return m
+        raise errors.MemberNotFound()
+
+    def _check_peer_urls(self, urls, member_id: int = 0) -> None:
+        if not urls or not all(members.valid_url(u) for u in urls):
+            raise errors.MemberBadURLs()
+        for m in self._members():
+            if m.ID != member_id and set(m.peerURLs) & set(urls):
+                raise errors.PeerURLExist()
+
+    async def member_add(self, r: pb.MemberAddRequest) -> pb.MemberAddResponse:
+        """Members join a kvstore cluster by starting on its log, not by being added: after
+        etcd's checks of the URLs, the answer is etcd's refusal of a re-configuration."""
+        self._check_peer_urls(list(r.peerURLs))
+        raise errors.MemberNotEnoughStarted()
+
+    async def member_remove(self, member_id: int) -> pb.MemberRemoveResponse:
+        """As etcd answers for the only member; members of a shared log leave by stopping."""
+        self._member(member_id)
+        raise errors.MemberNotEnoughStarted()
+
+    async def member_update(self, r: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
+        """Sets this member's peer URLs (kept in its data dir, as etcd keeps membership)."""
+        self._member(r.ID)
+        self._check_peer_urls(list(r.peerURLs), r.ID)
+        assert self.identity is not None  # requests follow start()
+        if r.ID != self.identity.member_id or self.cluster is not None:
+            raise errors.MemberNotEnoughStarted()
+        self.storage.put_meta(PEER_URLS_KEY, ",".join(r.peerURLs).encode())
+        return self._fill(pb.MemberUpdateResponse(members=self._members()))
+
+    async def member_promote(self, member_id: int) -> pb.MemberPromoteResponse:
+        """No member is a learner here."""
+        self._member(member_id)
+        raise errors.MemberNotLearner()
+
+    async def move_leader(self, target: int) -> pb.MoveLeaderResponse:
+        """etcd's MoveLeader: only the leader moves its leadership, to a member."""
+        assert self.identity is not None  # requests follow start()
+        if not self.has_leader() or self.leader_id != self.identity.member_id:
+            raise errors.NotLeader()
+        if target not in {m.ID for m in self._members()}:
+            raise errors.BadLeaderTransferee()
+        if target != self.identity.member_id:
+            raise errors.MoveLeaderUnsupported()
+        return self._fill(pb.MoveLeaderResponse())
 
 
 async def _parts(data: bytes):

@@ -11,3 +11,15 @@ class ClusterService:
 
     async def MemberList(self, request: pb.MemberListRequest) -> pb.MemberListResponse:
         return self.store.member_list()
+
+    async def MemberAdd(self, request: pb.MemberAddRequest) -> pb.MemberAddResponse:
+        return await self.store.member_add(request)
+
+    async def MemberRemove(self, request: pb.MemberRemoveRequest) -> pb.MemberRemoveResponse:
+        return await self.store.member_remove(request.ID)
+
+    async def MemberUpdate(self, request: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
+        return await self.store.member_update(request)
+
+    async def MemberPromote(self, request: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
+        return await self.store.member_promote(request.ID)
