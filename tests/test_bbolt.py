@@ -1,6 +1,7 @@
 """The bbolt reader and writer (kvstore/bbolt): round trips through branch, leaf, overflow and
 inline pages; the compiled page codec against its pure twin; damaged files refused."""
 import io
+import os
 import random
 import struct
 
@@ -121,6 +122,12 @@ def test_freelist_page_round_trip():
 
 
 # -- compiled page codec against its pure twin ------------------------------------------------
+
+def test_compiled_page_codec_is_selected_unless_disabled():
+    from kvstore.bbolt import page_codec_select
+
+    assert page_codec_select.COMPILED == (os.environ.get("KVSTORE_NO_EXT", "") in ("", "0"))
+
 
 @pytest.mark.parametrize("seed", range(40))
 def test_page_codec_twins_agree(seed):
