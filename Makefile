@@ -22,7 +22,7 @@ test: install-test
 # kvstore; stubtest holds the stubs of the compiled modules (kvstore/_ext/*.pyi) to the built
 # modules (make install or install-test builds them).
 STUBBED = kvstore._ext.mvcc_core kvstore._ext.hpack kvstore._ext.h2frames kvstore._ext.unary_client \
-	kvstore._ext.latency
+	kvstore._ext.latency kvstore._ext.bbolt_pages
 lint:
 	$(PYTHON) -m ruff check kvstore tests bench tools
 	$(PYTHON) -m mypy

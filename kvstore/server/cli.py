@@ -16,6 +16,7 @@ from ..partition.worker import tie_to_supervisor
 from ..store.config import StoreConfig
 from .check import add_check_parser, main as run_check
 from .config import ConfigError, ServerConfig, split_urls
+from .restore import add_restore_parser, main as run_restore
 from .snapshot_status import add_snapshot_parser, main as snapshot_status
 from .transport.connection_limits import ConnectionLimits
 
@@ -141,6 +142,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     add_load_parser(sub)
     add_check_parser(sub)
     add_snapshot_parser(sub)
+    add_restore_parser(sub)
     return p, s
 
 
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(args)
     if args.command == "snapshot":
         return snapshot_status(args)
+    if args.command == "restore":
+        return run_restore(args)
     _configure_logging(args.log_level)
     if partitioned(args):
         return _run(lambda: build_supervisor(args, serve_parser).run())

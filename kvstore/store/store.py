@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import errors
@@ -42,6 +43,8 @@ from .apply import Applier
 from .apply_loop import ApplyLoop
 from .compactor import Compactor
 from .config import StoreConfig
+from .etcd_db import Member
+from .etcd_snapshot import SnapshotState, stream as etcd_snapshot_stream
 from .hashing import run_in_steps
 from .identity import Identity, load_identity
 from .lessor import Lessor
@@ -399,6 +402,21 @@ class Store:
     async def snapshot(self) -> None:
         """Saves the applied state now, so recovery starts here (the log drops what it covers)."""
         await self.snapshotter.save_now()
+
+    def etcd_snapshot(self) -> AsyncIterator[bytes]:
+        """Maintenance.Snapshot's responses, serialized: the applied state as an etcd 3.4 db
+        file, built while writes go on (etcd_snapshot.py), in the data dir if there is one (a
+        large state's db may not fit a tmpfs /tmp)."""
+        data_dir = getattr(self.storage, "dir", None)
+        return etcd_snapshot_stream(self._etcd_snapshot_state, lambda: self.mvcc,
+                                    str(data_dir) if data_dir is not None else None)
+
+    def _etcd_snapshot_state(self) -> SnapshotState:
+        ident = self.identity
+        assert ident is not None  # requests follow start()
+        member = Member(ident.member_id, self.name, self.config.peer_urls or [DEFAULT_PEER_URL],
+                        list(self.config.client_urls))
+        return SnapshotState(self.mvcc, self.leases.dump(), self.applied_index, member)
 
     @property
     def applied_index(self) -> int:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from ...api import rpc_pb2 as pb
 
 
@@ -26,3 +28,7 @@ class MaintenanceService:
 
     async def MoveLeader(self, request: pb.MoveLeaderRequest) -> pb.MoveLeaderResponse:
         return await self.store.move_leader(request.targetID)
+
+    async def Snapshot(self, request: pb.SnapshotRequest) -> AsyncIterator[bytes]:
+        async for response in self.store.etcd_snapshot():
+            yield response

@@ -1,0 +1,196 @@
+"""etcd 3.4's backend db (a bbolt file) as kvstore writes and reads it: its snapshots.
+
+The buckets, as etcd 3.4 lays them out:
+
+    key              revision key (main ``_`` sub, ``t`` for a tombstone) -> mvccpb.KeyValue
+    meta             consistent_index -> u64; scheduledCompactRev / finishedCompactRev ->
+                     the compaction's revision key, once compacted
+    lease            lease id (u64) -> leasepb.Lease{ID, TTL}
+    members          member id (hex) -> JSON {id, peerURLs, name, clientURLs}
+    members_removed, alarm, authRoles, authUsers: empty here
+    cluster          clusterVersion -> "3.4.0"
+    auth             authRevision -> u64 1 (what a new etcd writes)
+
+All integers are big-endian. The revision keys and records are mvcc/backend_view.py's.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Generator, Iterable, Iterator
+from typing import NamedTuple
+
+from ..api import kv_pb2
+from ..bbolt import BoltCorrupt, BoltFile, BoltWriter
+from ..mvcc.backend_view import PAUSE, backend_value, parse_revision_key, revision_key
+from ..mvcc.core import KeyValue
+from ..mvcc.wire import varint
+
+KEY = b"key"
+META = b"meta"
+LEASE = b"lease"
+MEMBERS = b"members"
+CONSISTENT_INDEX = b"consistent_index"
+SCHEDULED_COMPACT = b"scheduledCompactRev"
+FINISHED_COMPACT = b"finishedCompactRev"
+CLUSTER_VERSION = b"3.4.0"  # etcd 3.4 records its cluster version as major.minor.0
+_U64 = struct.Struct(">Q")
+_FLUSH_RECORDS = 4096  # revision records handed to the bbolt writer at a time
+
+
+class EtcdDbCorrupt(ValueError):
+    """The file is not an intact etcd db (bbolt damaged, or its buckets not etcd's)."""
+
+
+class Member(NamedTuple):
+    id: int
+    name: str
+    peer_urls: list[str]
+    client_urls: list[str]
+
+
+class EtcdDb(NamedTuple):
+    """What kvstore takes from an etcd db."""
+    revisions: list[tuple[int, int, KeyValue]]  # (main, sub, KeyValue), in (main, sub) order
+    current_rev: int
+    compact_rev: int  # -1: never compacted
+    leases: list[tuple[int, int]]  # (id, granted TTL)
+    consistent_index: int
+
+
+# -- records ------------------------------------------------------------------------------------
+
+def lease_record(lease_id: int, ttl: int) -> tuple[bytes, bytes]:
+    """The lease bucket's pair: leasepb.Lease{ID, TTL} (zero fields left out, as gogoproto)."""
+    value = b""
+    if lease_id:
+        value += b"\x08" + varint(lease_id & 0xFFFF_FFFF_FFFF_FFFF)
+    if ttl:
+        value += b"\x10" + varint(ttl & 0xFFFF_FFFF_FFFF_FFFF)
+    return _U64.pack(lease_id & 0xFFFF_FFFF_FFFF_FFFF), value
+
+
+def parse_lease(value: bytes) -> tuple[int, int]:
+    """(ID, TTL) of a leasepb.Lease (its RemainingTTL, field 3, is read past)."""
+    fields = {1: 0, 2: 0, 3: 0}
+    i = 0
+    while i < len(value):
+        tag, i = _read_varint(value, i)
+        if tag & 7 != 0 or tag >> 3 not in fields:
+            raise EtcdDbCorrupt(f"lease record: unexpected field {tag >> 3} (wire type {tag & 7})")
+        n, i = _read_varint(value, i)
+        fields[tag >> 3] = n - (1 << 64) if n >> 63 else n
+    return fields[1], fields[2]
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise EtcdDbCorrupt("lease record: a truncated varint")
+        b = data[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            return n, i
+        shift += 7
+
+
+def member_record(m: Member) -> tuple[bytes, bytes]:
+    """The members bucket's pair, as etcd's membership store writes it."""
+    value = json.dumps({"id": m.id, "peerURLs": m.peer_urls, "name": m.name,
+                        "clientURLs": m.client_urls}, separators=(",", ":"))
+    return f"{m.id:x}".encode(), value.encode()
+
+
+def meta_records(consistent_index: int, compact_rev: int) -> list[tuple[bytes, bytes]]:
+    records = [(CONSISTENT_INDEX, _U64.pack(consistent_index))]
+    if compact_rev > 0:
+        rev = revision_key(compact_rev, 0)
+        records += [(FINISHED_COMPACT, rev), (SCHEDULED_COMPACT, rev)]
+    return records
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+def write_db(out, revisions: Iterable, leases: Iterable[tuple[int, int]], members: list[Member],
+             consistent_index: int, compact_rev: int) -> Generator[None, None, int]:
+    """Writes the db to ``out`` (seekable); a generator that pauses wherever ``revisions``
+    yields PAUSE (mvcc/backend_view.py's ``backend_revisions_in_steps``), so a caller can let
+    other work run there. Returns the file's size."""
+    w = BoltWriter(out)
+    w.put_bucket(b"alarm", [])
+    w.put_bucket(b"auth", [(b"authRevision", _U64.pack(1))])
+    w.put_bucket(b"authRoles", [])
+    w.put_bucket(b"authUsers", [])
+    w.put_bucket(b"cluster", [(b"clusterVersion", CLUSTER_VERSION)])
+    bucket = w.bucket(KEY)
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    for item in revisions:
+        if item is PAUSE:
+            bucket.add(keys, values)
+            keys, values = [], []
+            yield
+            continue
+        main, sub, kv = item
+        keys.append(revision_key(main, sub, not kv.version))
+        values.append(backend_value(kv))
+        if len(keys) >= _FLUSH_RECORDS:
+            bucket.add(keys, values)
+            keys, values = [], []
+    bucket.add(keys, values)
+    bucket.finish()
+    w.put_bucket(LEASE, sorted(lease_record(i, ttl) for i, ttl in leases))
+    w.put_bucket(MEMBERS, sorted(member_record(m) for m in members))
+    w.put_bucket(b"members_removed", [])
+    w.put_bucket(META, meta_records(consistent_index, compact_rev))
+    return w.finish()
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def read_db(data) -> EtcdDb:
+    """The revisions, leases and compaction of an etcd db's bytes; EtcdDbCorrupt if bbolt
+    would refuse the file or its buckets do not hold what etcd writes."""
+    try:
+        db = BoltFile(data)
+        db.check()
+        if db.bucket(KEY) is None or db.bucket(META) is None:
+            raise EtcdDbCorrupt("not an etcd db: no 'key' or 'meta' bucket")
+        meta = dict(db.items(META))
+        revisions = list(_revisions(db.items(KEY)))
+        leases = [parse_lease(v) for _, v in db.items(LEASE)]
+    except BoltCorrupt as e:
+        raise EtcdDbCorrupt(str(e)) from None
+    compact_rev = -1
+    for name in (FINISHED_COMPACT, SCHEDULED_COMPACT):
+        # A compaction scheduled but not finished is finished by etcd at its next start.
+        if name in meta:
+            try:
+                compact_rev = max(compact_rev, parse_revision_key(meta[name])[0])
+            except ValueError as e:
+                raise EtcdDbCorrupt(f"meta {name.decode()}: {e}") from None
+    index = meta.get(CONSISTENT_INDEX, bytes(8))
+    if len(index) != 8:
+        raise EtcdDbCorrupt(f"meta consistent_index: {len(index)} bytes, not 8")
+    last = revisions[-1][0] if revisions else 1
+    return EtcdDb(revisions, max(last, compact_rev, 1), compact_rev, leases,
+                  _U64.unpack(index)[0])
+
+
+def _revisions(records: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[int, int, KeyValue]]:
+    for key, value in records:
+        try:
+            main, sub, tombstone = parse_revision_key(key)
+            pb = kv_pb2.KeyValue.FromString(value)
+        except Exception as e:  # a bad key, or protobuf's DecodeError
+            raise EtcdDbCorrupt(f"key bucket: record {key.hex()}: {e}") from None
+        if tombstone:
+            yield main, sub, KeyValue.tombstone(pb.key, main)
+            continue
+        if pb.mod_revision != main or not pb.version or not pb.create_revision:
+            raise EtcdDbCorrupt(f"key bucket: record {key.hex()} holds revision "
+                                f"{pb.mod_revision}, version {pb.version}")
+        yield main, sub, KeyValue(pb.key, pb.create_revision, pb.mod_revision, pb.version,
+                                  pb.value, pb.lease)
