@@ -414,7 +414,7 @@ class Store:
     def _etcd_snapshot_state(self) -> SnapshotState:
         ident = self.identity
         assert ident is not None  # requests follow start()
-        member = Member(ident.member_id, self.name, self.config.peer_urls or [DEFAULT_PEER_URL],
+        member = Member(ident.member_id, self.name, self.peer_urls(),
                         list(self.config.client_urls))
         return SnapshotState(self.mvcc, self.leases.dump(), self.applied_index, member)
 
