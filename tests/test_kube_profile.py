@@ -176,7 +176,8 @@ def test_kube_profile_serves_five_partitions_to_etcdctl(kube_profile):
         code, metrics = http_get(f"{part.url}/metrics") if TRANSPORT == "h2" else (200, b"")
         if TRANSPORT == "h2":
             assert code == 200
-            assert f'etcd_debugging_mvcc_current_revision{{partition="{part.name}"}} 2'.encode() in metrics
+            revision = f'etcd_debugging_mvcc_current_revision{{partition="{part.name}"}} 2.0\n'
+            assert revision.encode() in metrics
     # The pods partition holds only its own key.
     pods = Etcdctl(sup.map["pods"].url.split("://")[1])
     assert pods.run("get", "", "--prefix", "--keys-only").stdout.split() == ["/registry/pods/k"]
