@@ -112,6 +112,17 @@ def test_families_have_etcds_names_types_help_and_buckets(servers):
     assert abs(ours.value("process_start_time_seconds") - time.time()) < 600
 
 
+@pytest.mark.h2_transport
+def test_a_restart_sees_one_leader_change_as_etcds_does(tmp_path):
+    """The LEADER entries recovery replays were seen by an earlier process: not counted."""
+    with KvstoreProcess(tmp_path / "kv", extra_args=["--transport", "h2"]) as kv:
+        _requests(kv)
+    with kv:
+        got = scrape(kv)
+        assert got.value("etcd_server_leader_changes_seen_total") == 1
+        assert got.value("etcd_debugging_mvcc_keys_total") == 5  # recovered
+
+
 def _raw_call(channel, path: str, request) -> bytes:
     """A unary call's response as the server's bytes (sent bytes are counted as they were sent)."""
     return channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
