@@ -193,7 +193,7 @@ def test_kube_profile_serves_five_partitions_to_etcdctl(kube_profile):
                          ("", "events"): [sup.map["events"].url]}
 
     code, body = http_get(sup.health_url.replace("/health", "/metrics"))
-    assert code == 200 and b'kvstore_partition_up{partition="pods"} 1' in body
+    assert code == 200 and b'kvstore_partition_up{partition="pods"} 1.0\n' in body
 
 
 def test_killed_worker_comes_back_with_its_acknowledged_data(kube_profile):
@@ -220,8 +220,8 @@ def test_killed_worker_comes_back_with_its_acknowledged_data(kube_profile):
     assert got["header"]["revision"] == 31
     assert "partition pods was killed by SIGKILL" in sup.log()
     code, body = http_get(sup.health_url.replace("/health", "/metrics"))
-    assert b'kvstore_partition_restarts_total{partition="pods"} 1' in body
-    assert b'kvstore_partition_restarts_total{partition="nodes"} 0' in body
+    assert b'kvstore_partition_restarts_total{partition="pods"} 1.0\n' in body
+    assert b'kvstore_partition_restarts_total{partition="nodes"} 0.0\n' in body
 
 
 def test_sigterm_leaves_no_process_behind(kube_profile):
