@@ -30,8 +30,8 @@ ETCD_FAMILIES = [
     "etcd_server_has_leader", "etcd_server_is_leader", "etcd_server_is_learner",
     "etcd_server_leader_changes_seen_total", "etcd_server_proposals_committed_total",
     "etcd_server_proposals_applied_total", "etcd_server_proposals_pending",
-    "etcd_server_proposals_failed_total", "etcd_server_id", "etcd_server_version",
-    "etcd_cluster_version", "etcd_server_client_requests_total",
+    "etcd_server_proposals_failed_total", "etcd_server_quota_backend_bytes", "etcd_server_id",
+    "etcd_server_version", "etcd_cluster_version", "etcd_server_client_requests_total",
     "etcd_mvcc_db_total_size_in_bytes", "etcd_mvcc_db_total_size_in_use_in_bytes",
     "etcd_debugging_mvcc_db_total_size_in_bytes", "etcd_debugging_mvcc_keys_total",
     "etcd_debugging_mvcc_current_revision", "etcd_debugging_mvcc_compact_revision",
@@ -106,6 +106,8 @@ def test_families_have_etcds_names_types_help_and_buckets(servers):
     assert ours.value("etcd_server_leader_changes_seen_total") == 1
     assert ours.value("etcd_server_leader_changes_seen_total") == theirs.value(
         "etcd_server_leader_changes_seen_total")
+    assert ours.value("etcd_server_quota_backend_bytes") == theirs.value(
+        "etcd_server_quota_backend_bytes") == 2 * 1024**3  # the default of both
     assert ours.value("process_resident_memory_bytes") > 10e6
     assert ours.value("process_open_fds") > 3
     assert 0 < ours.value("process_cpu_seconds_total") < 600

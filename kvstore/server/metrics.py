@@ -96,6 +96,8 @@ class EtcdCollector:
         yield CounterMetricFamily("etcd_server_proposals_failed_total",
                                   "The total number of failed proposals seen.",
                                   value=s.proposals_failed())
+        yield _gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.",
+                     s.quota_bytes)
         if ident is not None:
             yield _labelled_one("etcd_server_id", "Server or member ID in hexadecimal format. 1 "
                                 "for 'server_id' label with current ID.", "server_id", f"{ident.member_id:x}")
