@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -30,7 +29,7 @@ from ..log.durations import DurationHistogram
 from .transport.methods import CODE_NAMES, GRPC_TYPES, CallCounts
 
 # etcd's (Go's promhttp) content type: the classic text format, which generate_latest writes
-CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _CALL_LABELS = ["grpc_method", "grpc_service", "grpc_type"]
 
