@@ -49,6 +49,12 @@ class CountingTransport:
     def abort(self) -> None:
         pass
 
+    def pause_reading(self) -> None:  # the connection holds its input while writes wait
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
     def get_extra_info(self, name, default=None):
         return default
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
 from procs import KvstoreProcess, channel
@@ -64,6 +65,14 @@ def health(server) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
+def scrape(server) -> dict[tuple[str, tuple], float]:
+    """/metrics: (sample name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def test_full_disk_fails_writes_keeps_reads_and_recovers(medium, tmp_path):
     server = KvstoreProcess(medium.root / "d", extra_args=["--transport", "h2"])  # for /health
     server.log_path = tmp_path / "kvstore.log"  # not on the small medium
@@ -91,6 +100,11 @@ def test_full_disk_fails_writes_keeps_reads_and_recovers(medium, tmp_path):
             assert [e.split()[1] for e in status.errors] == ["alarm:NOSPACE"]
             assert status.errors[0] == f"memberID:{status.header.member_id} alarm:NOSPACE "
             assert health(server) == (503, {"health": "false", "reason": "ALARM NOSPACE"})
+            metrics = scrape(server)
+            assert metrics["etcd_server_proposals_failed_total", ()] >= 1  # the log refused it
+            assert metrics["grpc_server_handled_total", (
+                ("grpc_code", "ResourceExhausted"), ("grpc_method", "Put"),
+                ("grpc_service", "etcdserverpb.KV"), ("grpc_type", "unary"))] == 2
             # reads go on, and see every acknowledged write
             got = kv.Range(pb.RangeRequest(key=b"/full/", range_end=b"/full0"), timeout=10)
             assert {x.key: x.mod_revision for x in got.kvs} == acked

@@ -40,7 +40,7 @@ def test_http_endpoints_share_the_client_port(h2_server):
     assert json.loads(body)["etcdserver"] == "3.5.21"
     status, ctype, body = get(h2_server, "/metrics")
     assert status == 200 and ctype.startswith("text/plain")
-    assert b"\netcd_server_has_leader 1\n" in body
+    assert b"\netcd_server_has_leader 1.0\n" in body
     with pytest.raises(urllib.error.HTTPError) as e:
         get(h2_server, "/nope")
     assert e.value.code == 404
@@ -131,10 +131,10 @@ async def test_client_reset_cancels_a_watch(h2_server):
     c.frame(f.DATA, 0, 1, grpc_message(pb.WatchRequest(
         create_request=pb.WatchCreateRequest(key=b"rst"))))
     c.frames_until(lambda fr: fr[0] == f.DATA)  # the created response
-    assert b"etcd_debugging_mvcc_watcher_total 1\n" in get(h2_server, "/metrics")[2]
+    assert b"etcd_debugging_mvcc_watcher_total 1.0\n" in get(h2_server, "/metrics")[2]
     c.frame(f.RST_STREAM, 0, 1, struct.pack(">L", f.CANCEL))
     await asyncio.sleep(0.2)
-    assert b"etcd_debugging_mvcc_watcher_total 0\n" in get(h2_server, "/metrics")[2]
+    assert b"etcd_debugging_mvcc_watcher_total 0.0\n" in get(h2_server, "/metrics")[2]
     c.close()
 
 
@@ -190,5 +190,5 @@ def test_client_api_version_metadata_is_counted_and_must_be_utf8(h2_server):
     assert headers[b"grpc-message"] == b"etcdserver: invalid client api version"
     _, _, body = get(h2_server, "/metrics")
     assert "# TYPE etcd_server_client_requests_total counter" in body.decode()
-    assert 'etcd_server_client_requests_total{client_api_version="3.5",type="unary"} 1' in body.decode()
+    assert 'etcd_server_client_requests_total{client_api_version="3.5",type="unary"} 1.0\n' in body.decode()
     assert still_serves(h2_server)

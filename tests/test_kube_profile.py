@@ -176,7 +176,8 @@ def test_kube_profile_serves_five_partitions_to_etcdctl(kube_profile):
         code, metrics = http_get(f"{part.url}/metrics") if TRANSPORT == "h2" else (200, b"")
         if TRANSPORT == "h2":
             assert code == 200
-            assert f'etcd_debugging_mvcc_current_revision{{partition="{part.name}"}} 2'.encode() in metrics
+            revision = f'etcd_debugging_mvcc_current_revision{{partition="{part.name}"}} 2.0\n'
+            assert revision.encode() in metrics
     # The pods partition holds only its own key.
     pods = Etcdctl(sup.map["pods"].url.split("://")[1])
     assert pods.run("get", "", "--prefix", "--keys-only").stdout.split() == ["/registry/pods/k"]
@@ -192,7 +193,7 @@ def test_kube_profile_serves_five_partitions_to_etcdctl(kube_profile):
                          ("", "events"): [sup.map["events"].url]}
 
     code, body = http_get(sup.health_url.replace("/health", "/metrics"))
-    assert code == 200 and b'kvstore_partition_up{partition="pods"} 1' in body
+    assert code == 200 and b'kvstore_partition_up{partition="pods"} 1.0\n' in body
 
 
 def test_killed_worker_comes_back_with_its_acknowledged_data(kube_profile):
@@ -219,8 +220,8 @@ def test_killed_worker_comes_back_with_its_acknowledged_data(kube_profile):
     assert got["header"]["revision"] == 31
     assert "partition pods was killed by SIGKILL" in sup.log()
     code, body = http_get(sup.health_url.replace("/health", "/metrics"))
-    assert b'kvstore_partition_restarts_total{partition="pods"} 1' in body
-    assert b'kvstore_partition_restarts_total{partition="nodes"} 0' in body
+    assert b'kvstore_partition_restarts_total{partition="pods"} 1.0\n' in body
+    assert b'kvstore_partition_restarts_total{partition="nodes"} 0.0\n' in body
 
 
 def test_sigterm_leaves_no_process_behind(kube_profile):

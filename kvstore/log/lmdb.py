@@ -5,6 +5,10 @@ the event loop keeps accepting proposals while the disk works (that is what make
 batch). Trimming keeps the newest record, so the index goes on from it after a restart even
 when a snapshot covers everything.
 
+Each append is timed (etcd's disk histograms on /metrics): the commit, which writes the pages
+and fsyncs, as etcd times its WAL's fsync; the whole write transaction as etcd times its
+backend's commit. Three clock reads a record, whatever the entries in it.
+
 Each record is stored behind its CRC-32 and checked whenever it is read back; the file's length
 is checked before it is mapped (lmdb_file.py). Damage is a DataDirCorrupt naming the file.
 """
@@ -17,12 +21,14 @@ import resource
 import shutil
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 
 import lmdb
 
 from .base import DataDirCorrupt, LogFull
+from .durations import DurationHistogram
 from .lmdb_file import check_data_file
 from .local import LocalLog
 
@@ -59,6 +65,8 @@ class LmdbLog(LocalLog):
         except lmdb.Error as e:
             raise DataDirCorrupt(f"{self.name}: {e}") from None
         self._next = self._durable_last + 1
+        self.fsync_durations = DurationHistogram()  # etcd_disk_wal_fsync_duration_seconds
+        self.commit_durations = DurationHistogram()  # etcd_disk_backend_commit_duration_seconds
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._writer_thread, name="lmdb-log", daemon=True)
         self._writer.start()
@@ -86,9 +94,13 @@ class LmdbLog(LocalLog):
         return self._on_writer(self._write, index, record)
 
     def _write(self, index: int, record: bytes) -> int:
+        clock = time.monotonic
         try:
+            began = clock()
             with self._env.begin(write=True, db=self._records_db) as txn:
                 txn.put(_INDEX.pack(index), _CRC.pack(zlib.crc32(record)) + record, append=True)
+                put = clock()
+            done = clock()  # committed: the pages written and synced
         except lmdb.MapFullError:
             raise LogFull(f"{self.name}: the map is full") from None
         except lmdb.Error as e:  # the transaction was aborted: nothing of it is in the file
@@ -98,6 +110,8 @@ class LmdbLog(LocalLog):
             if what == "Input/output error" and self._no_room(len(record)):
                 raise LogFull(f"{self.name}: no space left (a page write was cut short)") from None
             raise
+        self.fsync_durations.observe(done - put)
+        self.commit_durations.observe(done - began)
         return index
 
     def _no_room(self, record_bytes: int) -> bool:

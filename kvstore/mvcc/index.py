@@ -21,6 +21,10 @@ class TreeIndex:
     def __len__(self) -> int:
         return len(self._order)
 
+    def live_count(self) -> int:
+        """Keys whose newest revision is not a tombstone (etcd's etcd_debugging_mvcc_keys_total)."""
+        return len(self._order) - len(self._dead)
+
     def get(self, key: bytes) -> KeyIndex | None:
         return self._order.get(key)
 

@@ -23,8 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
 from ..log import DataDirInUse
 from ..server.config import parse_client_url
+from ..server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..server.serve import check_port_free
 from .map import Partition, PartitionMap
 
@@ -74,6 +78,9 @@ class Supervisor:
         self.workers = [Worker(p, worker_argv(p)) for p in partition_map]
         self._stopping = asyncio.Event()
         self._lock_file: BinaryIO | None = None
+        self.registry = CollectorRegistry(auto_describe=False)  # /metrics
+        ProcessCollector(registry=self.registry)
+        self.registry.register(self)
 
     # -- the flags kube-apiserver needs ---------------------------------------------------------
 
@@ -228,7 +235,7 @@ class Supervisor:
         if path in ("/health", "/livez", "/readyz"):
             return await self.health()
         if path == "/metrics":
-            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics().encode()
+            return 200, METRICS_CONTENT_TYPE, generate_latest(self.registry)
         return 404, "text/plain; charset=utf-8", b"404 page not found\n"
 
     async def health(self) -> tuple[int, str, bytes]:
@@ -272,16 +279,16 @@ class Supervisor:
         except (ValueError, KeyError, TypeError):
             return {"health": "false", "reason": head.split(b"\r\n", 1)[0].decode(errors="replace")}
 
-    def metrics(self) -> str:
-        rows = [("kvstore_partition_up", "gauge", "Whether the partition's worker is running.",
-                 lambda w: int(w.running)),
-                ("kvstore_partition_restarts_total", "counter",
-                 "Times the partition's worker was restarted.", lambda w: w.restarts)]
-        out = []
-        for name, kind, help_text, value in rows:
-            out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
-            out.extend(f'{name}{{partition="{w.name}"}} {value(w)}\n' for w in self.workers)
-        return "".join(out)
+    def collect(self):
+        """/metrics (the registry's collector): each partition's worker, read when scraped."""
+        up = GaugeMetricFamily("kvstore_partition_up", "Whether the partition's worker is running.",
+                               labels=["partition"])
+        restarts = CounterMetricFamily("kvstore_partition_restarts_total",
+                                       "Times the partition's worker was restarted.", labels=["partition"])
+        for w in self.workers:
+            up.add_metric([w.name], int(w.running))
+            restarts.add_metric([w.name], w.restarts)
+        return [up, restarts]
 
 
 def describe_exit(returncode: int | None) -> str:

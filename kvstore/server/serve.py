@@ -67,6 +67,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
     server = transport_server(config.transport)(all_services(store), config.store.max_request_bytes,
                                           http1=http.respond, intercept=intercept,
                                           limits=config.connection_limits)
+    http.metrics.count_calls(server.calls)
     try:
         for host, port, tls in addresses:
             server.listen(host, port, ssl_context if tls else None)

@@ -60,6 +60,7 @@ class Proposer:
         self._closing = False
         self.batches = 0  # log appends made (each one fsync on a durable log)
         self.entries = 0  # entries appended
+        self.failed = 0  # entries answered with the log's error (etcd_server_proposals_failed_total)
 
     @property
     def healthy(self) -> bool:
@@ -87,6 +88,8 @@ class Proposer:
         self._work.set()
         return fut
 
+    def queued(self) -> int:
+        return len(self._queue)
 
     def _take_batch(self) -> list[tuple[bytes, Pending]]:
         """What is queued, up to max_batch entries and the log's record size."""
@@ -121,14 +124,16 @@ class Proposer:
         deadline = None
         if not self._log.local:  # etcd's request timeout: appended, but never back from the log
             assert self._loop is not None  # start() comes first
-            deadline = self._loop.call_later(REQUEST_TIMEOUT, self._waits.fail, first,
-                                             errors.Timeout)
+            deadline = self._loop.call_later(REQUEST_TIMEOUT, self._timed_out, first)
         self._waits.register(first, [b[1] for b in batch], deadline)
         self._in_flight += 1
         appended = self._log.append(record, f"{self._member_id:x}-{first:x}")
         appended.add_done_callback(lambda fut: self._appended(fut, first))
         self.batches += 1
         self.entries += len(batch)
+
+    def _timed_out(self, first: int) -> None:
+        self.failed += len(self._waits.fail(first, errors.Timeout))
 
     def _appended(self, fut: asyncio.Future, first: int) -> None:
         self._in_flight -= 1
@@ -141,14 +146,15 @@ class Proposer:
                 self._full = False
                 self._on_full(False)
         elif isinstance(exc, LogFull):
-            self._waits.fail(first, errors.NoSpace)
+            self.failed += len(self._waits.fail(first, errors.NoSpace))
             if not self._full:
                 self._full = True
                 logger.warning("%s; writes fail until space is freed", exc)
                 self._on_full(True)
         elif self._log.local:
             self._fail(exc, self._waits.take(first) or [])
-        elif self._waits.fail(first, errors.Timeout):
+        elif failed := self._waits.fail(first, errors.Timeout):
+            self.failed += len(failed)
             logger.warning("log append failed: %r", exc)
 
     def _fail(self, exc: BaseException, pending: list[Pending]) -> None:
@@ -164,6 +170,7 @@ class Proposer:
         for _, _, fut in [*pending, *(b[1] for b in self._queue)]:
             if not fut.done():
                 fut.set_exception(errors.Stopped())
+                self.failed += 1
         self._queue.clear()
 
     async def close(self) -> None:

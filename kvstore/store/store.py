@@ -106,6 +106,9 @@ class Store:
         self.leader_id = 0
         self.term = 0
         self._campaign_term = 0
+        # leaders elected since this process recovered (etcd_server_leader_changes_seen_total:
+        # an etcd member sees one at its start too)
+        self.leader_changes = 0
         self._waits = WaitTable()  # this member's proposals, until their record is back
         self.lessor = Lessor(lambda: self.leases, self._propose)
         self.compactor = Compactor(lambda: self.mvcc)
@@ -368,6 +371,8 @@ class Store:
             if request.term <= self.term:
                 raise errors.NotLeader()
             self.leader_id, self.term = request.member_id, request.term
+            if self._recovered:  # (what recovery replays was seen by an earlier process)
+                self.leader_changes += 1
             self._leadership_changed()
             return None
         raise errors.Corrupt(f"etcdserver: unknown log entry kind {kind}")
@@ -713,6 +718,16 @@ class Store:
 
     def log_entries(self) -> int:
         return self._proposer.entries if self._proposer is not None else 0
+
+    def proposals_pending(self) -> int:
+        """This member's proposals not yet answered: queued, or in the log and not applied."""
+        queued = self._proposer.queued() if self._proposer is not None else 0
+        return queued + self._waits.entries()
+
+    def proposals_failed(self) -> int:
+        """Proposals answered with an error of the log's rather than apply's (the log full or
+        gone, a timeout, the member stopping)."""
+        return self._proposer.failed if self._proposer is not None else 0
 
     def status(self) -> pb.StatusResponse:
         return self._fill(pb.StatusResponse(

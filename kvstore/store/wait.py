@@ -27,6 +27,10 @@ class WaitTable:
     def __contains__(self, first: int) -> bool:
         return first in self._pending
 
+    def entries(self) -> int:
+        """How many entries wait (summed when asked: /metrics)."""
+        return sum(map(len, self._pending.values()))
+
     def register(self, first: int, pending: list[Pending],
                  deadline: asyncio.TimerHandle | None = None) -> None:
         """``deadline``: a timer that fails the record if it is not back by then (it is

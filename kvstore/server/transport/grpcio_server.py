@@ -1,10 +1,12 @@
 """The grpcio (grpc.aio) server transport, with generic handlers built from etcd's descriptors.
 
 Each registered service object gets a handler; its async methods are found by etcd's method
-names. EtcdErrors become gRPC statuses with etcd's code and message.
+names. EtcdErrors become gRPC statuses with etcd's code and message. Each method's calls are
+counted as the h2 transport counts them (methods.CallCounts), though grpcio serves no /metrics.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 
@@ -13,13 +15,15 @@ import grpc
 from ... import errors
 from ...limits import with_overhead
 from .connection_limits import ConnectionLimits
-from .methods import request_decoder, serialize, service_methods
+from .methods import CODE_NAMES, CallCounts, request_decoder, serialize, service_methods
 
 log = logging.getLogger(__name__)
 
 # grpcio's own limit sits above ours so that our check, with grpc-go's wording, answers first.
 _GRPCIO_SLACK_BYTES = 64 * 1024 * 1024
 _MAX_INT32 = 2**31 - 1
+_CODES = {c.name: c.value[0] for c in grpc.StatusCode}  # "NOT_FOUND" -> 5
+_CANCELLED, _UNKNOWN = CODE_NAMES.index("Canceled"), CODE_NAMES.index("Unknown")
 
 
 class _Refused:
@@ -32,10 +36,11 @@ class _Refused:
         self.error = error
 
 
-def _deserializer(message_class, limit: int):
+def _deserializer(message_class, limit: int, counts: CallCounts):
     decode = request_decoder(message_class)
 
     def deserialize(data: bytes):
+        counts.received_bytes += len(data)
         if len(data) > limit:
             return _Refused(errors.MessageTooLarge(len(data), limit))
         try:
@@ -53,8 +58,30 @@ async def _checked(request_iterator):
         yield request
 
 
+def _serializer(counts: CallCounts):
+    def serialize_counted(response) -> bytes:
+        body = serialize(response)
+        counts.sent_bytes += len(body)
+        return body
+
+    return serialize_counted
+
+
 def _status(e: errors.EtcdError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, e.code, grpc.StatusCode.UNKNOWN)
+
+
+def _count_end(counts: CallCounts, e: BaseException | None) -> None:
+    """The call ended: OK, or the status its exception becomes."""
+    if e is None:
+        code = 0
+    elif isinstance(e, errors.EtcdError):
+        code = _CODES.get(e.code, _UNKNOWN)
+    elif isinstance(e, asyncio.CancelledError):
+        code = _CANCELLED
+    else:
+        code = _UNKNOWN
+    counts.handled[code] += 1
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[bytes, bytes]]:
@@ -63,23 +90,31 @@ def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[bytes, bytes]]:
             for k, v in context.invocation_metadata() or ()]
 
 
-def _unary_unary(method, intercept):
+def _unary_unary(method, intercept, counts: CallCounts):
     async def handler(request, context: grpc.aio.ServicerContext):
+        counts.started += 1
         try:
             if type(request) is _Refused:
                 raise request.error
             if intercept is not None:
                 intercept("unary", _metadata(context))
             result = method(request)
-            return await result if inspect.isawaitable(result) else result
+            response = await result if inspect.isawaitable(result) else result
         except errors.EtcdError as e:
+            _count_end(counts, e)
             await context.abort(_status(e), e.message)
+        except BaseException as e:
+            _count_end(counts, e)
+            raise
+        counts.handled[0] += 1
+        return response
 
     return handler
 
 
-def _unary_stream(method, intercept):
+def _unary_stream(method, intercept, counts: CallCounts):
     async def handler(request, context: grpc.aio.ServicerContext):
+        counts.started += 1
         try:
             if type(request) is _Refused:
                 raise request.error
@@ -88,20 +123,33 @@ def _unary_stream(method, intercept):
             async for response in method(request):
                 yield response
         except errors.EtcdError as e:
+            _count_end(counts, e)
             await context.abort(_status(e), e.message)
+        except BaseException as e:  # (GeneratorExit: the call went away, as cancelled)
+            _count_end(counts, e if not isinstance(e, GeneratorExit) else asyncio.CancelledError())
+            raise
+        else:
+            _count_end(counts, None)
 
     return handler
 
 
-def _stream(method, intercept):
+def _stream(method, intercept, counts: CallCounts):
     async def handler(request_iterator, context: grpc.aio.ServicerContext):
+        counts.started += 1
         try:
             if intercept is not None:
                 intercept("stream", _metadata(context))
             async for response in method(_checked(request_iterator)):
                 yield response
         except errors.EtcdError as e:
+            _count_end(counts, e)
             await context.abort(_status(e), e.message)
+        except BaseException as e:
+            _count_end(counts, e if not isinstance(e, GeneratorExit) else asyncio.CancelledError())
+            raise
+        else:
+            _count_end(counts, None)
 
     return handler
 
@@ -113,13 +161,19 @@ _HANDLERS = {
 }
 
 
-def generic_handlers(services, max_receive_bytes: int, intercept=None) -> list[grpc.GenericRpcHandler]:
+def generic_handlers(services, max_receive_bytes: int, intercept=None,
+                     calls: list[CallCounts] | None = None) -> list[grpc.GenericRpcHandler]:
+    """``calls`` gets each method's CallCounts."""
     by_service: dict[str, dict] = {}
     for m in service_methods(services):
         make_handler, wrap = _HANDLERS[m.kind]
+        counts = m.counts()
+        if calls is not None:
+            calls.append(counts)
         by_service.setdefault(m.service, {})[m.name] = make_handler(
-            wrap(m.func, intercept), request_deserializer=_deserializer(m.request, max_receive_bytes),
-            response_serializer=serialize)
+            wrap(m.func, intercept, counts),
+            request_deserializer=_deserializer(m.request, max_receive_bytes, counts),
+            response_serializer=_serializer(counts))
     return [grpc.method_handlers_generic_handler(name, handlers)
             for name, handlers in by_service.items()]
 
@@ -139,7 +193,9 @@ class GrpcioServer:
             ("grpc.max_connection_idle_ms", int(limits.idle_timeout * 1000)),
             ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
         ])
-        self._server.add_generic_rpc_handlers(generic_handlers(services, max_receive, intercept))
+        self.calls: list[CallCounts] = []  # what /metrics would read of each method's calls
+        self._server.add_generic_rpc_handlers(generic_handlers(services, max_receive, intercept,
+                                                               self.calls))
 
     def listen(self, host: str, port: int, ssl_context=None) -> int:
         if ssl_context is not None:

@@ -1,4 +1,5 @@
-"""The service methods a transport serves, found from etcd's descriptors (shared by both)."""
+"""The service methods a transport serves, found from etcd's descriptors (shared by both), and
+what a transport counts of each one's calls."""
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -20,6 +21,34 @@ class ServiceMethod(NamedTuple):
     @property
     def path(self) -> bytes:
         return f"/{self.service}/{self.name}".encode()
+
+    def counts(self) -> CallCounts:
+        return CallCounts(self.service, self.name, self.kind)
+
+
+# gRPC status codes by number, as grpc-go names them (go-grpc-prometheus's grpc_code label).
+CODE_NAMES = ("OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+              "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+              "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
+              "Unauthenticated")
+# go-grpc-prometheus's grpc_type label of a method kind
+GRPC_TYPES = {"unary": "unary", "server_stream": "server_stream", "bidi": "bidi_stream"}
+
+
+class CallCounts:
+    """One method's calls as a transport counts them, in plain ints on the request path; /metrics
+    reads them when it is scraped (kvstore/server/metrics.py)."""
+
+    __slots__ = ("service", "name", "kind", "started", "handled", "received_bytes", "sent_bytes")
+
+    def __init__(self, service: str, name: str, kind: str):
+        self.service = service  # "etcdserverpb.KV"
+        self.name = name  # "Put"
+        self.kind = kind  # "unary", "server_stream" or "bidi"
+        self.started = 0  # calls begun
+        self.handled = [0] * len(CODE_NAMES)  # calls ended, by status code
+        self.received_bytes = 0  # request messages' bytes (not their gRPC length prefixes)
+        self.sent_bytes = 0  # response messages' bytes
 
 
 def request_decoder(message_class):

@@ -15,7 +15,7 @@ from collections import deque
 from urllib.parse import quote
 
 from .... import errors
-from ..methods import serialize
+from ..methods import CallCounts, serialize
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,20 @@ def parse_timeout(value: bytes) -> float | None:
 
 
 class Method:
-    """A service method as the transport calls it."""
+    """A service method as the transport calls it, and what is counted of its calls."""
 
-    __slots__ = ("func", "decode", "kind")
+    __slots__ = ("func", "decode", "kind", "counts")
 
-    def __init__(self, func, decode, kind: str):
+    def __init__(self, func, decode, kind: str, counts: CallCounts | None = None):
         self.func = func
         self.decode = decode  # bytes -> request message
         self.kind = kind  # "unary", "server_stream", "bidi"
+        self.counts = counts or CallCounts("", "", kind)
+
+
+# Where a call refused before it found its method counts (nobody reads it): the calls of an
+# unknown method are not a method's, as grpc-go's interceptors never see them.
+_UNCOUNTED = CallCounts("", "", "unary")
 
 
 # Requests a streaming method has not consumed yet: past BACKLOG_HIGH the call stops taking
@@ -153,7 +159,7 @@ class RequestStream:
 class GrpcCall:
     __slots__ = ("conn", "stream", "method", "max_receive", "_buf", "_requests", "_task",
                  "_timer", "_gzip", "_sent_headers", "_done", "_unary_request", "_headers",
-                 "_intercept", "_end_pending")
+                 "_intercept", "_end_pending", "_counts")
 
     def __init__(self, conn, stream, headers, methods: dict[bytes, Method], max_receive: int, intercept=None):
         self.conn = conn
@@ -171,6 +177,7 @@ class GrpcCall:
         self._unary_request = None
         self._end_pending = False
         self.method: Method | None = None  # None: the call was refused (answered at once)
+        self._counts = _UNCOUNTED
         path = content_type = None
         method_name = b""
         timeout = None
@@ -196,6 +203,8 @@ class GrpcCall:
             self._finish(UNIMPLEMENTED, _unknown_method(path))
             return
         self.method = method
+        self._counts = counts = method.counts
+        counts.started += 1
         if method.kind == "bidi":
             self._requests = RequestStream(self._backlog)
             self._start(self._run_bidi())
@@ -271,6 +280,7 @@ class GrpcCall:
 
     def _deliver(self, raw: bytes) -> None:
         assert self.method is not None  # data() drops what comes for a refused call
+        self._counts.received_bytes += len(raw)
         try:
             message = self.method.decode(raw)
         except errors.EtcdError as e:  # well formed, but refused as etcd refuses it
@@ -308,6 +318,8 @@ class GrpcCall:
 
     def cancel(self) -> None:
         """The client reset the stream or the connection went away."""
+        if not self._done:
+            self._counts.handled[CANCELLED] += 1
         self._done = True
         if self._timer is not None:
             self._timer.cancel()
@@ -377,6 +389,9 @@ class GrpcCall:
             return
         body = serialize(response)
         self._done = self._sent_headers = True
+        counts = self._counts
+        counts.sent_bytes += len(body)
+        counts.handled[OK] += 1
         if self._timer is not None:
             self._timer.cancel()
         self.conn.send_response(self.stream, RESPONSE_HEADERS, _PREFIX.pack(0, len(body)), body,
@@ -391,7 +406,7 @@ class GrpcCall:
         await self._stream_responses(self.method.func(self._requests))
 
     async def _stream_responses(self, responses) -> None:
-        conn, stream = self.conn, self.stream
+        conn, stream, counts = self.conn, self.stream, self._counts
         try:
             if self._intercept is not None:
                 self._intercept("stream", self._headers)
@@ -402,6 +417,7 @@ class GrpcCall:
                     conn.send_headers(stream, RESPONSE_HEADERS)
                     self._sent_headers = True
                 body = serialize(response)
+                counts.sent_bytes += len(body)
                 if not conn.send_data(stream, _PREFIX.pack(0, len(body)) + body):
                     await conn.writable(stream)
                 elif conn._write_paused or conn.output_waiting():
@@ -429,6 +445,7 @@ class GrpcCall:
         if self._done:
             return
         self._done = True
+        self._counts.handled[code] += 1
         if self._timer is not None:
             self._timer.cancel()
         if self._requests is not None:

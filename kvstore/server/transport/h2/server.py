@@ -15,7 +15,8 @@ from .server_connection import H2ServerConnection
 
 def method_table(services) -> dict[bytes, Method]:
     """b"/etcdserverpb.KV/Range" -> Method, for every method a service object defines."""
-    return {m.path: Method(m.func, request_decoder(m.request), m.kind) for m in service_methods(services)}
+    return {m.path: Method(m.func, request_decoder(m.request), m.kind, m.counts())
+            for m in service_methods(services)}
 
 
 class H2Server:
@@ -24,6 +25,8 @@ class H2Server:
         self._http1 = http1
         self._intercept = intercept
         self._methods = method_table(services)
+        # what /metrics reads of each method's calls (grpc_server_*_total)
+        self.calls = [m.counts for m in self._methods.values()]
         self._max_receive = with_overhead(max_request_bytes)
         self._listen: list[tuple[str, int, ssl.SSLContext | None]] = []
         self._servers: list[asyncio.AbstractServer] = []
