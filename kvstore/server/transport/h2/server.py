@@ -7,6 +7,7 @@ import ssl
 
 from ....limits import with_overhead
 from ..connection_limits import ConnectionLimits
+from ...gateway import Gateway
 from ..methods import request_decoder, service_methods
 from .connections import Connections
 from .grpc_call import GrpcCall, Method
@@ -25,6 +26,9 @@ class H2Server:
         self._intercept = intercept
         self._methods = method_table(services)
         self._max_receive = with_overhead(max_request_bytes)
+        # etcd's grpc-gateway, on the port's HTTP/1.1 side (served where /health is)
+        self._gateway = (Gateway(service_methods(services), self._max_receive, intercept)
+                         if http1 is not None else None)
         self._listen: list[tuple[str, int, ssl.SSLContext | None]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._connections = Connections(limits or ConnectionLimits())
@@ -38,7 +42,8 @@ class H2Server:
 
     def _protocol(self) -> H2ServerConnection:
         return H2ServerConnection(self._make_call, on_close=self._connections.closed,
-                                  http1=self._http1, on_open=self._connections.admit)
+                                  http1=self._http1, on_open=self._connections.admit,
+                                  gateway=self._gateway)
 
     def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self._listen.append((host, port, ssl_context))
