@@ -324,8 +324,8 @@ def _check_single(raw, field):
     if t == FieldDescriptor.TYPE_MESSAGE:
         return _check_message(raw, field.message_type)
     if t == FieldDescriptor.TYPE_BYTES:
-        if raw is None:
-            return ""
+        if isinstance(raw, list):  # encoding/json fills a []byte from an array of numbers too
+            return base64.b64encode(bytes(_check_byte(v) for v in raw)).decode()
         if not isinstance(raw, str):
             raise _cannot(raw, "[]uint8")
         _check_base64(raw)
@@ -375,6 +375,16 @@ def _check_int(raw, go_type: str) -> int:
     lo, hi = _INT_RANGES[go_type]
     if not lo <= raw <= hi:
         raise _cannot(raw, go_type, str(raw))
+    return raw
+
+
+def _check_byte(raw) -> int:
+    if raw is None:
+        return 0
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise _cannot(raw, "uint8")
+    if isinstance(raw, float) or not 0 <= raw <= 255:
+        raise _cannot(raw, "uint8", _float_literal(raw) if isinstance(raw, float) else str(raw))
     return raw
 
 

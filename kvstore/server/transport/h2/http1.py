@@ -14,7 +14,9 @@ read on only as the gateway takes it (at most BODY_BUFFER bytes wait, then the c
 reading: TCP holds the client back), and the gateway bounds what one request may be
 (--max-request-bytes); what comes behind a request in progress waits, bounded the same way.
 A streamed response waits for the client to read it (the transport's flow control), and a
-client that goes away cancels the request in progress (a watch ends with it).
+client that goes away cancels the request in progress (a watch ends with it). A client that
+shuts down its sending side is taken as gone, as Go's server cancels a request's context
+when its connection reads EOF.
 """
 from __future__ import annotations
 
@@ -66,14 +68,6 @@ class Http1Session:
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             exchange.cancel()
-
-    def eof_received(self) -> bool:
-        """The client half-closed: a request in progress is still answered."""
-        if self._exchange is not None:
-            self._exchange.body_eof()
-            self._exchange.closing = True
-            return True
-        return False
 
     def goaway(self) -> None:
         """Close once the request in progress (if any) is answered."""
@@ -340,14 +334,6 @@ class _Exchange:
     def _ended(self) -> None:
         self.body_ended = True
         self._wake()
-
-    def body_eof(self) -> None:
-        """The client will send nothing more: a body cut short ends here (the gateway sees
-        what came; the connection closes after the answer)."""
-        if not self.body_ended:
-            self.body_ended = True
-            self.closing = True
-            self._wake()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

@@ -66,11 +66,6 @@ class H2ServerConnection(H2Connection):
         if self._on_close is not None:
             self._on_close(self)
 
-    def eof_received(self) -> bool | None:
-        if self._h1 is not None:
-            return self._h1.eof_received()
-        return None
-
     def goaway(self) -> None:
         if self._h1 is not None:  # HTTP/1.1: closed once the request in progress is answered
             self._h1.goaway()
