@@ -152,7 +152,7 @@ class Connection:
                 self._fill(deadline)
         except ConnectionError:
             return True
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         return False
 

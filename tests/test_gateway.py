@@ -41,7 +41,7 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    args = ["--max-request-bytes", "100000", "--connection-idle-timeout", "1s"]
+    args = ["--transport", "h2", "--max-request-bytes", "100000", "--connection-idle-timeout", "1s"]
     with KvstoreProcess(tmp_path_factory.mktemp("gw") / "kv", extra_args=args) as s:
         yield s
 

@@ -13,6 +13,7 @@ import re
 import pytest
 
 from gateway_http import Connection, normalize, post
+from procs import KvstoreProcess
 
 pytestmark = pytest.mark.h2_transport  # the gateway is on kvstore's own transport's port
 
@@ -54,9 +55,11 @@ UNARY = [
                     "success": [{"request_put": {"key": b64("t"), "value": b64("1")}}],
                     "failure": [{"request_range": {"key": b64("t")}}]}),
     ("/v3/kv/txn", {"compare": [{"key": b64("t"), "target": "VALUE", "value": b64("1")},
-                                {"key": b64("foo"), "result": "LESS", "target": "MOD", "mod_revision": "100"}],
+                                {"key": b64("foo"), "result": "LESS", "target": "MOD",
+                                 "mod_revision": "100"}],
                     "success": [{"request_delete_range": {"key": b64("t"), "prev_kv": True}},
-                                {"request_txn": {"success": [{"request_put": {"key": b64("u"), "value": ""}}]}},
+                                {"request_txn": {"success": [
+                                    {"request_put": {"key": b64("u"), "value": ""}}]}},
                                 {"request_range": {"key": b64("u")}}]}),
     ("/v3/kv/txn", {"success": [{"request_put": {"key": b64("d"), "value": ""}},
                                 {"request_put": {"key": b64("d"), "value": ""}}]}),
@@ -160,7 +163,8 @@ def run_watch(port: int) -> list:
         out.append(normalize(w.next_chunk()))
         out.append(normalize(w.next_chunk()))
     with Connection(port) as w:  # from a compacted revision: created, then canceled
-        w.request("POST", "/v3/watch", json.dumps({"create_request": {"key": b64("w"), "start_revision": "2"}}))
+        w.request("POST", "/v3/watch",
+                  json.dumps({"create_request": {"key": b64("w"), "start_revision": "2"}}))
         w.head()
         out.append(normalize(w.next_chunk()))
         out.append(normalize(w.next_chunk()))
@@ -192,7 +196,14 @@ def run_limits(port: int) -> list:
 SCRIPTS = [run_unary, run_malformed, run_routing, run_watch, run_keepalive, run_limits]
 
 
-def test_gateway_answers_as_etcd_does(kvstore_server, etcd_server):
+@pytest.fixture
+def kvstore_h2(tmp_path):
+    with KvstoreProcess(tmp_path / "kv", extra_args=["--transport", "h2"]) as server:
+        yield server
+
+
+def test_gateway_answers_as_etcd_does(kvstore_h2, etcd_server):
+    kvstore_server = kvstore_h2
     for script in SCRIPTS:
         theirs = script(etcd_server.port)
         ours = script(kvstore_server.port)

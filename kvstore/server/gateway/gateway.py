@@ -29,8 +29,16 @@ from google.protobuf import descriptor_pool, message_factory
 
 from ... import errors
 from . import routes
-from .json_codec import (JsonError, TooLarge, ValueStream, encode_error, encode_message,
-                         encode_result, encode_stream_error, to_message)
+from .json_codec import (
+    JsonError,
+    TooLarge,
+    ValueStream,
+    encode_error,
+    encode_message,
+    encode_result,
+    encode_stream_error,
+    to_message,
+)
 from .status import CODES, INVALID_ARGUMENT, REASONS, RESOURCE_EXHAUSTED, UNKNOWN, http_status
 
 log = logging.getLogger(__name__)
@@ -211,7 +219,8 @@ class Gateway:
             if reader is not None:
                 reader.cancel()
 
-    async def _read_requests(self, method: _Method, values: ValueStream, body: Body, queue: _Requests) -> None:
+    async def _read_requests(self, method: _Method, values: ValueStream, body: Body,
+                             queue: _Requests) -> None:
         """The body's further requests, onto the call: the first one that is not JSON of the
         request's shape ends them (grpc-gateway half-closes the call and says nothing)."""
         try:
@@ -265,8 +274,9 @@ class Gateway:
                 start(status)
             w.write(encode_stream_error(code, status, message, REASONS.get(status, "")))
         finally:
-            if hasattr(responses, "aclose"):
-                await responses.aclose()
+            aclose = getattr(responses, "aclose", None)
+            if aclose is not None:
+                await aclose()
         if not started:
             headers_known = False
             start()

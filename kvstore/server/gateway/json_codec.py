@@ -12,7 +12,6 @@ and writes it, with protobuf's ``json_format`` doing the mapping.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 
@@ -155,7 +154,7 @@ class ValueStream:
         try:
             value, end = _DECODER.raw_decode(text)
         except _Constant as e:
-            raise JsonError(f"invalid character {_quote_char(str(e)[0])} looking for beginning of value") from None
+            raise JsonError(_no_value(str(e)[0])) from None
         except json.JSONDecodeError as e:
             if self._incomplete(e, text):
                 return self._need_more()
@@ -198,6 +197,10 @@ def _quote_char(c: str) -> str:
         return "'\"'"
     quoted = json.dumps(c)[1:-1] if c.isprintable() or c in "\n\r\t" else f"\\x{ord(c):02x}"
     return f"'{quoted}'"
+
+
+def _no_value(c: str) -> str:
+    return f"invalid character {_quote_char(c)} looking for beginning of value"
 
 
 def _go_syntax_error(e: json.JSONDecodeError, text: str) -> str:
@@ -358,12 +361,13 @@ def _check_int(raw, go_type: str) -> int:
         try:
             raw = _DECODER.decode(raw)
         except _Constant as e:
-            raise JsonError(f"invalid character {_quote_char(str(e)[0])} looking for beginning of value") from None
+            raise JsonError(_no_value(str(e)[0])) from None
         except json.JSONDecodeError as e:
             if e.pos >= len(e.doc.rstrip(" \t\r\n")):
                 raise JsonError("unexpected end of JSON input") from None
             if e.msg == "Extra data":
-                raise JsonError(f"invalid character {_quote_char(e.doc[e.pos])} after top-level value") from None
+                what = f"invalid character {_quote_char(e.doc[e.pos])} after top-level value"
+                raise JsonError(what) from None
             raise JsonError(_go_syntax_error(e, e.doc)) from None
         if isinstance(raw, str):
             raise _cannot(raw, go_type)

@@ -175,9 +175,9 @@ class Http1Session:
 
     def _bad_request(self, why: str) -> None:
         """Go's answer to a request it cannot read."""
-        body = f"400 Bad Request{': ' + why if why else ''}"
-        self._write(f"HTTP/1.1 400 Bad Request{': ' + why if why else ''}\r\n"
-                    f"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n{body}".encode("latin-1"))
+        status = f"400 Bad Request{': ' + why if why else ''}"
+        self._write(f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                    f"Connection: close\r\n\r\n{status}".encode("latin-1"))
         self._close()
 
     # -- the socket ----------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import socket
 import ssl
 
 from ....limits import with_overhead
-from ..connection_limits import ConnectionLimits
 from ...gateway import Gateway
+from ..connection_limits import ConnectionLimits
 from ..methods import request_decoder, service_methods
 from .connections import Connections
 from .grpc_call import GrpcCall, Method
