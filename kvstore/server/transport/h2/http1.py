@@ -53,6 +53,7 @@ class Http1Session:
         self._exchange: _Exchange | None = None
         self._closing = False
         self._reading_paused = False
+        self._answers_waiting = False  # the client has not read what was answered: no next request
         self.requests_seen = 0
 
     # -- from the connection -------------------------------------------------------------------
@@ -79,7 +80,7 @@ class Http1Session:
     # -- requests ------------------------------------------------------------------------------
 
     def _advance(self) -> None:
-        while not self._closing:
+        while not self._closing and not self._answers_waiting:
             exchange = self._exchange
             if exchange is not None:
                 if not exchange.body_ended:
@@ -100,7 +101,8 @@ class Http1Session:
         """Reading pauses while what was received waits for the request in progress."""
         exchange = self._exchange
         waiting = len(self._buf) + (exchange.buffered if exchange is not None else 0)
-        should_pause = exchange is not None and waiting > BODY_BUFFER + MAX_HEAD
+        busy = exchange is not None or self._answers_waiting
+        should_pause = busy and waiting > BODY_BUFFER + MAX_HEAD
         if should_pause != self._reading_paused and not self.conn.transport_closed():
             self._reading_paused = should_pause
             if should_pause:
@@ -157,6 +159,16 @@ class Http1Session:
             self._close()
             return
         self.conn.last_activity = self.conn.loop.time()
+        if self.conn.writes_waiting():
+            # pipelined requests are not answered faster than the client reads the answers
+            self._answers_waiting = True
+            self.conn.loop.create_task(self._after_writes())
+            return
+        self._advance()
+
+    async def _after_writes(self) -> None:
+        await self.drain()
+        self._answers_waiting = False
         self._advance()
 
     def _legacy(self, method: str, target: str | None, version: str) -> None:

@@ -77,6 +77,9 @@ class H2ServerConnection(H2Connection):
     def transport_closed(self) -> bool:
         return self._closed or self.transport is None or self.transport.is_closing()
 
+    def writes_waiting(self) -> bool:
+        return self._write_paused and not self._closed
+
     async def http1_drain(self) -> None:
         """Until the socket takes more (the transport's high-water mark)."""
         if self._write_paused and not self._closed:
