@@ -19,7 +19,14 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 _WHITESPACE = b" \t\r\n"
-_DECODER = json.JSONDecoder(parse_constant=lambda name: _refuse_constant(name))
+
+
+class _FloatLiteral(str):
+    """A JSON number with a fraction or an exponent, kept as written: it is never an
+    integer to jsonpb, and Go's error quotes it as written (``number 1e3``)."""
+
+
+_DECODER = json.JSONDecoder(parse_constant=lambda name: _refuse_constant(name), parse_float=_FloatLiteral)
 
 
 class JsonError(Exception):
@@ -171,7 +178,8 @@ class ValueStream:
         return value
 
     def _incomplete(self, e: json.JSONDecodeError, text: str) -> bool:
-        at_end = e.pos >= len(text.rstrip(" \t\r\n")) or e.msg.startswith("Unterminated string")
+        at_end = (e.pos >= len(text.rstrip(" \t\r\n")) or e.msg.startswith("Unterminated string")
+                  or _cut_short(e, text))
         if not at_end:
             return False
         if self._ended:
@@ -183,6 +191,19 @@ class ValueStream:
             raise TooLarge(len(self._buf))
         self._tried_at = len(self._buf)
         return self.NEED
+
+
+def _cut_short(e: json.JSONDecodeError, text: str) -> bool:
+    """The error is only that the text ends inside a literal or a \\u escape."""
+    if e.msg == "Expecting value":
+        literal = _LITERALS.get(text[e.pos:e.pos + 1])
+        rest = text[e.pos:]
+        return literal is not None and len(rest) < len(literal) and literal.startswith(rest)
+    if e.msg.startswith("Invalid \\uXXXX"):
+        start = text.find("u", e.pos) + 1
+        digits = text[start:start + 4]
+        return len(digits) < 4 and all(ch in "0123456789abcdefABCDEF" for ch in digits)
+    return False
 
 
 class TooLarge(Exception):
@@ -207,6 +228,13 @@ def _go_syntax_error(e: json.JSONDecodeError, text: str) -> str:
     c = _quote_char(text[e.pos]) if e.pos < len(text) else "EOF"
     msg = e.msg
     if msg == "Expecting value":
+        literal = _LITERALS.get(text[e.pos:e.pos + 1])
+        if literal is not None:  # t, f, n: a literal gone wrong where it goes wrong
+            for i, want in enumerate(literal):
+                got = text[e.pos + i:e.pos + i + 1]
+                if got != want:
+                    return (f"invalid character {_quote_char(got)} in literal {literal} "
+                            f"(expecting {_quote_char(want)})")
         return f"invalid character {c} looking for beginning of value"
     if msg.startswith("Expecting property name"):
         return f"invalid character {c} looking for beginning of object key string"
@@ -217,10 +245,17 @@ def _go_syntax_error(e: json.JSONDecodeError, text: str) -> str:
         return f"invalid character {c} {where}"
     if msg.startswith("Invalid control character"):
         return f"invalid character {c} in string literal"
-    if msg.startswith("Invalid \\escape") or msg.startswith("Invalid \\u"):
+    if msg.startswith("Invalid \\uXXXX"):
+        start = text.find("u", e.pos) + 1
+        bad = next(ch for ch in text[start:start + 4] if ch not in "0123456789abcdefABCDEF")
+        return f"invalid character {_quote_char(bad)} in \\u hexadecimal character escape"
+    if msg.startswith("Invalid \\escape"):
         c = _quote_char(text[e.pos + 1]) if e.pos + 1 < len(text) else "EOF"
         return f"invalid character {c} in string escape code"
     return msg
+
+
+_LITERALS = {"t": "true", "f": "false", "n": "null"}
 
 
 def _innermost(text: str, pos: int) -> str:
@@ -263,7 +298,7 @@ def _json_type(value) -> str:
     """encoding/json's name for a JSON value's kind, in its UnmarshalTypeError."""
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, _FloatLiteral)):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -329,17 +364,17 @@ def _check_single(raw, field):
     if t == FieldDescriptor.TYPE_BYTES:
         if isinstance(raw, list):  # encoding/json fills a []byte from an array of numbers too
             return base64.b64encode(bytes(_check_byte(v) for v in raw)).decode()
-        if not isinstance(raw, str):
+        if not isinstance(raw, str) or isinstance(raw, _FloatLiteral):
             raise _cannot(raw, "[]uint8")
         _check_base64(raw)
         return raw.replace("\r", "").replace("\n", "")  # (Go skips them; json_format would not)
     if t == FieldDescriptor.TYPE_ENUM:
         enum = field.enum_type
-        if isinstance(raw, str):
+        if isinstance(raw, str) and not isinstance(raw, _FloatLiteral):
             if enum.values_by_name.get(raw) is None:
                 raise JsonError(f"unknown value {json.dumps(raw)} for enum {_go_enum_name(enum)}")
             return raw
-        return _check_int(raw, "int32")
+        return _check_int(raw, _go_enum_name(enum))
     if t in _GO_INTS:
         return _check_int(raw, _GO_INTS[t])
     if t == FieldDescriptor.TYPE_BOOL:
@@ -347,7 +382,7 @@ def _check_single(raw, field):
             raise _cannot(raw, "bool")
         return raw
     if t == FieldDescriptor.TYPE_STRING:
-        if not isinstance(raw, str):
+        if not isinstance(raw, str) or isinstance(raw, _FloatLiteral):
             raise _cannot(raw, "string")
         return raw
     return raw  # floats: none in etcd's API; json_format judges
@@ -356,7 +391,8 @@ def _check_single(raw, field):
 def _check_int(raw, go_type: str) -> int:
     """jsonpb takes an integer as a number or a quoted one (the quotes dropped, the rest read
     as JSON)."""
-    literal = None
+    if isinstance(raw, _FloatLiteral):
+        raise _cannot(raw, go_type, str(raw))
     if isinstance(raw, str):
         try:
             raw = _DECODER.decode(raw)
@@ -369,14 +405,13 @@ def _check_int(raw, go_type: str) -> int:
                 what = f"invalid character {_quote_char(e.doc[e.pos])} after top-level value"
                 raise JsonError(what) from None
             raise JsonError(_go_syntax_error(e, e.doc)) from None
+        if isinstance(raw, _FloatLiteral):
+            raise _cannot(raw, go_type, str(raw))
         if isinstance(raw, str):
             raise _cannot(raw, go_type)
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+    if isinstance(raw, bool) or not isinstance(raw, int):
         raise _cannot(raw, go_type)
-    if isinstance(raw, float):
-        literal = repr(raw) if not raw.is_integer() else None
-        raise _cannot(raw, go_type, literal or _float_literal(raw))
-    lo, hi = _INT_RANGES[go_type]
+    lo, hi = _INT_RANGES.get(go_type, _INT_RANGES["int32"])  # (an enum's is int32's)
     if not lo <= raw <= hi:
         raise _cannot(raw, go_type, str(raw))
     return raw
@@ -385,15 +420,12 @@ def _check_int(raw, go_type: str) -> int:
 def _check_byte(raw) -> int:
     if raw is None:
         return 0
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+    out_of_range = isinstance(raw, int) and not isinstance(raw, bool) and not 0 <= raw <= 255
+    if isinstance(raw, _FloatLiteral) or out_of_range:
+        raise _cannot(raw, "uint8", str(raw))
+    if isinstance(raw, bool) or not isinstance(raw, int):
         raise _cannot(raw, "uint8")
-    if isinstance(raw, float) or not 0 <= raw <= 255:
-        raise _cannot(raw, "uint8", _float_literal(raw) if isinstance(raw, float) else str(raw))
     return raw
-
-
-def _float_literal(f: float) -> str:
-    return str(int(f)) + ".0" if f.is_integer() else repr(f)
 
 
 def _go_enum_name(enum) -> str:
