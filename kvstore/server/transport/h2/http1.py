@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections import deque
 
-from ...gateway import Gateway, Request
+from ...gateway import Gateway, Request, served
 from ...gateway.gateway import http_date
 from ...gateway.status import REASONS
 
@@ -136,7 +136,7 @@ class Http1Session:
             return False
         method, target, version = parts
         path = target.split("?", 1)[0]
-        if self._gateway is None or not _gateway_path(path):
+        if self._gateway is None or not served(path):
             self._legacy(method, target, version)
             return False
         try:
@@ -213,11 +213,6 @@ class Http1Session:
 
     async def drain(self) -> None:
         await self.conn.http1_drain()
-
-
-def _gateway_path(path: str) -> bool:
-    from ...gateway import served
-    return served(path)
 
 
 def _headers(lines: list[bytes]) -> list[tuple[str, str]]:
