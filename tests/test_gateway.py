@@ -27,7 +27,7 @@ def b64(s: str) -> str:
 def watchers(server: KvstoreProcess) -> int:
     text = requests.get(f"{server.url}/metrics", timeout=5).text
     line = next(x for x in text.splitlines() if x.startswith("etcd_debugging_mvcc_watcher_total"))
-    return int(line.split()[-1])
+    return int(float(line.split()[-1]))  # (prometheus-client writes "1.0")
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:
