@@ -440,14 +440,16 @@ class Store:
             raise errors.Stopped()
         return self._proposer.propose(kind, request)
 
-    def _fill(self, resp):
+    def _fill(self, resp, revision: bool = True):
+        """The response's header: ids, term, and the current revision unless one is set
+        (``revision=False``: none, as etcd's Cluster service answers)."""
         h = resp.header
         ident = self.identity
         assert ident is not None  # responses follow start()
         h.cluster_id = ident.cluster_id
         h.member_id = ident.member_id
         h.raft_term = self.term
-        if not h.revision:
+        if revision and not h.revision:
             h.revision = self.mvcc.current_rev
         return resp
 
@@ -759,7 +761,7 @@ class Store:
         return self.config.peer_urls or [DEFAULT_PEER_URL]
 
     def member_list(self) -> pb.MemberListResponse:
-        return self._fill(pb.MemberListResponse(members=self._members()))
+        return self._fill(pb.MemberListResponse(members=self._members()), revision=False)
 
     def _member(self, member_id: int) -> pb.Member:
         for m in self._members():
@@ -793,7 +795,7 @@ class Store:
         if r.ID != self.identity.member_id or self.cluster is not None:
             raise errors.MemberNotEnoughStarted()
         self.storage.put_meta(PEER_URLS_KEY, ",".join(r.peerURLs).encode())
-        return self._fill(pb.MemberUpdateResponse(members=self._members()))
+        return self._fill(pb.MemberUpdateResponse(members=self._members()), revision=False)
 
     async def member_promote(self, member_id: int) -> pb.MemberPromoteResponse:
         """No member is a learner here."""
