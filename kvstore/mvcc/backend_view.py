@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 
 from .core import History, KeyIndex, KeyValue
 from .kvstore import MVCCStore
+from .wire import varint
 
 _REVISION = struct.Struct(">Q")
 KEY_CHUNK = 4096  # key indexes read per step (a pause point in between)
@@ -45,7 +46,7 @@ def backend_value(kv) -> bytes:
     if kv.version:
         return kv.encoded
     key = kv.key
-    return b"\x0a" + _varint(len(key)) + key
+    return b"\x0a" + varint(len(key)) + key
 
 
 def backend_revisions(mvcc: MVCCStore, upto: int = 0) -> Iterator[tuple[int, int, KeyValue]]:
@@ -177,11 +178,3 @@ def mvcc_from_revisions(items: Iterable[tuple[int, int, KeyValue]], current_rev:
     store.size = store.measure_size()
     return store
 
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)

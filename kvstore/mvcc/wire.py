@@ -32,6 +32,20 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+def read_varint(data, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the varint at ``pos``; ValueError if it is cut short."""
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
 def _int_field(tag: int, n: int) -> bytes:
     return bytes((tag,)) + varint(n) if n else b""
 

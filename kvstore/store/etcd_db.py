@@ -24,7 +24,7 @@ from ..api import kv_pb2
 from ..bbolt import BoltCorrupt, BoltFile, BoltWriter
 from ..mvcc.backend_view import PAUSE, backend_value, parse_revision_key, revision_key
 from ..mvcc.core import KeyValue
-from ..mvcc.wire import varint
+from ..mvcc.wire import read_varint, varint
 
 KEY = b"key"
 META = b"meta"
@@ -84,16 +84,10 @@ def parse_lease(value: bytes) -> tuple[int, int]:
 
 
 def _read_varint(data: bytes, i: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise EtcdDbCorrupt("lease record: a truncated varint")
-        b = data[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        if b < 0x80:
-            return n, i
-        shift += 7
+    try:
+        return read_varint(data, i)
+    except ValueError:
+        raise EtcdDbCorrupt("lease record: a truncated varint") from None
 
 
 def member_record(m: Member) -> tuple[bytes, bytes]:

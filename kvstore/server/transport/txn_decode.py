@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 
 from ... import errors
 from ...api import rpc_pb2 as pb
+from ...mvcc.wire import read_varint
 
 MAX_DEPTH = 10_000  # levels; far past any --max-txn-ops a deployment sets
 
@@ -77,13 +78,7 @@ def _length_delimited(data: memoryview):
 
 
 def _varint(data: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise DecodeError("truncated varint")
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
+    try:
+        return read_varint(data, pos)
+    except ValueError:
+        raise DecodeError("truncated varint") from None
