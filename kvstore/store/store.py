@@ -37,7 +37,7 @@ from ..mvcc.hash import hash_kv_steps, state_hash_steps
 from ..mvcc.lease import LeaseTable, live_kvs
 from ..mvcc.watch_hub import WatchHub
 from ..mvcc.wire import varint
-from . import entry, members, quota, recovery, snapshot, validate
+from . import entry, quota, recovery, snapshot, validate
 from .alarms import AlarmTable
 from .apply import Applier
 from .apply_loop import ApplyLoop
@@ -48,6 +48,7 @@ from .etcd_snapshot import SnapshotState, stream as etcd_snapshot_stream
 from .hashing import run_in_steps
 from .identity import Identity, load_identity
 from .lessor import Lessor
+from .members import Members
 from .proposer import Proposer
 from .range_stream import range_chunks
 from .read_index import ReadIndex
@@ -57,10 +58,6 @@ from .watch_stream import DeliveryCache, WatchStream
 
 logger = logging.getLogger(__name__)
 
-# etcd's peer URL default (--initial-advertise-peer-urls), shown by MemberList for a member
-# that has no peers to be reached by.
-DEFAULT_PEER_URL = "http://localhost:2380"
-PEER_URLS_KEY = "peer_urls"  # in member storage: this member's peer URLs, once MemberUpdate set them
 CLOSE_TIMEOUT = 5.0  # for what is in flight to come back from the log at close
 
 
@@ -131,6 +128,7 @@ class Store:
         self._medium_full = False
         self._nospace_proposed = False  # a NOSPACE alarm for the quota is on its way
         self.quota_bytes = quota.quota_bytes(config.quota_backend_bytes)
+        self.members = Members(self)
         # Below this state size no single write can reach the quota: the write path compares
         # once, and counts a write's cost only past it (no quota: never).
         self._quota_near = (max(0, self.quota_bytes - config.max_request_bytes
@@ -419,7 +417,7 @@ class Store:
     def _etcd_snapshot_state(self) -> SnapshotState:
         ident = self.identity
         assert ident is not None  # requests follow start()
-        member = Member(ident.member_id, self.name, self.peer_urls(),
+        member = Member(ident.member_id, self.name, self.members.peer_urls(),
                         list(self.config.client_urls))
         return SnapshotState(self.mvcc, self.leases.dump(), self.applied_index, member)
 
@@ -744,76 +742,5 @@ class Store:
         return [f"memberID:{self.identity.member_id} alarm:{pb.AlarmType.Name(a)} "
                 for a in sorted(self.alarms)]
 
-    def _members(self) -> list[pb.Member]:
-        if self.cluster is None:
-            ident = self.identity
-            assert ident is not None  # requests follow start()
-            return [pb.Member(ID=ident.member_id, name=self.name, clientURLs=self.config.client_urls,
-                              peerURLs=self.peer_urls())]
-        return [pb.Member(ID=m.member_id, name=m.name, clientURLs=m.client_urls,
-                          peerURLs=m.peer_urls) for m in self.cluster.members()]
-
-    def peer_urls(self) -> list[str]:
-        """This member's peer URLs: as MemberUpdate last set them, else as configured."""
-        updated = self.storage.get_meta(PEER_URLS_KEY)
-        if updated is not None:
-            return updated.decode().split(",")
-        return self.config.peer_urls or [DEFAULT_PEER_URL]
-
-    def member_list(self) -> pb.MemberListResponse:
-        return self._fill(pb.MemberListResponse(members=self._members()), revision=False)
-
-    def _member(self, member_id: int) -> pb.Member:
-        for m in self._members():
-            if m.ID == member_id:
-                return m
-        raise errors.MemberNotFound()
-
-    def _check_peer_urls(self, urls, member_id: int = 0) -> None:
-        if not urls or not all(members.valid_url(u) for u in urls):
-            raise errors.MemberBadURLs()
-        for m in self._members():
-            if m.ID != member_id and set(m.peerURLs) & set(urls):
-                raise errors.PeerURLExist()
-
-    async def member_add(self, r: pb.MemberAddRequest) -> pb.MemberAddResponse:
-        """Members join a kvstore cluster by starting on its log, not by being added: after
-        etcd's checks of the URLs, the answer is etcd's refusal of a re-configuration."""
-        self._check_peer_urls(list(r.peerURLs))
-        raise errors.MemberNotEnoughStarted()
-
-    async def member_remove(self, member_id: int) -> pb.MemberRemoveResponse:
-        """As etcd answers for the only member; members of a shared log leave by stopping."""
-        self._member(member_id)
-        raise errors.MemberNotEnoughStarted()
-
-    async def member_update(self, r: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
-        """Sets this member's peer URLs (kept in its data dir, as etcd keeps membership)."""
-        self._member(r.ID)
-        self._check_peer_urls(list(r.peerURLs), r.ID)
-        assert self.identity is not None  # requests follow start()
-        if r.ID != self.identity.member_id or self.cluster is not None:
-            raise errors.MemberNotEnoughStarted()
-        self.storage.put_meta(PEER_URLS_KEY, ",".join(r.peerURLs).encode())
-        return self._fill(pb.MemberUpdateResponse(members=self._members()), revision=False)
-
-    async def member_promote(self, member_id: int) -> pb.MemberPromoteResponse:
-        """No member is a learner here."""
-        self._member(member_id)
-        raise errors.MemberNotLearner()
-
-    async def move_leader(self, target: int) -> pb.MoveLeaderResponse:
-        """etcd's MoveLeader: only the leader moves its leadership, to a member."""
-        assert self.identity is not None  # requests follow start()
-        if not self.has_leader() or self.leader_id != self.identity.member_id:
-            raise errors.NotLeader()
-        if target not in {m.ID for m in self._members()}:
-            raise errors.BadLeaderTransferee()
-        if target != self.identity.member_id:
-            raise errors.MoveLeaderUnsupported()
-        return self._fill(pb.MoveLeaderResponse())
-
-
 async def _parts(data: bytes):
     yield data
-

@@ -10,16 +10,16 @@ class ClusterService:
         self.store = store
 
     async def MemberList(self, request: pb.MemberListRequest) -> pb.MemberListResponse:
-        return self.store.member_list()
+        return self.store.members.list_members()
 
     async def MemberAdd(self, request: pb.MemberAddRequest) -> pb.MemberAddResponse:
-        return await self.store.member_add(request)
+        return await self.store.members.add(request)
 
     async def MemberRemove(self, request: pb.MemberRemoveRequest) -> pb.MemberRemoveResponse:
-        return await self.store.member_remove(request.ID)
+        return await self.store.members.remove(request.ID)
 
     async def MemberUpdate(self, request: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
-        return await self.store.member_update(request)
+        return await self.store.members.update(request)
 
     async def MemberPromote(self, request: pb.MemberPromoteRequest) -> pb.MemberPromoteResponse:
-        return await self.store.member_promote(request.ID)
+        return await self.store.members.promote(request.ID)

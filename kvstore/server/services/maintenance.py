@@ -27,7 +27,7 @@ class MaintenanceService:
         return await self.store.defragment()
 
     async def MoveLeader(self, request: pb.MoveLeaderRequest) -> pb.MoveLeaderResponse:
-        return await self.store.move_leader(request.targetID)
+        return await self.store.members.move_leader(request.targetID)
 
     async def Snapshot(self, request: pb.SnapshotRequest) -> AsyncIterator[bytes]:
         async for response in self.store.etcd_snapshot():
