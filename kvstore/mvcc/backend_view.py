@@ -20,6 +20,7 @@ from .kvstore import MVCCStore
 from .wire import varint
 
 _REVISION = struct.Struct(">Q")
+REVISION_KEY = struct.Struct(">QcQ")  # main, "_", sub
 KEY_CHUNK = 4096  # key indexes read per step (a pause point in between)
 PAUSE = None  # yielded between steps by ``_walk``: the state may change there
 
@@ -30,7 +31,7 @@ class StateChanged(RuntimeError):
 
 def revision_key(main: int, sub: int, tombstone: bool = False) -> bytes:
     """etcd's revision key: main, ``_``, sub; with ``t`` for a tombstone."""
-    key = _REVISION.pack(main) + b"_" + _REVISION.pack(sub)
+    key = REVISION_KEY.pack(main, b"_", sub)
     return key + b"t" if tombstone else key
 
 
@@ -82,10 +83,9 @@ def _walk(mvcc: MVCCStore, upto: int, as_hashed: bool = False) -> Iterator:
         start = b""
         while True:
             keys = mvcc.index.keys_from(start, KEY_CHUNK)
-            for key in keys:
-                ki = mvcc.index.get(key)
-                if ki is None:
-                    continue
+            # (One scan over the chunk's key indexes: nothing changes them until the pause.)
+            for ki in mvcc.index.scan(keys[0], keys[-1] + b"\0") if keys else ():
+                key = ki.key
                 kv = ki.get(compact_rev)
                 newest = ki.get(upto) if as_hashed else None
                 live_at_upto = live_at_upto or newest is not None

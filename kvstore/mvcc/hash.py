@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from crc32c import crc32c
 
-from .backend_view import PAUSE, backend_revisions_in_steps, backend_value, revision_key
+from .backend_view import PAUSE, REVISION_KEY, backend_revisions_in_steps, backend_value
 
 KEY_BUCKET = b"key"
 _FLUSH = 1 << 16  # bytes gathered before they are hashed: one C call per 64 KiB
@@ -31,13 +31,18 @@ def hash_records(items: Iterator, seed: bytes = KEY_BUCKET) -> Iterator:
     pause points (PAUSE) through, and yields the hash last."""
     h = crc32c(seed)
     buf = bytearray()
+    pack = REVISION_KEY.pack
     for item in items:
         if item is PAUSE:
             yield PAUSE
             continue
         main, sub, kv = item
-        buf += revision_key(main, sub, not kv.version)
-        buf += backend_value(kv)
+        buf += pack(main, b"_", sub)
+        if kv.version:
+            buf += kv.encoded
+        else:  # a tombstone: its key marked, its record only the key
+            buf += b"t"
+            buf += backend_value(kv)
         if len(buf) >= _FLUSH:
             h = crc32c(buf, h)
             buf.clear()
