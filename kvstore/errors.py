@@ -78,6 +78,3 @@ BadLeaderTransferee = _error("BadLeaderTransferee", "FAILED_PRECONDITION",
                              "etcdserver: bad leader transferee")
 TimeoutLeaderTransfer = _error("TimeoutLeaderTransfer", "UNAVAILABLE",
                                "etcdserver: request timed out, leader transfer took too long")
-MoveLeaderUnsupported = _error("MoveLeaderUnsupported", "UNIMPLEMENTED",
-                               "kvstore: moving the leadership to another member is not supported "
-                               "yet (the members of a shared log elect their leader through it)")

@@ -509,6 +509,42 @@ def test_etcdctl_with_every_member_keeps_working_when_one_dies(nats3, tmp_path):
             time.sleep(1)
 
 
+def test_move_leader_hands_the_leadership_to_the_member_named(nats3, tmp_path):
+    """etcdctl move-leader: the leader hands its leadership to the member named, which then
+    leads (every member agrees); writes and leases go on. A follower answers `not leader`,
+    an id that is no member `bad leader transferee`, as etcd's members do."""
+    from etcdctl import Etcdctl
+
+    with Members(tmp_path, nats3, n=3, name="mv") as m:
+        ctl = Etcdctl(",".join(m.endpoints))
+        ctl.ok("put", "mv/a", "1")
+        before = m.leader()
+        ids = {p.endpoint: Etcdctl(p.endpoint).json("endpoint", "status")[0]["Status"]["header"]["member_id"]
+               for p in m}
+        target = next(p for p in m if p is not before)
+        out = ctl.ok("move-leader", f"{ids[target.endpoint]:x}").stdout
+        assert out == f"Leadership transferred from {ids[before.endpoint]:x} to {ids[target.endpoint]:x}\n"
+        assert m.leader() is target
+        terms = {s["Status"]["raftTerm"] for s in ctl.json("endpoint", "status")}
+        assert len(terms) == 1
+        with grpc.insecure_channel(before.endpoint) as ch:  # the former leader now follows
+            with pytest.raises(grpc.RpcError) as e:
+                rpc.MaintenanceStub(ch).MoveLeader(pb.MoveLeaderRequest(targetID=ids[before.endpoint]),
+                                                   timeout=5)
+            not_leader = (grpc.StatusCode.UNAVAILABLE, "etcdserver: not leader")
+            assert (e.value.code(), e.value.details()) == not_leader
+        assert Etcdctl(target.endpoint).fail("move-leader", "1234").error == (
+            "Error: etcdserver: bad leader transferee")
+        lease = int(ctl.ok("lease", "grant", "2").stdout.split()[1], 16)
+        ctl.ok("put", "mv/leased", "x", f"--lease={lease:x}")
+        ctl.ok("put", "mv/a", "2")
+        deadline = time.monotonic() + 15  # the new leader expires leases
+        while ctl.json("get", "mv/leased").get("count"):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert Etcdctl(before.endpoint).ok("get", "mv/a", "--print-value-only").stdout.strip() == "2"
+
+
 async def test_a_watch_survives_a_snapshot_installed_while_its_member_serves(nats3, tmp_path):
     """A member paused (SIGSTOP) while the stream is trimmed past it installs the shared
     snapshot when it resumes; a watch open on it meanwhile gets every event, once, in order."""

@@ -147,6 +147,9 @@ class Cluster(Protocol):
     def has_leader(self) -> bool:
         ...
 
+    async def hand_over(self, member_id: int) -> None:
+        """This member, the leader, hands its leadership to another (MoveLeader)."""
+
     def members(self) -> list[MemberInfo]:
         """The live members, this one included."""
 

@@ -7,6 +7,8 @@ URLs are checked as etcd's types.NewURLs does.
 """
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 # etcd's peer URL default (--initial-advertise-peer-urls), shown by MemberList for a member
 # that has no peers to be reached by.
 DEFAULT_PEER_URL = "http://localhost:2380"
+MOVE_LEADER_TIMEOUT = 5.0  # for the new leader's LEADER entry to be applied here
 PEER_URLS_KEY = "peer_urls"  # in member storage: this member's peer URLs, once MemberUpdate set them
 
 
@@ -99,12 +102,23 @@ class Members:
         raise errors.MemberNotLearner()
 
     async def move_leader(self, target: int) -> pb.MoveLeaderResponse:
-        """etcd's MoveLeader: only the leader moves its leadership, to a member."""
-        assert self._store.identity is not None  # requests follow start()
-        if not self._store.has_leader() or self._store.leader_id != self._store.identity.member_id:
+        """etcd's MoveLeader: only the leader moves its leadership, to a member, and answers
+        once that member leads (etcd's ErrTimeoutLeaderTransfer if it does not in time)."""
+        store = self._store
+        assert store.identity is not None  # requests follow start()
+        if not store.has_leader() or store.leader_id != store.identity.member_id:
             raise errors.NotLeader()
         if target not in {m.ID for m in self.current()}:
             raise errors.BadLeaderTransferee()
-        if target != self._store.identity.member_id:
-            raise errors.MoveLeaderUnsupported()
-        return self._store._fill(pb.MoveLeaderResponse())
+        if target != store.identity.member_id:
+            assert store.cluster is not None  # the only member is itself
+            try:
+                await store.cluster.hand_over(target)
+            except RuntimeError:
+                raise errors.NotLeader() from None
+            deadline = time.monotonic() + MOVE_LEADER_TIMEOUT
+            while store.leader_id != target:
+                if time.monotonic() > deadline:
+                    raise errors.TimeoutLeaderTransfer()
+                await asyncio.sleep(0.05)
+        return store._fill(pb.MoveLeaderResponse())

@@ -96,6 +96,10 @@ class JetStreamCluster:
     def has_leader(self) -> bool:
         return self._log.connected and self.election is not None and self.election.has_leader()
 
+    async def hand_over(self, member_id: int) -> None:
+        assert self.election is not None  # start() came first
+        await self.election.hand_over(member_id)
+
     # -- membership ----------------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:

@@ -40,6 +40,7 @@ class Election:
         self._elected = elected
         self._deposed = deposed
         self.term = 0  # the term this member leads, 0 when it does not
+        self._last_term = 0  # the newest term it led: a key it held before is not a hand-over
         self._revision = 0
         self._held_until = 0.0  # our own view of how long we lead
         self._leader_seen = 0.0  # when a leader last showed it exists (us, or a held key)
@@ -66,6 +67,7 @@ class Election:
                     self._step_down("another member holds the key")
                 else:
                     self._leader_seen = sent
+                    await self._take_if_handed(sent)
             except Exception as e:  # timeout, no responders, disconnected
                 logger.debug("election: %r", e)
             if self.term and time.monotonic() >= self._held_until:
@@ -73,13 +75,43 @@ class Election:
             await asyncio.sleep(RENEW)
 
     async def _try_to_win(self, sent: float) -> None:
-        revision = await self._kv.create(KEY, self._member)
-        self.term = self._revision = revision
+        self._lead(await self._kv.create(KEY, self._member), sent)
+        logger.info("elected leader for term %d", self.term)
+
+    def _lead(self, revision: int, sent: float) -> None:
+        self.term = self._revision = self._last_term = revision
         self._held_until = sent + TTL - MARGIN
         self._leader_seen = sent
-        logger.info("elected leader for term %d", revision)
         # apart from the campaign: renewals must not wait for the LEADER entry
         asyncio.get_running_loop().create_task(self._elected(revision))
+
+    async def _take_if_handed(self, sent: float) -> None:
+        """The leader may have handed the key over to this member (MoveLeader): its id in the
+        key, written after the last term this member led."""
+        try:
+            entry = await self._kv.get(KEY)
+        except Exception as e:  # gone meanwhile (expired, deleted), or not reachable
+            logger.debug("election: %r", e)
+            return
+        if entry.value == self._member and entry.revision is not None and entry.revision > self._last_term:
+            self._lead(entry.revision, sent)
+            logger.info("leader for term %d, handed over", self.term)
+
+    async def hand_over(self, member_id: int) -> None:
+        """MoveLeader: writes the other member's id into the key this member holds (its
+        renewal, by revision), then steps down; that member takes the key on its next turn,
+        as the leader of a new term (the key's new revision)."""
+        for _ in range(3):  # a renewal of ours may land first: then again, on its revision
+            if not self.term:
+                raise RuntimeError("not the leader")
+            try:
+                await self._kv.update(KEY, member_id.to_bytes(8, "big"), last=self._revision)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                await asyncio.sleep(0)
+                continue
+            self._step_down(f"handed over to {member_id:x}")
+            return
+        raise RuntimeError("the key kept moving under the hand-over")
 
     def _step_down(self, why: str) -> None:
         logger.warning("no longer the leader of term %d: %s", self.term, why)
