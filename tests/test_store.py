@@ -351,3 +351,42 @@ async def test_a_record_out_of_order_stops_the_member():
             await s.put(pb.PutRequest(key=b"b", value=b"2"))
     finally:
         await s.close()
+
+
+async def test_defragment_while_writes_go_on_loses_no_acknowledged_write(tmp_path):
+    """Puts in flight while the log's file is copied and swapped: each is acknowledged after
+    the swap or before the copy, and every acknowledged one is there after a restart."""
+    s = await open_lmdb(tmp_path / "d", snapshot_count=1_000_000)
+    acknowledged: dict[bytes, bytes] = {}
+
+    async def writer(n: int) -> None:
+        for i in range(150):
+            key, value = b"w%d/%03d" % (n, i), b"v" * (i % 7 + 1) * 500
+            await s.put(pb.PutRequest(key=key, value=value))
+            acknowledged[key] = value
+
+    try:
+        for i in range(400):  # free pages for the copy to leave out
+            await s.put(pb.PutRequest(key=b"old/%03d" % i, value=b"x" * 4096))
+        rev = (await s.delete_range(pb.DeleteRangeRequest(key=b"old/", range_end=b"old0"))).header.revision
+        await s.compact(pb.CompactionRequest(revision=rev, physical=True))
+        size_before = s.status().dbSize
+        writers = [asyncio.create_task(writer(n)) for n in range(4)]
+        await asyncio.sleep(0.01)
+        started = len(acknowledged)
+        await s.defragment()
+        await s.defragment()  # twice, writes still going
+        finished = len(acknowledged)
+        assert 0 < started < finished < 600  # acknowledged before, during and after
+        await asyncio.gather(*writers)
+        assert s.status().dbSize < size_before
+        assert len(acknowledged) == 600
+    finally:
+        await s.close()
+    s2 = await open_lmdb(tmp_path / "d")
+    try:
+        got = {kv.key: kv.value for kv in s2.range(pb.RangeRequest(key=b"w", range_end=b"x")).kvs}
+        assert got == acknowledged
+        assert s2.range(pb.RangeRequest(key=b"old/", range_end=b"old0")).count == 0
+    finally:
+        await s2.close()
