@@ -12,6 +12,7 @@ import hashlib
 import subprocess
 import sys
 
+import grpc
 import pytest
 
 import kvstore
@@ -156,6 +157,37 @@ def kvstore_restore(file, data_dir):
                           env={"PYTHONPATH": str(REPO)}, timeout=60)
 
 
+def test_raised_alarms_go_both_ways(tmp_path):
+    """An alarm raised on etcd is in its snapshot's alarm bucket: kvstore restores it (writes
+    refused until disarmed), and kvstore's snapshot carries it on to a restored etcd."""
+    with EtcdProcess(tmp_path / "etcd") as etcd:
+        ctl = Etcdctl(etcd.endpoint)
+        ctl.ok("put", "a", "1")
+        with grpc.insecure_channel(etcd.endpoint) as ch:
+            m = rpc.MaintenanceStub(ch)
+            member = m.Status(pb.StatusRequest(), timeout=5).header.member_id
+            m.Alarm(pb.AlarmRequest(action=pb.AlarmRequest.ACTIVATE, memberID=member,
+                                    alarm=pb.AlarmType.NOSPACE), timeout=5)
+        ctl.ok("snapshot", "save", str(tmp_path / "etcd.db"))
+    r = kvstore_restore(tmp_path / "etcd.db", tmp_path / "kv")
+    assert r.returncode == 0, r.stderr
+    raised = f"memberID:{member} alarm:NOSPACE \n"
+    with KvstoreProcess(tmp_path / "kv") as kv:
+        kv_ctl = Etcdctl(kv.endpoint)
+        assert kv_ctl.ok("alarm", "list").stdout == raised
+        assert "database space exceeded" in kv_ctl.fail("put", "b", "2").error
+        kv_ctl.ok("snapshot", "save", str(tmp_path / "kv.db"))
+    restored = EtcdProcess(tmp_path / "etcd-restored")
+    peer = f"http://127.0.0.1:{restored.peer_port}"
+    Etcdctl("127.0.0.1:1").ok("snapshot", "restore", str(tmp_path / "kv.db"), "--data-dir",
+                              str(restored.data_dir), "--name", "ref", "--initial-cluster",
+                              f"ref={peer}", "--initial-advertise-peer-urls", peer)
+    with restored:
+        etcd_ctl = Etcdctl(restored.endpoint)
+        assert etcd_ctl.ok("alarm", "list").stdout == raised
+        assert "database space exceeded" in etcd_ctl.fail("put", "b", "2").error
+
+
 def test_kvstore_restore_refuses_damage_and_a_used_data_dir(snapshots):
     tmp = snapshots["tmp"]
     data = (tmp / "etcd.db").read_bytes()
@@ -205,11 +237,12 @@ def test_etcd_db_round_trip_in_process(tmp_path):
     with open(tmp_path / "db", "w+b") as out:
         steps = etcd_db.write_db(out, backend_revisions(m), [(7, 60), (9, 5)],
                                  [etcd_db.Member(1, "m", ["http://p"], ["http://c"])], 99,
-                                 m.compact_rev)
+                                 m.compact_rev, [(1, pb.AlarmType.NOSPACE)])
         for _ in steps:
             pass
     db = etcd_db.read_db((tmp_path / "db").read_bytes())
     assert (db.current_rev, db.compact_rev, db.consistent_index) == (m.current_rev, 150, 99)
+    assert db.alarms == [(1, pb.AlarmType.NOSPACE)]
     assert sorted(db.leases) == [(7, 60), (9, 5)]
     want = [(main, sub, kv.as_tuple()) for main, sub, kv in backend_revisions(m)]
     assert [(main, sub, kv.as_tuple()) for main, sub, kv in db.revisions] == want

@@ -7,7 +7,8 @@ The buckets, as etcd 3.4 lays them out:
                      the compaction's revision key, once compacted
     lease            lease id (u64) -> leasepb.Lease{ID, TTL}
     members          member id (hex) -> JSON {id, peerURLs, name, clientURLs}
-    members_removed, alarm, authRoles, authUsers: empty here
+    alarm            marshaled AlarmMember -> empty: the alarms raised
+    members_removed, authRoles, authUsers: empty here
     cluster          clusterVersion -> "3.4.0"
     auth             authRevision -> u64 1 (what a new etcd writes)
 
@@ -20,7 +21,9 @@ import struct
 from collections.abc import Generator, Iterable, Iterator
 from typing import NamedTuple
 
-from ..api import kv_pb2
+from google.protobuf.message import DecodeError
+
+from ..api import kv_pb2, rpc_pb2 as pb
 from ..bbolt import BoltCorrupt, BoltFile, BoltWriter
 from ..mvcc.backend_view import PAUSE, backend_value, parse_revision_key, revision_key
 from ..mvcc.core import KeyValue
@@ -30,6 +33,7 @@ KEY = b"key"
 META = b"meta"
 LEASE = b"lease"
 MEMBERS = b"members"
+ALARM = b"alarm"
 CONSISTENT_INDEX = b"consistent_index"
 SCHEDULED_COMPACT = b"scheduledCompactRev"
 FINISHED_COMPACT = b"finishedCompactRev"
@@ -56,6 +60,7 @@ class EtcdDb(NamedTuple):
     compact_rev: int  # -1: never compacted
     leases: list[tuple[int, int]]  # (id, granted TTL)
     consistent_index: int
+    alarms: list[tuple[int, int]] = []  # (member id, alarm type) raised
 
 
 # -- records ------------------------------------------------------------------------------------
@@ -108,12 +113,15 @@ def meta_records(consistent_index: int, compact_rev: int) -> list[tuple[bytes, b
 # -- writing ------------------------------------------------------------------------------------
 
 def write_db(out, revisions: Iterable, leases: Iterable[tuple[int, int]], members: list[Member],
-             consistent_index: int, compact_rev: int) -> Generator[None, None, int]:
+             consistent_index: int, compact_rev: int,
+             alarms: Iterable[tuple[int, int]] = ()) -> Generator[None, None, int]:
     """Writes the db to ``out`` (seekable); a generator that pauses wherever ``revisions``
     yields PAUSE (mvcc/backend_view.py's ``backend_revisions_in_steps``), so a caller can let
     other work run there. Returns the file's size."""
     w = BoltWriter(out)
-    w.put_bucket(b"alarm", [])
+    w.put_bucket(ALARM, sorted(
+        (pb.AlarmMember(memberID=member, alarm=pb.AlarmType.Name(kind)).SerializeToString(), b"")
+        for member, kind in alarms))
     w.put_bucket(b"auth", [(b"authRevision", _U64.pack(1))])
     w.put_bucket(b"authRoles", [])
     w.put_bucket(b"authUsers", [])
@@ -155,6 +163,7 @@ def read_db(data) -> EtcdDb:
         meta = dict(db.items(META))
         revisions = list(_revisions(db.items(KEY)))
         leases = [parse_lease(v) for _, v in db.items(LEASE)]
+        alarms = [_alarm(k) for k, _ in db.items(ALARM)] if db.bucket(ALARM) is not None else []
     except BoltCorrupt as e:
         raise EtcdDbCorrupt(str(e)) from None
     compact_rev = -1
@@ -170,7 +179,15 @@ def read_db(data) -> EtcdDb:
         raise EtcdDbCorrupt(f"meta consistent_index: {len(index)} bytes, not 8")
     last = revisions[-1][0] if revisions else 1
     return EtcdDb(revisions, max(last, compact_rev, 1), compact_rev, leases,
-                  _U64.unpack(index)[0])
+                  _U64.unpack(index)[0], alarms)
+
+
+def _alarm(key: bytes) -> tuple[int, int]:
+    try:
+        m = pb.AlarmMember.FromString(key)
+    except DecodeError:
+        raise EtcdDbCorrupt(f"alarm bucket: {key.hex()} is not an AlarmMember") from None
+    return m.memberID, m.alarm
 
 
 def _revisions(records: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[int, int, KeyValue]]:

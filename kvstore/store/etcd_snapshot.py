@@ -35,6 +35,7 @@ class SnapshotState(NamedTuple):
     leases: list  # [[id, ttl], ...]
     applied_index: int
     member: Member
+    alarms: list = []  # [[member id, alarm type], ...] raised
 
 
 async def build(take: Callable[[], SnapshotState], current_mvcc: Callable[[], MVCCStore],
@@ -50,7 +51,8 @@ async def build(take: Callable[[], SnapshotState], current_mvcc: Callable[[], MV
         out = tempfile.TemporaryFile(prefix="kvstore-snapshot-", dir=temp_dir)
         steps = write_db(out, backend_revisions_in_steps(mvcc, mvcc.current_rev),
                          [tuple(lease) for lease in state.leases], [state.member],
-                         state.applied_index, mvcc.compact_rev)
+                         state.applied_index, mvcc.compact_rev,
+                         [tuple(alarm) for alarm in state.alarms])
         pause = attempt < ATTEMPTS
         try:
             while True:

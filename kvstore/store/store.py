@@ -419,7 +419,8 @@ class Store:
         assert ident is not None  # requests follow start()
         member = Member(ident.member_id, self.name, self.members.peer_urls(),
                         list(self.config.client_urls))
-        return SnapshotState(self.mvcc, self.leases.dump(), self.applied_index, member)
+        return SnapshotState(self.mvcc, self.leases.dump(), self.applied_index, member,
+                             self.alarm_table.dump())
 
     @property
     def applied_index(self) -> int:
