@@ -251,6 +251,73 @@ def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_
     return kvs, count
 
 
+def kept_revisions(key_indexes, long long compact_rev, long long upto, bint as_hashed,
+                   dict subs):
+    """What compaction at compact_rev kept of these keys (each one's newest put by then), as
+    (main, sub, KeyValue), and those still the key's newest at upto; and whether any key is
+    live at upto (only looked at with as_hashed): twin of key_index.kept_revisions."""
+    cdef list kept = [], at_upto = []
+    cdef bint live = False
+    cdef KeyIndex ki
+    cdef long long rev
+    for ki in key_indexes:
+        kv = _ki_get(ki, compact_rev)
+        newest = _ki_get(ki, upto) if as_hashed else None
+        if newest is not None:
+            live = True
+        if kv is None:
+            continue
+        rev = (<KeyValue>kv).mod_revision
+        if rev > upto:
+            continue
+        item = (rev, subs.get((rev, ki.key), 0) if subs else 0, kv)
+        kept.append(item)
+        if newest is kv:
+            at_upto.append(item)
+    return kept, at_upto, live
+
+
+cdef inline void _put_be64(unsigned char* out, unsigned long long n) noexcept:
+    cdef int i
+    for i in range(8):
+        out[7 - i] = n & 0xFF
+        n >>= 8
+
+
+def encode_records(list items, Py_ssize_t start=0, Py_ssize_t max_bytes=1 << 20):
+    """etcd's key bucket records of the (main, sub, KeyValue) items from ``start``, one after
+    the other, until ``max_bytes`` (at least one record): each revision key, then the marshaled
+    KeyValue (a tombstone's: its key only); and where they stopped. Twin of
+    key_index.encode_records."""
+    cdef bytearray out = bytearray()
+    cdef unsigned char head[18]
+    cdef KeyValue kv
+    cdef bytes key
+    cdef Py_ssize_t n, i = start, end = len(items)
+    while i < end and (i == start or len(out) < max_bytes):
+        item = items[i]
+        i += 1
+        kv = <KeyValue>item[2]
+        _put_be64(head, <unsigned long long>(<long long>item[0]))
+        head[8] = 95  # "_"
+        _put_be64(head + 9, <unsigned long long>(<long long>item[1]))
+        if kv.version:
+            out += PyBytes_FromStringAndSize(<char*>head, 17)
+            out += kv.encoded
+        else:
+            head[17] = 116  # "t"
+            out += PyBytes_FromStringAndSize(<char*>head, 18)
+            key = kv.key
+            n = len(key)
+            out += b"\x0a"
+            while n >= 0x80:
+                out.append((n & 0x7F) | 0x80)
+                n >>= 7
+            out.append(n)
+            out += key
+    return bytes(out), i
+
+
 # -- snapshot codec (twin: kvstore/mvcc/state_codec.py, whose docstring gives the format) ------
 
 cdef inline Py_ssize_t _value_len(KeyValue kv) noexcept:

@@ -57,6 +57,11 @@ class KeyIndex:
 
 def collect_visible(key_indexes: Iterable[KeyIndex], at_rev: int, limit: int, count_only: bool,
                     full_count: bool = True) -> tuple[list[KeyValue], int]: ...
+def kept_revisions(key_indexes: Iterable[KeyIndex], compact_rev: int, upto: int, as_hashed: bool,
+                   subs: dict[tuple[int, bytes], int]
+                   ) -> tuple[list[tuple[int, int, KeyValue]], list[tuple[int, int, KeyValue]], bool]: ...
+def encode_records(items: list[tuple[int, int, KeyValue]], start: int = ...,
+                   max_bytes: int = ...) -> tuple[bytes, int]: ...
 
 # -- History (twin: history.py): per revision, the KeyValues it wrote ---------------------------
 

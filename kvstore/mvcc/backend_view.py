@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 
-from .core import History, KeyIndex, KeyValue
+from .core import History, KeyIndex, KeyValue, kept_revisions
 from .kvstore import MVCCStore
 from .wire import varint
 
@@ -72,6 +72,17 @@ def backend_revisions_in_steps(mvcc: MVCCStore, upto: int = 0, as_hashed: bool =
 
 
 def _walk(mvcc: MVCCStore, upto: int, as_hashed: bool = False) -> Iterator:
+    for chunk in walk_chunks(mvcc, upto, as_hashed):
+        if chunk is PAUSE:
+            yield PAUSE
+        else:
+            yield from chunk
+
+
+def walk_chunks(mvcc: MVCCStore, upto: int, as_hashed: bool = False) -> Iterator:
+    """The records of ``backend_revisions_in_steps`` a list at a time (up to KEY_CHUNK
+    records), PAUSE between steps: for consumers that take them by the thousand."""
+    upto = upto or mvcc.current_rev
     compact_rev = mvcc.compact_rev
     # What compaction kept: each key's newest revision at or before it, if a put. (Key
     # indexes may still hold older revisions while a compaction goes through them.)
@@ -79,21 +90,16 @@ def _walk(mvcc: MVCCStore, upto: int, as_hashed: bool = False) -> Iterator:
     kept_at_upto: list[tuple[int, int, KeyValue]] = []  # those still the newest at upto
     live_at_upto = False
     if compact_rev > 0:
-        subs = mvcc.kept_subs
         start = b""
         while True:
             keys = mvcc.index.keys_from(start, KEY_CHUNK)
             # (One scan over the chunk's key indexes: nothing changes them until the pause.)
-            for ki in mvcc.index.scan(keys[0], keys[-1] + b"\0") if keys else ():
-                key = ki.key
-                kv = ki.get(compact_rev)
-                newest = ki.get(upto) if as_hashed else None
-                live_at_upto = live_at_upto or newest is not None
-                if kv is not None and kv.mod_revision <= upto:
-                    item = (kv.mod_revision, subs.get((kv.mod_revision, key), 0), kv)
-                    kept.append(item)
-                    if newest is kv:
-                        kept_at_upto.append(item)
+            if keys:
+                chunk, at_upto, live = kept_revisions(mvcc.index.scan(keys[0], keys[-1] + b"\0"),
+                                                      compact_rev, upto, as_hashed, mvcc.kept_subs)
+                kept += chunk
+                kept_at_upto += at_upto
+                live_at_upto = live_at_upto or live
             if len(keys) < KEY_CHUNK:
                 break
             start = keys[-1] + b"\0"
@@ -101,33 +107,31 @@ def _walk(mvcc: MVCCStore, upto: int, as_hashed: bool = False) -> Iterator:
             _check_unchanged(mvcc, compact_rev)
         if as_hashed and live_at_upto:
             kept = kept_at_upto
-        kept.sort(key=_main_sub)
-    yield from kept
+        kept.sort()  # by (main, sub), unique: the KeyValues are never compared
+    for i in range(0, len(kept), KEY_CHUNK):
+        yield kept[i:i + KEY_CHUNK]
     # Then every revision after the compaction point, from the history, in order.
     history = mvcc.history
     i = history.index_from(compact_rev + 1)
-    n = 0
+    out: list[tuple[int, int, KeyValue]] = []
     while i < len(history):
         rev, changes = history[i]
         if rev > upto:
             break
-        for sub, kv in enumerate(changes):
-            yield rev, sub, kv
+        out += [(rev, sub, kv) for sub, kv in enumerate(changes)]
         i += 1
-        n += len(changes)
-        if n >= KEY_CHUNK:
-            n = 0
+        if len(out) >= KEY_CHUNK:
+            yield out
+            out = []
             yield PAUSE
             _check_unchanged(mvcc, compact_rev)
+    if out:
+        yield out
 
 
 def _check_unchanged(mvcc: MVCCStore, compact_rev: int) -> None:
     if mvcc.compact_rev != compact_rev:
         raise StateChanged(f"compacted at {mvcc.compact_rev} while reading from {compact_rev}")
-
-
-def _main_sub(item: tuple[int, int, KeyValue]) -> tuple[int, int]:
-    return item[0], item[1]
 
 
 def mvcc_from_revisions(items: Iterable[tuple[int, int, KeyValue]], current_rev: int,

@@ -23,13 +23,23 @@ if TYPE_CHECKING:
     # mypy reads the types from the compiled module's stub (kvstore/_ext/mvcc_core.pyi); the
     # pure-Python twins have the same API (tests/test_ext_twins.py).
     from .._ext import mvcc_core as codec, mvcc_core as wire
-    from .._ext.mvcc_core import History, KeyIndex, KeyValue, OrderedKeys, collect_visible
+    from .._ext.mvcc_core import (
+        History,
+        KeyIndex,
+        KeyValue,
+        OrderedKeys,
+        collect_visible,
+        encode_records,
+        kept_revisions,
+    )
 elif _compiled is not None:
     KeyValue = _compiled.KeyValue
     KeyIndex = _compiled.KeyIndex
     History = _compiled.History
     OrderedKeys = _compiled.OrderedKeys
     collect_visible = _compiled.collect_visible
+    kept_revisions = _compiled.kept_revisions
+    encode_records = _compiled.encode_records
     codec = _compiled
     wire = _compiled
 else:
@@ -38,9 +48,12 @@ else:
     History = _py_history.History
     OrderedKeys = _py_ordered.OrderedKeys
     collect_visible = _py_key_index.collect_visible
+    kept_revisions = _py_key_index.kept_revisions
+    encode_records = _py_key_index.encode_records
     codec = _py_codec  # encode_keys, decode_keys, encode_history, decode_history
     wire = _py_wire  # encode_header, range_response, range_stream_response, kv_bytes
 
 COMPILED = _compiled is not None
 
-__all__ = ["KeyValue", "KeyIndex", "History", "OrderedKeys", "collect_visible", "codec", "wire", "COMPILED"]
+__all__ = ["KeyValue", "KeyIndex", "History", "OrderedKeys", "collect_visible", "kept_revisions",
+           "encode_records", "codec", "wire", "COMPILED"]

@@ -18,49 +18,44 @@ from collections.abc import Iterator
 
 from crc32c import crc32c
 
-from .backend_view import PAUSE, REVISION_KEY, backend_revisions_in_steps, backend_value
+from .backend_view import PAUSE, walk_chunks
+from .core import encode_records
 
 KEY_BUCKET = b"key"
-_FLUSH = 1 << 16  # bytes gathered before they are hashed: one C call per 64 KiB
+_FLUSH = 1 << 20  # values' bytes encoded and hashed at a time
 _LEASE = struct.Struct(">qq")
 _REVS = struct.Struct(">qq")
 
 
-def hash_records(items: Iterator, seed: bytes = KEY_BUCKET) -> Iterator:
-    """Hashes the (main, sub, KeyValue) records as etcd hashes its key bucket; passes the
-    pause points (PAUSE) through, and yields the hash last."""
+def hash_records(chunks: Iterator, seed: bytes = KEY_BUCKET) -> Iterator:
+    """Hashes the (main, sub, KeyValue) records, given a list at a time (backend_view's
+    walk_chunks), as etcd hashes its key bucket; passes the pause points (PAUSE) through,
+    and yields the hash last. The records are encoded and hashed up to _FLUSH bytes at a time
+    (core.encode_records)."""
     h = crc32c(seed)
-    buf = bytearray()
-    pack = REVISION_KEY.pack
-    for item in items:
-        if item is PAUSE:
+    for chunk in chunks:
+        if chunk is PAUSE:
             yield PAUSE
             continue
-        main, sub, kv = item
-        buf += pack(main, b"_", sub)
-        if kv.version:
-            buf += kv.encoded
-        else:  # a tombstone: its key marked, its record only the key
-            buf += b"t"
-            buf += backend_value(kv)
-        if len(buf) >= _FLUSH:
-            h = crc32c(buf, h)
-            buf.clear()
-    yield crc32c(buf, h)
+        i = 0
+        while i < len(chunk):
+            data, i = encode_records(chunk, i, _FLUSH)
+            h = crc32c(data, h)
+    yield h
 
 
 def hash_kv_steps(mvcc, rev: int) -> Iterator:
     """HashKV's hash at ``rev`` (already checked against the compaction and the current
     revision), computed in steps: PAUSE between steps, then the hash. A compaction meanwhile
     raises backend_view.StateChanged."""
-    return hash_records(backend_revisions_in_steps(mvcc, rev, as_hashed=True))
+    return hash_records(walk_chunks(mvcc, rev, as_hashed=True))
 
 
 def state_hash_steps(mvcc, leases: list) -> Iterator:
     """Hash of the whole state in steps: every revision held, the leases ([[id, ttl], ...])
     and the current and compacted revisions."""
     h = 0
-    for item in hash_records(backend_revisions_in_steps(mvcc, 0)):
+    for item in hash_records(walk_chunks(mvcc, mvcc.current_rev)):
         if item is PAUSE:
             yield PAUSE
         else:

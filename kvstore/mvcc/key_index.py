@@ -8,12 +8,15 @@ live here (there is no separate backend keyed by revision), so compaction simply
 """
 from __future__ import annotations
 
+import struct
 from bisect import bisect_left, bisect_right
 from operator import attrgetter
 
 from .kv import KeyValue
+from .wire import varint
 
 _mod_revision = attrgetter("mod_revision")
+_REVISION_KEY = struct.Struct(">QcQ")  # etcd's revision key: main, "_", sub
 
 
 class KeyIndex:
@@ -119,3 +122,45 @@ def collect_visible(key_indexes, at_rev: int, limit: int, count_only: bool,
             break
         count += 1
     return kvs, count
+
+
+def kept_revisions(key_indexes, compact_rev: int, upto: int, as_hashed: bool, subs: dict):
+    """What compaction at compact_rev kept of these keys (each one's newest put by then), as
+    (main, sub, KeyValue), and those still the key's newest at upto; and whether any key is
+    live at upto (only looked at with as_hashed). The loop of HashKV and of etcd snapshots
+    (backend_view.py)."""
+    kept: list = []
+    at_upto: list = []
+    live = False
+    for ki in key_indexes:
+        kv = ki.get(compact_rev)
+        newest = ki.get(upto) if as_hashed else None
+        if newest is not None:
+            live = True
+        if kv is None or kv.mod_revision > upto:
+            continue
+        item = (kv.mod_revision, subs.get((kv.mod_revision, ki.key), 0) if subs else 0, kv)
+        kept.append(item)
+        if newest is kv:
+            at_upto.append(item)
+    return kept, at_upto, live
+
+
+def encode_records(items: list, start: int = 0, max_bytes: int = 1 << 20) -> tuple[bytes, int]:
+    """etcd's key bucket records of the (main, sub, KeyValue) items from ``start``, one after
+    the other, until ``max_bytes`` (at least one record): each revision key, then the marshaled
+    KeyValue (a tombstone's: its key only); and where they stopped."""
+    out = bytearray()
+    pack = _REVISION_KEY.pack
+    i, end = start, len(items)
+    while i < end and (i == start or len(out) < max_bytes):
+        main, sub, kv = items[i]
+        i += 1
+        out += pack(main, b"_", sub)
+        if kv.version:
+            out += kv.encoded
+        else:
+            out += b"t\x0a"
+            out += varint(len(kv.key))
+            out += kv.key
+    return bytes(out), i
