@@ -29,6 +29,24 @@ def human_bytes(n: int) -> str:
     return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
 
 
+def _go_center(text: str, width: int) -> str:
+    """tablewriter's Pad: an odd gap puts its extra space on the right (Python's center
+    may put it on the left)."""
+    gap = width - len(text)
+    left = gap // 2
+    return " " * left + text + " " * (gap - left)
+
+
+def table(header: list[str], row: list[str]) -> str:
+    """One row as etcdctl's tablewriter draws its DBStatus: headers centred, every cell
+    aligned right (ALIGN_RIGHT), one space of padding each side."""
+    widths = [max(len(h), len(c)) for h, c in zip(header, row)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    heads = "|" + "|".join(f" {_go_center(h, w)} " for h, w in zip(header, widths)) + "|"
+    cells = "|" + "|".join(f" {c.rjust(w)} " for c, w in zip(row, widths)) + "|"
+    return "\n".join([line, heads, line, cells, line])
+
+
 def main(args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
@@ -41,16 +59,7 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps({"hash": st.hash, "revision": st.revision, "totalKey": st.total_keys,
                           "totalSize": st.total_size}, separators=(",", ":")))
     elif args.write_out == "table":
-        header = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"]
-        widths = [max(len(h), len(c)) + 2 for h, c in zip(header, row)]
-        line = "+" + "+".join("-" * w for w in widths) + "+"
-        print(line)
-        print("|" + "|".join(h.center(w) for h, w in zip(header, widths)) + "|")
-        print(line)
-        cells = [f" {c.ljust(w - 2)} " if i in (0, 3) else f" {c.rjust(w - 2)} "
-                 for i, (c, w) in enumerate(zip(row, widths))]
-        print("|" + "|".join(cells) + "|")
-        print(line)
+        print(table(["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], row))
     else:
         print(", ".join(row))
     return 0
