@@ -78,3 +78,31 @@ BadLeaderTransferee = _error("BadLeaderTransferee", "FAILED_PRECONDITION",
                              "etcdserver: bad leader transferee")
 TimeoutLeaderTransfer = _error("TimeoutLeaderTransfer", "UNAVAILABLE",
                                "etcdserver: request timed out, leader transfer took too long")
+
+# Auth (etcd's auth/store.go errors, as api/v3rpc/rpctypes gives them to clients).
+RootUserNotExist = _error("RootUserNotExist", "FAILED_PRECONDITION",
+                          "etcdserver: root user does not exist")
+RootRoleNotExist = _error("RootRoleNotExist", "FAILED_PRECONDITION",
+                          "etcdserver: root user does not have root role")
+UserAlreadyExist = _error("UserAlreadyExist", "FAILED_PRECONDITION",
+                          "etcdserver: user name already exists")
+UserEmpty = _error("UserEmpty", "INVALID_ARGUMENT", "etcdserver: user name is empty")
+UserNotFound = _error("UserNotFound", "FAILED_PRECONDITION", "etcdserver: user name not found")
+RoleAlreadyExist = _error("RoleAlreadyExist", "FAILED_PRECONDITION",
+                          "etcdserver: role name already exists")
+RoleNotFound = _error("RoleNotFound", "FAILED_PRECONDITION", "etcdserver: role name not found")
+RoleEmpty = _error("RoleEmpty", "INVALID_ARGUMENT", "etcdserver: role name is empty")
+AuthFailed = _error("AuthFailed", "INVALID_ARGUMENT",
+                    "etcdserver: authentication failed, invalid user ID or password")
+PermissionDenied = _error("PermissionDenied", "PERMISSION_DENIED", "etcdserver: permission denied")
+RoleNotGranted = _error("RoleNotGranted", "FAILED_PRECONDITION",
+                        "etcdserver: role is not granted to the user")
+PermissionNotGranted = _error("PermissionNotGranted", "FAILED_PRECONDITION",
+                              "etcdserver: permission is not granted to the role")
+AuthNotEnabled = _error("AuthNotEnabled", "FAILED_PRECONDITION",
+                        "etcdserver: authentication is not enabled")
+InvalidAuthToken = _error("InvalidAuthToken", "UNAUTHENTICATED", "etcdserver: invalid auth token")
+InvalidAuthMgmt = _error("InvalidAuthMgmt", "INVALID_ARGUMENT", "etcdserver: invalid auth management")
+AuthOldRevision = _error("AuthOldRevision", "INVALID_ARGUMENT",
+                         "etcdserver: revision of auth store is old")
+TooManyRequests = _error("TooManyRequests", "RESOURCE_EXHAUSTED", "etcdserver: too many requests")

@@ -13,6 +13,7 @@ from ..load.cli import add_load_parser, main as run_load
 from ..log import BACKENDS, DataDirCorrupt, DataDirInUse, LogUnavailable, parse_log_url
 from ..partition.launch import PROFILES, build_supervisor, partitioned
 from ..partition.worker import tie_to_supervisor
+from ..store.auth.tokens import TokenOptionError, token_provider
 from ..store.config import StoreConfig
 from .check import add_check_parser, main as run_check
 from .config import ConfigError, ServerConfig, split_urls
@@ -116,6 +117,13 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     s.add_argument("--key-file", default=None, help="path to the client server TLS key file")
     s.add_argument("--trusted-ca-file", default=None, help="path to the client server TLS trusted CA file")
     s.add_argument("--client-cert-auth", action="store_true", help="require client certificates")
+    s.add_argument("--auth-token", default="simple",
+                   help="the auth token provider: 'simple', or 'jwt,pub-key=PATH,priv-key=PATH,"
+                        "sign-method=RS256[,ttl=5m]' (etcd's syntax)")
+    s.add_argument("--auth-token-ttl", type=int, default=300,
+                   help="seconds a simple token lives unused")
+    s.add_argument("--bcrypt-cost", type=int, default=10,
+                   help="the bcrypt cost of hashing passwords (4..31)")
     s.add_argument("--handshake-timeout", type=_duration, default=ConnectionLimits.handshake_timeout,
                    help="a client connection that has not sent its HTTP/2 preface (or TLS "
                         "handshake, or HTTP/1.1 request) by then is dropped (default 10s)")
@@ -178,6 +186,12 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
             backend = args.nats_url
         log_options = {"cluster": args.cluster_name, "replicas": args.nats_replicas}
     listen = args.listen_client_urls or ["http://127.0.0.1:2379"]
+    try:  # refused here, with one line, rather than when the store starts
+        token_provider(args.auth_token, args.auth_token_ttl)
+    except (TokenOptionError, OSError) as e:
+        raise ConfigError(f"failed to create the auth token provider: {e}") from None
+    if not 4 <= args.bcrypt_cost <= 31:
+        raise ConfigError(f"invalid bcrypt-cost: {args.bcrypt_cost} (want 4..31)")
     store = StoreConfig(
         name=args.name, max_request_bytes=args.max_request_bytes, max_txn_ops=args.max_txn_ops,
         snapshot_count=args.snapshot_count, etcd_version=args.etcd_version,
@@ -185,7 +199,9 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         peer_urls=args.initial_advertise_peer_urls or [],
         progress_notify_interval=args.watch_progress_notify_interval,
         quota_backend_bytes=args.quota_backend_bytes,
-        cluster_name=args.cluster_name if log_options else None)
+        cluster_name=args.cluster_name if log_options else None,
+        auth_token=args.auth_token, auth_token_ttl=args.auth_token_ttl,
+        bcrypt_cost=args.bcrypt_cost, client_cert_auth=args.client_cert_auth)
     return ServerConfig(
         store=store, data_dir=args.data_dir, listen_client_urls=listen,
         log_backend=backend, log_options=log_options, log_level=args.log_level,

@@ -24,3 +24,10 @@ class StoreConfig:
     # Members of one cluster share a log and report one cluster id, derived from this name;
     # None: a single member, whose cluster id is drawn once.
     cluster_name: str | None = None
+    # Auth: etcd's --auth-token (simple, or jwt,...), --auth-token-ttl (simple tokens' idle
+    # lifetime, seconds), --bcrypt-cost; client certificates' common names are users with
+    # --client-cert-auth.
+    auth_token: str = "simple"
+    auth_token_ttl: float = 300.0
+    bcrypt_cost: int = 10
+    client_cert_auth: bool = False

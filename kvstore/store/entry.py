@@ -36,6 +36,14 @@ LEADER = 0x4C  # "L"
 # An alarm request (GET, ACTIVATE, DEACTIVATE): alarms are replicated state, as in etcd.
 ALARM = 0x41  # "A"
 
+# A change of users, roles or permissions, or auth enabled or disabled (AuthChange).
+AUTH = 0x55  # "U"
+# A client authenticated: every member learns its token (Authenticate).
+AUTHENTICATE = 0x4B  # "K"
+# A client's write while auth is enabled: who asked, at which auth revision, and the write
+# (AsUser); apply checks the permission against the state it applies to.
+AS_USER = 0x49  # "I"
+
 _TWO_U64 = struct.Struct(">QQ")
 
 
@@ -63,6 +71,88 @@ class Leader(NamedTuple):
         return cls(*_TWO_U64.unpack(data))
 
 
+# The Auth requests an AUTH entry carries, by their number in it (append only).
+AUTH_METHODS: tuple[tuple[str, type[Any]], ...] = (
+    ("AuthEnable", pb.AuthEnableRequest),
+    ("AuthDisable", pb.AuthDisableRequest),
+    ("UserAdd", pb.AuthUserAddRequest),
+    ("UserDelete", pb.AuthUserDeleteRequest),
+    ("UserChangePassword", pb.AuthUserChangePasswordRequest),
+    ("UserGrantRole", pb.AuthUserGrantRoleRequest),
+    ("UserRevokeRole", pb.AuthUserRevokeRoleRequest),
+    ("UserGet", pb.AuthUserGetRequest),
+    ("UserList", pb.AuthUserListRequest),
+    ("RoleAdd", pb.AuthRoleAddRequest),
+    ("RoleGet", pb.AuthRoleGetRequest),
+    ("RoleList", pb.AuthRoleListRequest),
+    ("RoleDelete", pb.AuthRoleDeleteRequest),
+    ("RoleGrantPermission", pb.AuthRoleGrantPermissionRequest),
+    ("RoleRevokePermission", pb.AuthRoleRevokePermissionRequest),
+    ("AuthStatus", pb.AuthStatusRequest),
+)
+_AUTH_METHOD_NUMBERS = {name: i for i, (name, _) in enumerate(AUTH_METHODS)}
+
+
+class AuthChange(NamedTuple):
+    method: str  # the Auth service's method name
+    request: Any
+
+    def SerializeToString(self) -> bytes:  # noqa: N802
+        return bytes([_AUTH_METHOD_NUMBERS[self.method]]) + self.request.SerializeToString()
+
+    @classmethod
+    def FromString(cls, data) -> AuthChange:  # noqa: N802
+        if not data or data[0] >= len(AUTH_METHODS):
+            raise CorruptRecord("unknown auth request in a log entry")
+        method, message = AUTH_METHODS[data[0]]
+        return cls(method, message.FromString(bytes(data[1:])))
+
+
+_AUTHENTICATE_HEAD = struct.Struct(">H")
+
+
+class Authenticate(NamedTuple):
+    name: str
+    token_prefix: str  # the random part of the simple token; the entry's log index completes it
+
+    def SerializeToString(self) -> bytes:  # noqa: N802
+        name = self.name.encode()
+        return _AUTHENTICATE_HEAD.pack(len(name)) + name + self.token_prefix.encode()
+
+    @classmethod
+    def FromString(cls, data) -> Authenticate:  # noqa: N802
+        data = bytes(data)
+        (n,) = _AUTHENTICATE_HEAD.unpack_from(data)
+        end = _AUTHENTICATE_HEAD.size + n
+        return cls(data[_AUTHENTICATE_HEAD.size:end].decode(), data[end:].decode())
+
+
+_AS_USER_HEAD = struct.Struct(">QBH")
+
+
+class AsUser(NamedTuple):
+    username: str
+    revision: int  # the auth revision the caller's token was checked at
+    kind: int
+    request: Any
+
+    def SerializeToString(self) -> bytes:  # noqa: N802
+        name = self.username.encode()
+        return (_AS_USER_HEAD.pack(self.revision, self.kind, len(name)) + name
+                + self.request.SerializeToString())
+
+    @classmethod
+    def FromString(cls, data) -> AsUser:  # noqa: N802
+        data = bytes(data)
+        revision, kind, n = _AS_USER_HEAD.unpack_from(data)
+        start = _AS_USER_HEAD.size
+        message = MESSAGES.get(kind)
+        if message is None or kind == AS_USER:
+            raise CorruptRecord(f"log entry kind {kind} cannot be a user's")
+        return cls(data[start:start + n].decode(), revision, kind,
+                   message.FromString(data[start + n:]))
+
+
 MESSAGES: dict[int, type[Any]] = {  # each with FromString
     PUT: pb.PutRequest,
     DELETE_RANGE: pb.DeleteRangeRequest,
@@ -73,6 +163,9 @@ MESSAGES: dict[int, type[Any]] = {  # each with FromString
     LEASE_EXPIRE: LeaseExpire,
     LEADER: Leader,
     ALARM: pb.AlarmRequest,
+    AUTH: AuthChange,
+    AUTHENTICATE: Authenticate,
+    AS_USER: AsUser,
 }
 
 RECORD_VERSION = 1

@@ -78,16 +78,19 @@ class Members:
     async def add(self, r: pb.MemberAddRequest) -> pb.MemberAddResponse:
         """Members join a kvstore cluster by starting on its log, not by being added: after
         etcd's checks of the URLs, the answer is etcd's refusal of a re-configuration."""
+        self._store.auth.check_admin()  # membership changes need root
         self._check_peer_urls(list(r.peerURLs))
         raise errors.MemberNotEnoughStarted()
 
     async def remove(self, member_id: int) -> pb.MemberRemoveResponse:
         """As etcd answers for the only member; members of a shared log leave by stopping."""
+        self._store.auth.check_admin()  # membership changes need root
         self.get(member_id)
         raise errors.MemberNotEnoughStarted()
 
     async def update(self, r: pb.MemberUpdateRequest) -> pb.MemberUpdateResponse:
         """Sets this member's peer URLs (kept in its data dir, as etcd keeps membership)."""
+        self._store.auth.check_admin()  # membership changes need root
         self.get(r.ID)
         self._check_peer_urls(list(r.peerURLs), r.ID)
         assert self._store.identity is not None  # requests follow start()
@@ -98,6 +101,7 @@ class Members:
 
     async def promote(self, member_id: int) -> pb.MemberPromoteResponse:
         """No member is a learner here."""
+        self._store.auth.check_admin()  # membership changes need root
         self.get(member_id)
         raise errors.MemberNotLearner()
 

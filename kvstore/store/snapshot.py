@@ -37,7 +37,7 @@ SLICE_KEYS = 5_000  # keys encoded per turn of the loop (~3 ms at 256-byte value
 
 class Capture:
     def __init__(self, mvcc: MVCCStore, leases: list, index: int, leader: tuple[int, int] = (0, 0),
-                 alarms: list | None = None):
+                 alarms: list | None = None, auth: dict | None = None):
         self.index = index
         self._leader = leader
         self._mvcc = mvcc
@@ -49,6 +49,7 @@ class Capture:
         self._size = mvcc.size
         self._leases = leases
         self._alarms = alarms or []
+        self._auth = auth
 
     async def parts(self, current_mvcc) -> AsyncIterator[bytes]:
         """The file's parts, made one slice of keys at a time as the log writes them; raises
@@ -70,7 +71,8 @@ class Capture:
         yield snapshot_file.tail(
             {"index": self.index, "format": SNAPSHOT_FORMAT, "current_rev": self._rev,
              "compact_rev": self._compact_rev, "leases": self._leases, "leader": list(self._leader),
-             "kept_subs": self._kept_subs, "size": self._size, "alarms": self._alarms},
+             "kept_subs": self._kept_subs, "size": self._size, "alarms": self._alarms,
+             "auth": self._auth},
             keys, self._history, len(kis))
 
 
@@ -79,6 +81,7 @@ class Snapshot(NamedTuple):
     leases: list  # [[id, ttl], ...]
     leader: tuple[int, int]  # (member id, term) of the leader as of the snapshot
     alarms: list = []  # [[member id, alarm type], ...] raised
+    auth: dict | None = None  # users, roles, enabled, revision (AuthState.dump)
 
 
 def parse(data: bytes) -> Snapshot:
@@ -90,7 +93,8 @@ def parse(data: bytes) -> Snapshot:
                                "compact_rev": env["compact_rev"], "keys": keys, "history": history,
                                "kept_subs": env.get("kept_subs", ()), "size": env.get("size")})
         leader_id, term = env.get("leader", (0, 0))
-        return Snapshot(mvcc, env["leases"], (leader_id, term), env.get("alarms", []))
+        return Snapshot(mvcc, env["leases"], (leader_id, term), env.get("alarms", []),
+                        env.get("auth"))
     except SnapshotCorrupt:
         raise
     except (ValueError, KeyError, TypeError) as e:

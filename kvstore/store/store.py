@@ -41,6 +41,10 @@ from . import entry, quota, recovery, snapshot, validate
 from .alarms import AlarmTable
 from .apply import Applier
 from .apply_loop import ApplyLoop
+from .auth.caller import CALLER
+from .auth.gate import AuthGate
+from .auth.passwords import Passwords
+from .auth.tokens import token_provider
 from .compactor import Compactor
 from .config import StoreConfig
 from .etcd_db import Member
@@ -129,6 +133,11 @@ class Store:
         self._nospace_proposed = False  # a NOSPACE alarm for the quota is on its way
         self.quota_bytes = quota.quota_bytes(config.quota_backend_bytes)
         self.members = Members(self)
+        # Users, roles, permissions (replicated, auth/state.py), tokens (this member's), and
+        # the thread that hashes passwords.
+        self.auth = AuthGate(token_provider(config.auth_token, config.auth_token_ttl),
+                             config.client_cert_auth)
+        self.passwords = Passwords(config.bcrypt_cost)
         # Below this state size no single write can reach the quota: the write path compares
         # once, and counts a write's cost only past it (no quota: never).
         self._quota_near = (max(0, self.quota_bytes - config.max_request_bytes
@@ -231,6 +240,7 @@ class Store:
         self._set_state(snap.mvcc, leases)
         self.leader_id, self.term = snap.leader
         self.alarm_table.load(snap.alarms)
+        self.auth.state.load(snap.auth)
         self._leadership_changed()
 
     async def install_snapshot(self, first_index: int) -> None:
@@ -365,6 +375,15 @@ class Store:
             if request.action == pb.AlarmRequest.ACTIVATE and request.alarm == pb.AlarmType.NOSPACE:
                 self._nospace_proposed = False
             return self._fill(resp)
+        if kind == entry.AS_USER:
+            self.auth.check_write(request, self.leases)
+            if request.kind == entry.AUTH:
+                return self._fill(self.auth.apply_change(request.request))
+            return self.apply_entry(request.kind, request.request)
+        if kind == entry.AUTH:
+            return self._fill(self.auth.apply_change(request))
+        if kind == entry.AUTHENTICATE:
+            return self._fill(self.auth.apply_authenticate(request, self.applied_index + 1))
         if kind == entry.LEADER:
             if request.term <= self.term:
                 raise errors.NotLeader()
@@ -384,7 +403,8 @@ class Store:
 
     def _capture(self) -> Capture:
         return Capture(self.mvcc, self.leases.dump(), self._applied_index(),
-                       (self.leader_id, self.term), self.alarm_table.dump())
+                       (self.leader_id, self.term), self.alarm_table.dump(),
+                       self.auth.state.dump())
 
     async def _snapshot_saved(self, index: int) -> None:
         """A snapshot is durable here. On a single member the log drops what it covers. On a
@@ -410,6 +430,7 @@ class Store:
         """Maintenance.Snapshot's responses, serialized: the applied state as an etcd 3.4 db
         file, built while writes go on (etcd_snapshot.py), in the data dir if there is one (a
         large state's db may not fit a tmpfs /tmp)."""
+        self.auth.check_admin()
         data_dir = getattr(self.storage, "dir", None)
         return etcd_snapshot_stream(self._etcd_snapshot_state, lambda: self.mvcc,
                                     str(data_dir) if data_dir is not None else None)
@@ -438,6 +459,14 @@ class Store:
         if self._proposer is None:
             raise errors.Stopped()
         return self._proposer.propose(kind, request)
+
+    def _propose_client(self, kind: int, request) -> asyncio.Future:
+        """A client's write: while auth is enabled, with who asks (checked when applied)."""
+        if self.auth.state.enabled:
+            return self._propose(entry.AS_USER, self.auth.as_user(kind, request))
+        if CALLER.get() is not None:
+            self.auth.caller()  # a token that names no one is refused all the same
+        return self._propose(kind, request)
 
     def _fill(self, resp, revision: bool = True):
         """The response's header: ids, term, and the current revision unless one is set
@@ -489,6 +518,8 @@ class Store:
         """The RangeResponse from the applied state (on a shared log, ``await
         store.linearizable()`` first for a linearizable read)."""
         validate.check_range(r)
+        if self.auth.state.enabled:
+            return pb.RangeResponse.FromString(self._range_as_caller(r))
         return pb.RangeResponse.FromString(self.applier.range(r, header=self.header_bytes))
 
     def range_encoded(self, r: pb.RangeRequest):
@@ -496,14 +527,26 @@ class Store:
         future of it when the read must first wait for a read index (a linearizable read on a
         shared log)."""
         validate.check_range(r)
+        if self.auth.state.enabled or CALLER.get() is not None:
+            if r.serializable or self._reads is None:
+                return self._range_as_caller(r)
+            return self._after_read_index(lambda: self._range_as_caller(r))
         if r.serializable or self._reads is None:
             return self.applier.range(r, header=self.header_bytes)
         return self._after_read_index(lambda: self.applier.range(r, header=self.header_bytes))
+
+    def _range_as_caller(self, r: pb.RangeRequest) -> bytes:
+        info = self.auth.check_range(r.key, r.range_end)
+        resp = self.applier.range(r, header=self.header_bytes)
+        self.auth.still_current(info)
+        return resp
 
     def range_stream(self, r: pb.RangeRequest):
         """RangeStream's responses, serialized (range_stream.py): request errors are raised
         here, read errors (a future or compacted revision) by the first ``next()``."""
         validate.check_range_stream(r)
+        if self.auth.state.enabled or CALLER.get() is not None:
+            self.auth.check_range(r.key, r.range_end)
         return range_chunks(self.mvcc, r, self.max_request_bytes, self.header_bytes)
 
     async def linearizable(self, serializable: bool = False) -> None:
@@ -519,14 +562,14 @@ class Store:
         validate.check_put(r)
         if self.state_bytes() >= self._quota_near:
             self._check_quota(quota.put_cost(r))
-        return self._propose(entry.PUT, r)
+        return self._propose_client(entry.PUT, r)
 
     async def put(self, r: pb.PutRequest) -> pb.PutResponse:
         return pb.PutResponse.FromString(await self.put_encoded(r))
 
     def delete_range_encoded(self, r: pb.DeleteRangeRequest) -> asyncio.Future[bytes]:
         validate.check_delete(r)
-        return self._propose(entry.DELETE_RANGE, r)
+        return self._propose_client(entry.DELETE_RANGE, r)
 
     async def delete_range(self, r: pb.DeleteRangeRequest) -> pb.DeleteRangeResponse:
         return pb.DeleteRangeResponse.FromString(await self.delete_range_encoded(r))
@@ -535,12 +578,20 @@ class Store:
         """The serialized TxnResponse: at once for a read-only txn, else a future."""
         validate.check_txn(r, self.max_txn_ops)
         if validate.is_txn_readonly(r):
+            read = self._txn_as_caller if (self.auth.state.enabled or CALLER.get() is not None) \
+                else self.applier.txn
             if self._reads is None or validate.is_txn_serializable(r):
-                return self.applier.txn(r, header=self.header_bytes)
-            return self._after_read_index(lambda: self.applier.txn(r, header=self.header_bytes))
+                return read(r, header=self.header_bytes)
+            return self._after_read_index(lambda: read(r, header=self.header_bytes))
         if self.state_bytes() >= self._quota_near:
             self._check_quota(quota.txn_cost(r))
-        return self._propose(entry.TXN, r)
+        return self._propose_client(entry.TXN, r)
+
+    def _txn_as_caller(self, r: pb.TxnRequest, header) -> bytes:
+        info = self.auth.check_readonly_txn(r)
+        resp = self.applier.txn(r, header=header)
+        self.auth.still_current(info)
+        return resp
 
     async def txn(self, r: pb.TxnRequest) -> pb.TxnResponse:
         resp = self.txn_encoded(r)
@@ -549,7 +600,7 @@ class Store:
     def compact(self, r: pb.CompactionRequest):
         """The response once the compaction is applied: reads below its revision fail from
         then on. With ``physical``, as in etcd, only once the keys are compacted too."""
-        applied = self._propose(entry.COMPACT, r)
+        applied = self._propose_client(entry.COMPACT, r)
         return self._compacted(applied) if r.physical else applied
 
     async def _compacted(self, applied: asyncio.Future) -> pb.CompactionResponse:
@@ -576,7 +627,7 @@ class Store:
             self._check_quota(quota.LEASE_OVERHEAD)
         if r.ID == 0:  # the server picks: a positive id not in use, fixed before proposing
             r = pb.LeaseGrantRequest(TTL=r.TTL, ID=self._new_lease_id())
-        return await self._propose(entry.LEASE_GRANT, r)
+        return await self._propose_client(entry.LEASE_GRANT, r)
 
     def _new_lease_id(self) -> int:
         while True:
@@ -585,7 +636,7 @@ class Store:
                 return lease_id
 
     async def lease_revoke(self, r: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
-        return await self._propose(entry.LEASE_REVOKE, r)
+        return await self._propose_client(entry.LEASE_REVOKE, r)
 
     async def lease_keepalive(self, lease_id: int) -> pb.LeaseKeepAliveResponse:
         """Renews a lease to its full TTL (on the leader); TTL 0 when it is unknown or expired."""
@@ -595,6 +646,8 @@ class Store:
     async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
         await self.linearizable()
         lease = self.leases.get(r.ID)
+        if r.keys and self.auth.state.enabled and lease is not None:
+            self.auth.check_lease_keys(lease.keys)
         if lease is None:
             return self._fill(pb.LeaseTimeToLiveResponse(ID=r.ID, TTL=-1))
         resp = pb.LeaseTimeToLiveResponse(ID=r.ID, TTL=await self.lessor.time_to_live(r.ID),
@@ -652,13 +705,43 @@ class Store:
             if r.alarm in (pb.AlarmType.NONE, pb.AlarmType.NOSPACE) and mine not in resp.alarms:
                 resp.alarms.append(mine)
             return self._fill(resp)
-        return await self._propose(entry.ALARM, r)
+        return await self._propose_client(entry.ALARM, r)
+
+    # -- auth ----------------------------------------------------------------------------------
+
+    async def auth_request(self, method: str, r) -> Any:
+        """An Auth request but Authenticate (``method``: its name in the service), through the
+        log so every member applies it; a password is hashed first, off the event loop, and
+        only its hash goes into the log."""
+        if method in ("UserAdd", "UserChangePassword") and r.password and not (
+                method == "UserAdd" and r.options.no_password):
+            hashed = await self.passwords.hash(r.password)
+            r = type(r)(name=r.name, options=r.options if method == "UserAdd" else None,
+                        hashedPassword=hashed)
+        elif method == "UserAdd":
+            r = pb.AuthUserAddRequest(name=r.name, options=r.options, hashedPassword=r.hashedPassword)
+        return await self._propose_client(entry.AUTH, entry.AuthChange(method, r))
+
+    async def authenticate(self, r: pb.AuthenticateRequest) -> pb.AuthenticateResponse:
+        """A token for a user and password (etcd's Authenticate): the password is checked
+        here (bcrypt, off the event loop), then every member learns the token through the log;
+        checked again if the auth state changed meanwhile."""
+        await self.linearizable()
+        while True:
+            hashed, revision = self.auth.state.password_of(r.name)
+            if not await self.passwords.check(r.password, hashed):
+                raise errors.AuthFailed()
+            resp = await self._propose(entry.AUTHENTICATE,
+                                       entry.Authenticate(r.name, self.auth.tokens.prefix()))
+            if revision == self.auth.state.revision:
+                return resp
 
     # -- hashes ---------------------------------------------------------------------------------
 
     async def hash_kv(self, r: pb.HashKVRequest) -> pb.HashKVResponse:
         """etcd's HashKV: the CRC-32C of the key bucket up to a revision (mvcc/hash.py),
         computed a few thousand records per turn of the event loop."""
+        self.auth.check_admin()
         mvcc = self.mvcc
         rev = r.revision
         if 0 < rev <= mvcc.compact_rev:
@@ -675,6 +758,7 @@ class Store:
     async def hash(self) -> pb.HashResponse:
         """A hash of the whole state (revisions, leases): stable for the same state, unlike
         etcd's, which hashes its database file."""
+        self.auth.check_admin()
         current_rev = self.mvcc.current_rev
         h = await run_in_steps(lambda: state_hash_steps(self.mvcc, self.leases.dump()))
         resp = pb.HashResponse(hash=h)
@@ -699,6 +783,7 @@ class Store:
     async def defragment(self) -> pb.DefragmentResponse:
         """etcd's Defragment, here: a snapshot now (the log drops what it covers), then the
         log's file rewritten without its free pages, and the freed space returned."""
+        self.auth.check_admin()
         await self.snapshot()
         await self.log.defragment()
         return self._fill(pb.DefragmentResponse())

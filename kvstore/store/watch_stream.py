@@ -15,6 +15,7 @@ from ..api import rpc_pb2 as pb
 from ..limits import with_overhead
 from ..mvcc.core import wire
 from ..mvcc.watch_hub import Watcher
+from .auth.caller import CALLER
 from .ranges import range_end
 
 MAX_QUEUED = 256  # responses; beyond this watchers on the stream fall back to catch-up
@@ -25,6 +26,8 @@ _NOPUT, _NODELETE = pb.WatchCreateRequest.NOPUT, pb.WatchCreateRequest.NODELETE
 
 ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
 ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+# a watch on keys its caller may not read: etcd's words, the gRPC error as text
+ERR_PERMISSION_DENIED = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
 
 
 class WatchOptions:
@@ -90,6 +93,13 @@ class WatchStream:
         current = self._store.mvcc.current_rev
         if end and key >= end:
             self._created_error(ERR_EMPTY_RANGE)
+            return
+        store = self._store
+        if (store.auth.enabled or CALLER.get() is not None) and not store.auth.watch_permitted(
+                key, c.range_end):
+            self._push(pb.WatchResponse(header=self._header(current), watch_id=c.watch_id,
+                                        created=True, canceled=True,
+                                        cancel_reason=ERR_PERMISSION_DENIED))
             return
         watch_id = c.watch_id
         if watch_id == 0:  # AutoWatchID: the lowest id not in use from the stream's counter

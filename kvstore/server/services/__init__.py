@@ -5,6 +5,7 @@ A service names the etcd service it implements (and, outside rpc.proto, the desc
 .proto file that defines it); methods it does not define are answered UNIMPLEMENTED by the
 transport.
 """
+from .auth import AuthService
 from .cluster import ClusterService
 from .election import ElectionService
 from .kv import KVService
@@ -16,8 +17,9 @@ from .watch import WatchService
 
 def all_services(store) -> list:
     return [KVService(store), WatchService(store), LeaseService(store), MaintenanceService(store),
-            ClusterService(store), LockService(store), ElectionService(store)]
+            ClusterService(store), LockService(store), ElectionService(store),
+            AuthService(store)]
 
 
 __all__ = ["KVService", "WatchService", "LeaseService", "MaintenanceService", "ClusterService",
-           "LockService", "ElectionService", "all_services"]
+           "LockService", "ElectionService", "AuthService", "all_services"]

@@ -337,17 +337,22 @@ class GrpcCall:
         """A unary method may answer at once (a response), later (a future: no task needed)
         or as a coroutine (run as a task)."""
         assert self.method is not None  # end_of_stream() returns first for a refused call
+        caller = None
         try:
             if self._intercept is not None:
-                self._intercept("unary", self._headers)
+                caller = self._intercept("unary", self._headers)
             result = self.method.func(request)
+            if asyncio.iscoroutine(result):
+                self._start(self._run_unary(result))  # its task keeps the caller
+                return
         except Exception as e:
             self._failed(e)
             return
+        finally:
+            if caller is not None:  # this runs in the connection's context, not a call's task
+                caller.var.reset(caller)
         if isinstance(result, asyncio.Future):  # left running if the call is cancelled, as
             result.add_done_callback(self._on_future)  # etcd lets a proposed write complete
-        elif asyncio.iscoroutine(result):
-            self._start(self._run_unary(result))
         else:
             self._respond(result)
 
