@@ -430,7 +430,7 @@ class Store:
         """Maintenance.Snapshot's responses, serialized: the applied state as an etcd 3.4 db
         file, built while writes go on (etcd_snapshot.py), in the data dir if there is one (a
         large state's db may not fit a tmpfs /tmp)."""
-        self.auth.check_admin()
+        self.auth.check_admin(untranslated=True)
         data_dir = getattr(self.storage, "dir", None)
         return etcd_snapshot_stream(self._etcd_snapshot_state, lambda: self.mvcc,
                                     str(data_dir) if data_dir is not None else None)
@@ -716,8 +716,10 @@ class Store:
         if method in ("UserAdd", "UserChangePassword") and r.password and not (
                 method == "UserAdd" and r.options.no_password):
             hashed = await self.passwords.hash(r.password)
-            r = type(r)(name=r.name, options=r.options if method == "UserAdd" else None,
-                        hashedPassword=hashed)
+            if method == "UserAdd":
+                r = pb.AuthUserAddRequest(name=r.name, options=r.options, hashedPassword=hashed)
+            else:
+                r = pb.AuthUserChangePasswordRequest(name=r.name, hashedPassword=hashed)
         elif method == "UserAdd":
             r = pb.AuthUserAddRequest(name=r.name, options=r.options, hashedPassword=r.hashedPassword)
         return await self._propose_client(entry.AUTH, entry.AuthChange(method, r))
@@ -741,7 +743,7 @@ class Store:
     async def hash_kv(self, r: pb.HashKVRequest) -> pb.HashKVResponse:
         """etcd's HashKV: the CRC-32C of the key bucket up to a revision (mvcc/hash.py),
         computed a few thousand records per turn of the event loop."""
-        self.auth.check_admin()
+        self.auth.check_admin(untranslated=True)
         mvcc = self.mvcc
         rev = r.revision
         if 0 < rev <= mvcc.compact_rev:
@@ -758,7 +760,7 @@ class Store:
     async def hash(self) -> pb.HashResponse:
         """A hash of the whole state (revisions, leases): stable for the same state, unlike
         etcd's, which hashes its database file."""
-        self.auth.check_admin()
+        self.auth.check_admin(untranslated=True)
         current_rev = self.mvcc.current_rev
         h = await run_in_steps(lambda: state_hash_steps(self.mvcc, self.leases.dump()))
         resp = pb.HashResponse(hash=h)
@@ -783,7 +785,7 @@ class Store:
     async def defragment(self) -> pb.DefragmentResponse:
         """etcd's Defragment, here: a snapshot now (the log drops what it covers), then the
         log's file rewritten without its free pages, and the freed space returned."""
-        self.auth.check_admin()
+        self.auth.check_admin(untranslated=True)
         await self.snapshot()
         await self.log.defragment()
         return self._fill(pb.DefragmentResponse())

@@ -97,9 +97,7 @@ class WatchStream:
         store = self._store
         if (store.auth.enabled or CALLER.get() is not None) and not store.auth.watch_permitted(
                 key, c.range_end):
-            self._push(pb.WatchResponse(header=self._header(current), watch_id=c.watch_id,
-                                        created=True, canceled=True,
-                                        cancel_reason=ERR_PERMISSION_DENIED))
+            self._created_error(ERR_PERMISSION_DENIED)
             return
         watch_id = c.watch_id
         if watch_id == 0:  # AutoWatchID: the lowest id not in use from the stream's counter

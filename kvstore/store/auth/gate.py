@@ -89,12 +89,19 @@ class AuthGate:
         for key in keys:
             self.state.check_read(info.username, info.revision, key)
 
-    def check_admin(self) -> None:
-        """Maintenance and membership requests that need root."""
-        if not self.state.enabled:
-            self.caller()  # a bad token is refused all the same
-            return
-        self.state.is_admin(self.caller_or_no_one().username)
+    def check_admin(self, untranslated: bool = False) -> None:
+        """Maintenance and membership requests that need root. ``untranslated``: the error as
+        etcd's maintenance service returns it, its auth store's own (code UNKNOWN, "auth: ...")
+        rather than the gRPC error its other services make of it."""
+        try:
+            if not self.state.enabled:
+                self.caller()  # a bad token is refused all the same
+                return
+            self.state.is_admin(self.caller_or_no_one().username)
+        except errors.EtcdError as e:
+            if not untranslated:
+                raise
+            raise errors.EtcdError(e.message.replace("etcdserver: ", "auth: ", 1)) from None
 
     # -- writes, checked when applied ----------------------------------------------------------
 
