@@ -8,9 +8,12 @@ The buckets, as etcd 3.4 lays them out:
     lease            lease id (u64) -> leasepb.Lease{ID, TTL}
     members          member id (hex) -> JSON {id, peerURLs, name, clientURLs}
     alarm            marshaled AlarmMember -> empty: the alarms raised
-    members_removed, authRoles, authUsers: empty here
+    members_removed: empty here
     cluster          clusterVersion -> "3.4.0"
-    auth             authRevision -> u64 1 (what a new etcd writes)
+    auth             authEnabled -> 1 byte (1 enabled, 0 disabled; absent: never enabled);
+                     authRevision -> u64 (1: what a new etcd writes)
+    authUsers        user name -> authpb.User (bcrypt hash, roles, options)
+    authRoles        role name -> authpb.Role (its key permissions)
 
 All integers are big-endian. The revision keys and records are mvcc/backend_view.py's.
 """
@@ -23,7 +26,7 @@ from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from ..api import kv_pb2, rpc_pb2 as pb
+from ..api import auth_pb2, kv_pb2, rpc_pb2 as pb
 from ..bbolt import BoltCorrupt, BoltFile, BoltWriter
 from ..mvcc.backend_view import PAUSE, backend_value, parse_revision_key, revision_key
 from ..mvcc.core import KeyValue
@@ -34,6 +37,11 @@ META = b"meta"
 LEASE = b"lease"
 MEMBERS = b"members"
 ALARM = b"alarm"
+AUTH = b"auth"
+AUTH_USERS = b"authUsers"
+AUTH_ROLES = b"authRoles"
+AUTH_ENABLED = b"authEnabled"  # in AUTH: 1 byte, 1 enabled, 0 disabled
+AUTH_REVISION = b"authRevision"  # in AUTH: u64
 CONSISTENT_INDEX = b"consistent_index"
 SCHEDULED_COMPACT = b"scheduledCompactRev"
 FINISHED_COMPACT = b"finishedCompactRev"
@@ -61,6 +69,7 @@ class EtcdDb(NamedTuple):
     leases: list[tuple[int, int]]  # (id, granted TTL)
     consistent_index: int
     alarms: list[tuple[int, int]] = []  # (member id, alarm type) raised
+    auth: dict | None = None  # users, roles, enabled, revision (as AuthState.dump gives them)
 
 
 # -- records ------------------------------------------------------------------------------------
@@ -110,11 +119,45 @@ def meta_records(consistent_index: int, compact_rev: int) -> list[tuple[bytes, b
     return records
 
 
+def auth_buckets(auth: dict | None) -> tuple[list, list, list]:
+    """The auth, authRoles and authUsers buckets' records: users and roles by name, as their
+    marshaled authpb messages (a new etcd's: revision 1, no authEnabled key)."""
+    if not auth:
+        return [(AUTH_REVISION, _U64.pack(1))], [], []
+    records = [(AUTH_REVISION, _U64.pack(auth["revision"]))]
+    if auth["enabled"]:  # (etcd writes the flag when auth is first enabled)
+        records.insert(0, (AUTH_ENABLED, b"\x01"))
+    roles = sorted((auth_pb2.Role.FromString(r).name, r) for r in auth["roles"])
+    users = sorted((auth_pb2.User.FromString(u).name, u) for u in auth["users"])
+    return records, roles, users
+
+
+def _read_auth(db) -> dict | None:
+    if db.bucket(AUTH) is None:
+        return None
+    meta = dict(db.items(AUTH))
+    revision = meta.get(AUTH_REVISION, _U64.pack(1))
+    if len(revision) != 8:
+        raise EtcdDbCorrupt(f"auth authRevision: {len(revision)} bytes, not 8")
+    users = [v for _, v in db.items(AUTH_USERS)] if db.bucket(AUTH_USERS) is not None else []
+    roles = [v for _, v in db.items(AUTH_ROLES)] if db.bucket(AUTH_ROLES) is not None else []
+    try:
+        for u in users:
+            auth_pb2.User.FromString(u)
+        for r in roles:
+            auth_pb2.Role.FromString(r)
+    except DecodeError as e:
+        raise EtcdDbCorrupt(f"auth buckets: {e}") from None
+    return {"enabled": meta.get(AUTH_ENABLED) == b"\x01", "revision": _U64.unpack(revision)[0],
+            "users": users, "roles": roles}
+
+
 # -- writing ------------------------------------------------------------------------------------
 
 def write_db(out, revisions: Iterable, leases: Iterable[tuple[int, int]], members: list[Member],
              consistent_index: int, compact_rev: int,
-             alarms: Iterable[tuple[int, int]] = ()) -> Generator[None, None, int]:
+             alarms: Iterable[tuple[int, int]] = (),
+             auth: dict | None = None) -> Generator[None, None, int]:
     """Writes the db to ``out`` (seekable); a generator that pauses wherever ``revisions``
     yields PAUSE (mvcc/backend_view.py's ``backend_revisions_in_steps``), so a caller can let
     other work run there. Returns the file's size."""
@@ -122,9 +165,10 @@ def write_db(out, revisions: Iterable, leases: Iterable[tuple[int, int]], member
     w.put_bucket(ALARM, sorted(
         (pb.AlarmMember(memberID=member, alarm=pb.AlarmType.Name(kind)).SerializeToString(), b"")
         for member, kind in alarms))
-    w.put_bucket(b"auth", [(b"authRevision", _U64.pack(1))])
-    w.put_bucket(b"authRoles", [])
-    w.put_bucket(b"authUsers", [])
+    auth_records, roles, users = auth_buckets(auth)
+    w.put_bucket(AUTH, auth_records)
+    w.put_bucket(AUTH_ROLES, roles)
+    w.put_bucket(AUTH_USERS, users)
     w.put_bucket(b"cluster", [(b"clusterVersion", CLUSTER_VERSION)])
     bucket = w.bucket(KEY)
     keys: list[bytes] = []
@@ -164,6 +208,7 @@ def read_db(data) -> EtcdDb:
         revisions = list(_revisions(db.items(KEY)))
         leases = [parse_lease(v) for _, v in db.items(LEASE)]
         alarms = [_alarm(k) for k, _ in db.items(ALARM)] if db.bucket(ALARM) is not None else []
+        auth = _read_auth(db)
     except BoltCorrupt as e:
         raise EtcdDbCorrupt(str(e)) from None
     compact_rev = -1
@@ -179,7 +224,7 @@ def read_db(data) -> EtcdDb:
         raise EtcdDbCorrupt(f"meta consistent_index: {len(index)} bytes, not 8")
     last = revisions[-1][0] if revisions else 1
     return EtcdDb(revisions, max(last, compact_rev, 1), compact_rev, leases,
-                  _U64.unpack(index)[0], alarms)
+                  _U64.unpack(index)[0], alarms, auth)
 
 
 def _alarm(key: bytes) -> tuple[int, int]:

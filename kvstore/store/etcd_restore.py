@@ -67,16 +67,17 @@ def restore(path: str | os.PathLike, data_dir: str | os.PathLike) -> Restored:
     except (EtcdDbCorrupt, ValueError) as e:
         raise RestoreRefused(f"damaged: {e}") from None
     leases = [[lease_id, ttl] for lease_id, ttl in etcd.leases]
-    asyncio.run(_save(target, mvcc, leases, [list(alarm) for alarm in etcd.alarms]))
+    asyncio.run(_save(target, mvcc, leases, [list(alarm) for alarm in etcd.alarms], etcd.auth))
     live = sum(1 for ki in mvcc.index.all() if ki.current() is not None)
     return Restored(mvcc.current_rev, mvcc.compact_rev, live, len(etcd.revisions), len(leases),
                     hashed)
 
 
-async def _save(data_dir: Path, mvcc: MVCCStore, leases: list, alarms: list) -> None:
+async def _save(data_dir: Path, mvcc: MVCCStore, leases: list, alarms: list,
+                auth: dict | None) -> None:
     storage = DirStorage(data_dir)
     try:
-        capture = Capture(mvcc, leases, index=0, alarms=alarms)
+        capture = Capture(mvcc, leases, index=0, alarms=alarms, auth=auth)
         await storage.save_snapshot(0, capture.parts(lambda: mvcc))
     finally:
         await storage.close()

@@ -36,6 +36,7 @@ class SnapshotState(NamedTuple):
     applied_index: int
     member: Member
     alarms: list = []  # [[member id, alarm type], ...] raised
+    auth: dict | None = None  # AuthState.dump()
 
 
 async def build(take: Callable[[], SnapshotState], current_mvcc: Callable[[], MVCCStore],
@@ -52,7 +53,7 @@ async def build(take: Callable[[], SnapshotState], current_mvcc: Callable[[], MV
         steps = write_db(out, backend_revisions_in_steps(mvcc, mvcc.current_rev),
                          [tuple(lease) for lease in state.leases], [state.member],
                          state.applied_index, mvcc.compact_rev,
-                         [tuple(alarm) for alarm in state.alarms])
+                         [tuple(alarm) for alarm in state.alarms], state.auth)
         pause = attempt < ATTEMPTS
         try:
             while True:

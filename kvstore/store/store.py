@@ -441,7 +441,7 @@ class Store:
         member = Member(ident.member_id, self.name, self.members.peer_urls(),
                         list(self.config.client_urls))
         return SnapshotState(self.mvcc, self.leases.dump(), self.applied_index, member,
-                             self.alarm_table.dump())
+                             self.alarm_table.dump(), self.auth.state.dump())
 
     @property
     def applied_index(self) -> int:
