@@ -359,3 +359,54 @@ def test_disable_then_requests_need_no_token(pair):
                      for s in pair]
     assert _strip(state_no_auth[0]) == _strip(state_no_auth[1])
     time.sleep(0)
+
+
+def test_jwt_tokens_carry_their_revision(tmp_path):
+    """--auth-token jwt (RS256): a token names its user and the auth revision it was issued
+    at; after a permission change, an older token is refused on both servers alike."""
+    import base64
+    import json
+    import subprocess
+
+    key, pub = tmp_path / "jwt.key", tmp_path / "jwt.pub"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-out", str(pub)], check=True,
+                   capture_output=True)
+    spec = [f"--auth-token=jwt,pub-key={pub},priv-key={key},sign-method=RS256,ttl=10m"]
+    with EtcdProcess(tmp_path / "etcd", extra_args=COST + spec) as etcd, \
+            KvstoreProcess(tmp_path / "kv", extra_args=COST + spec) as kv:
+        pair = Server(etcd), Server(kv)
+        for s in pair:
+            setup_root(s)
+            s.call("auth", "RoleAdd", pb.AuthRoleAddRequest(name="r"), "root")
+            s.call("auth", "RoleGrantPermission", pb.AuthRoleGrantPermissionRequest(
+                name="r", perm=perm(READ, b"k")), "root")
+            s.call("auth", "UserAdd", pb.AuthUserAddRequest(name="u", password="p"), "root")
+            s.call("auth", "UserGrantRole", pb.AuthUserGrantRoleRequest(user="u", role="r"), "root")
+            s.login("u", "p")
+        claims = []
+        for s in pair:
+            payload = s.tokens["u"].split(".")[1]
+            claims.append(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+        assert [(c["username"], c["revision"]) for c in claims] == [("u", claims[0]["revision"])] * 2
+        both(pair, "kv", "Range", pb.RangeRequest(key=b"k"), "u")
+        both(pair, "auth", "RoleAdd", pb.AuthRoleAddRequest(name="other"), "root")
+        _, err = both(pair, "kv", "Range", pb.RangeRequest(key=b"k"), "u")
+        assert err == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: revision of auth store is old")
+        login_both(pair, "u", "p")
+        assert both(pair, "kv", "Range", pb.RangeRequest(key=b"k"), "u")[1] is None
+        both(pair, "kv", "Range", pb.RangeRequest(key=b"k"), token=pair[0].tokens["u"][:-3] + "abc")
+        for s in pair:
+            s.channel.close()
+
+
+def test_auth_status_as_etcd_35(tmp_path):
+    """AuthStatus (etcd 3.5; 3.4 lacks it): enabled, and the auth revision."""
+    with KvstoreProcess(tmp_path / "kv", extra_args=COST) as proc:
+        s = Server(proc)
+        resp, err = s.call("auth", "AuthStatus", pb.AuthStatusRequest())
+        assert err is None and not resp.enabled and resp.authRevision == 1
+        setup_root(s)  # three changes: user, role, grant
+        resp, err = s.call("auth", "AuthStatus", pb.AuthStatusRequest(), "root")
+        assert err is None and resp.enabled and resp.authRevision == 4
+        s.channel.close()
