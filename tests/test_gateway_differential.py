@@ -198,7 +198,45 @@ def run_limits(port: int) -> list:
     return out
 
 
-SCRIPTS = [run_unary, run_malformed, run_routing, run_watch, run_keepalive, run_limits]
+def run_auth(port: int) -> list:
+    """Users and a role through the gateway, auth enabled, then requests with no token, with a
+    token in the Authorization header (as grpc-gateway forwards it), with a bogus one, and as a
+    user without permissions. Last: it leaves auth enabled."""
+    out = []
+    for path, request in (("/v3/auth/user/add", {"name": "root", "password": "pw"}),
+                          ("/v3/auth/role/add", {"name": "root"}),
+                          ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
+                          ("/v3/auth/user/add", {"name": "u", "password": "upw"}),
+                          ("/v3/auth/role/add", {"name": "r"}),
+                          ("/v3/auth/role/grant", {"name": "r", "perm": {
+                              "permType": "READ", "key": b64("foo"), "range_end": b64("fop")}}),
+                          ("/v3/auth/user/grant", {"user": "u", "role": "r"}),
+                          ("/v3/auth/role/get", {"role": "r"}),
+                          ("/v3/auth/user/list", {}),
+                          ("/v3/auth/authenticate", {"name": "root", "password": "pw"}),
+                          ("/v3/auth/enable", {})):
+        out.append(post(port, path, json.dumps(request)).shape())
+    out.append(post(port, "/v3/kv/range", json.dumps({"key": b64("foo")})).shape())
+    out.append(post(port, "/v3/auth/authenticate", '{"name":"root","password":"bad"}').shape())
+    tokens = {}
+    for name, password in (("root", "pw"), ("u", "upw")):
+        r = post(port, "/v3/auth/authenticate", json.dumps({"name": name, "password": password}))
+        out.append(r.status)
+        tokens[name] = json.loads(r.body)["token"]
+    for token in (tokens["root"], tokens["u"], "bogus.1"):
+        for path, request in (("/v3/kv/range", {"key": b64("foo")}),
+                              ("/v3/kv/put", {"key": b64("foo"), "value": b64("x")}),
+                              ("/v3/auth/user/list", {})):
+            out.append(post(port, path, json.dumps(request), {"Authorization": token}).shape())
+    with Connection(port) as w:  # a watch on keys u may not read: created, then canceled
+        w.request("POST", "/v3/watch", json.dumps({"create_request": {"key": b64("zzz")}}),
+                  {"Authorization": tokens["u"]})
+        w.head()
+        out.append(normalize(w.next_chunk()))
+    return out
+
+
+SCRIPTS = [run_unary, run_malformed, run_routing, run_watch, run_keepalive, run_limits, run_auth]
 
 
 @pytest.fixture
