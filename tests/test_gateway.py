@@ -130,12 +130,11 @@ def test_lease_keepalive_streams_one_answer_per_request(server):
         assert c.response().status == 200
 
 
-def test_methods_no_service_implements_answer_unimplemented(server):
-    resp = post(server.port, "/v3/auth/user/list", "{}")
-    assert resp.status_line == "HTTP/1.1 501 Not Implemented"
-    assert resp.body == (b'{"error":"unknown service etcdserverpb.Auth","message":'
-                         b'"unknown service etcdserverpb.Auth","code":12}')
-    assert resp.trailers == [("Grpc-Trailer-Content-Type", "application/grpc")]
+def test_auth_routes_answer_and_malformed_bodies_are_refused_first(server):
+    resp = post(server.port, "/v3/auth/user/get", '{"name":"nobody"}')
+    assert resp.status_line == "HTTP/1.1 412 Precondition Failed"
+    assert resp.body == (b'{"error":"etcdserver: user name not found","message":'
+                         b'"etcdserver: user name not found","code":9}')
     # a malformed body is refused first, as etcd's gateway decodes before it calls
     assert post(server.port, "/v3/auth/user/get", '{"name":5}').status == 400
 
