@@ -105,4 +105,9 @@ InvalidAuthToken = _error("InvalidAuthToken", "UNAUTHENTICATED", "etcdserver: in
 InvalidAuthMgmt = _error("InvalidAuthMgmt", "INVALID_ARGUMENT", "etcdserver: invalid auth management")
 AuthOldRevision = _error("AuthOldRevision", "INVALID_ARGUMENT",
                          "etcdserver: revision of auth store is old")
+PermissionNotGiven = _error("PermissionNotGiven", "INVALID_ARGUMENT",
+                            "etcdserver: permission not given")
+# etcd has no gRPC error for this one: its clients get the auth store's own text, code UNKNOWN.
+NoPasswordUser = _error("NoPasswordUser", "UNKNOWN",
+                        "auth: authentication failed, password was given for no password user")
 TooManyRequests = _error("TooManyRequests", "RESOURCE_EXHAUSTED", "etcdserver: too many requests")

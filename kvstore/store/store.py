@@ -705,6 +705,8 @@ class Store:
             if r.alarm in (pb.AlarmType.NONE, pb.AlarmType.NOSPACE) and mine not in resp.alarms:
                 resp.alarms.append(mine)
             return self._fill(resp)
+        if CALLER.get() is not None:
+            self.auth.check_token()
         return await self._propose_client(entry.ALARM, r)
 
     # -- auth ----------------------------------------------------------------------------------
@@ -713,7 +715,7 @@ class Store:
         """An Auth request but Authenticate (``method``: its name in the service), through the
         log so every member applies it; a password is hashed first, off the event loop, and
         only its hash goes into the log."""
-        if method in ("UserAdd", "UserChangePassword") and r.password and not (
+        if method in ("UserAdd", "UserChangePassword") and not (
                 method == "UserAdd" and r.options.no_password):
             hashed = await self.passwords.hash(r.password)
             if method == "UserAdd":

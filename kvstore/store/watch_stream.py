@@ -26,8 +26,6 @@ _NOPUT, _NODELETE = pb.WatchCreateRequest.NOPUT, pb.WatchCreateRequest.NODELETE
 
 ERR_EMPTY_RANGE = "mvcc: watcher range is empty"
 ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
-# a watch on keys its caller may not read: etcd's words, the gRPC error as text
-ERR_PERMISSION_DENIED = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
 
 
 class WatchOptions:
@@ -95,10 +93,11 @@ class WatchStream:
             self._created_error(ERR_EMPTY_RANGE)
             return
         store = self._store
-        if (store.auth.enabled or CALLER.get() is not None) and not store.auth.watch_permitted(
-                key, c.range_end):
-            self._created_error(ERR_PERMISSION_DENIED)
-            return
+        if store.auth.enabled or CALLER.get() is not None:
+            refused = store.auth.watch_refused(key, c.range_end)
+            if refused is not None:
+                self._created_error(refused)
+                return
         watch_id = c.watch_id
         if watch_id == 0:  # AutoWatchID: the lowest id not in use from the stream's counter
             while self._next_id in self.watchers or self._next_id in self._compacted_ids:

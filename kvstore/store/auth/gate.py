@@ -20,6 +20,23 @@ from .tokens import SimpleTokens, TokenProvider
 
 NO_ONE = AuthInfo("", 0)
 
+# What etcd's auth store itself says, where a service of etcd's returns its errors as they are
+# (code UNKNOWN): the maintenance service's root checks, Alarm's token.
+_UNTRANSLATED = {
+    errors.UserEmpty: "auth: user name is empty",
+    errors.UserNotFound: "auth: user not found",
+    errors.PermissionDenied: "auth: permission denied",
+    errors.InvalidAuthToken: "auth: invalid auth token",
+    errors.AuthOldRevision: "auth: revision in header is old",
+}
+_GO_CODES = {"UNAUTHENTICATED": "Unauthenticated", "INVALID_ARGUMENT": "InvalidArgument",
+             "PERMISSION_DENIED": "PermissionDenied"}
+
+
+def untranslated_error(e: errors.EtcdError) -> errors.EtcdError:
+    text = _UNTRANSLATED.get(type(e))
+    return errors.EtcdError(text) if text is not None else e
+
 # Auth requests anyone with root may make; the others (UserGet, RoleGet) also a user about
 # itself and its own roles (etcd's needAdminPermission and authApplierV3).
 _ADMIN_ONLY = frozenset(name for name, _ in entry.AUTH_METHODS) - {"UserGet", "RoleGet"}
@@ -74,12 +91,16 @@ class AuthGate:
         if info.revision and info.revision != self.state.revision:
             raise errors.AuthOldRevision()
 
-    def watch_permitted(self, key: bytes, range_end: bytes) -> bool:
+    def watch_refused(self, key: bytes, range_end: bytes) -> str | None:
+        """Why a watch may not be created (etcd's cancel reason: the gRPC error as text), or
+        None."""
         try:
             self.check_range(key, range_end)
-        except errors.EtcdError:
-            return False
-        return True
+        except errors.EtcdError as e:
+            if not isinstance(e, (errors.InvalidAuthToken, errors.AuthOldRevision, errors.UserEmpty)):
+                e = errors.PermissionDenied()
+            return f"rpc error: code = {_GO_CODES[e.code]} desc = {e.message}"
+        return None
 
     def check_lease_keys(self, keys) -> None:
         """A lease's time-to-live with its keys: the caller may read every one (etcd 3.5)."""
@@ -91,17 +112,21 @@ class AuthGate:
 
     def check_admin(self, untranslated: bool = False) -> None:
         """Maintenance and membership requests that need root. ``untranslated``: the error as
-        etcd's maintenance service returns it, its auth store's own (code UNKNOWN, "auth: ...")
-        rather than the gRPC error its other services make of it."""
+        etcd's maintenance service returns it (see ``untranslated``)."""
         try:
             if not self.state.enabled:
                 self.caller()  # a bad token is refused all the same
                 return
             self.state.is_admin(self.caller_or_no_one().username)
         except errors.EtcdError as e:
-            if not untranslated:
-                raise
-            raise errors.EtcdError(e.message.replace("etcdserver: ", "auth: ", 1)) from None
+            raise untranslated_error(e) if untranslated else e from None
+
+    def check_token(self) -> None:
+        """Only that a token, if any, names someone; its error untranslated (etcd's Alarm)."""
+        try:
+            self.caller()
+        except errors.EtcdError as e:
+            raise untranslated_error(e) from None
 
     # -- writes, checked when applied ----------------------------------------------------------
 
@@ -231,7 +256,9 @@ class AuthGate:
         if not st.enabled:
             raise errors.AuthNotEnabled()
         user = st.users.get(r.name)
-        if user is None or user.options.no_password:
+        if user is None:
             raise errors.AuthFailed()
+        if user.options.no_password:
+            raise errors.NoPasswordUser()
         return pb.AuthenticateResponse(token=self.tokens.assign(r.name, st.revision,
                                                                 r.token_prefix, index))

@@ -2,7 +2,8 @@
 range permission cache (auth/range_perm_cache.go) unifies them.
 
 A permission on one key (no range end) covers that key alone; one with a range end covers
-[key, range_end); a range end of "\\0" covers every key from ``key`` on. A request on a range is
+[key, range_end); a range end of "\\0" covers every key from ``key`` on; one whose key is empty
+covers nothing (etcdctl grants "every key" as ["\\0", "\\0")). A request on a range is
 permitted when the user's merged ranges cover all of it (several permissions may cover it
 together, side by side); a request on one key, when one of them holds the key.
 """
@@ -21,7 +22,11 @@ READWRITE = auth_pb2.Permission.READWRITE
 Interval = tuple[bytes, bytes | None]
 
 
-def permission_interval(key: bytes, range_end: bytes) -> Interval:
+def permission_interval(key: bytes, range_end: bytes) -> Interval | None:
+    """None: nothing (etcd orders keys "affinely": an empty key is past every other, so a
+    permission that begins there covers no key)."""
+    if not key:
+        return None
     if not range_end:
         return key, key + b"\x00"  # the key alone
     if range_end == b"\x00":
@@ -81,6 +86,8 @@ class UserPermissions:
         writes: list[Interval] = []
         for perm in permissions:
             interval = permission_interval(perm.key, perm.range_end)
+            if interval is None:
+                continue
             if perm.permType in (READ, READWRITE):
                 reads.append(interval)
             if perm.permType in (WRITE, READWRITE):

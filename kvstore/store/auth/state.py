@@ -9,7 +9,7 @@ Passwords arrive hashed (bcrypt, before proposing): no log entry holds one in cl
 """
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from typing import Any
 
 from ... import errors
@@ -78,8 +78,10 @@ class AuthState:
         if not self.enabled:
             raise errors.AuthNotEnabled()
         user = self.users.get(name)
-        if user is None or user.options.no_password:
+        if user is None:
             raise errors.AuthFailed()
+        if user.options.no_password:
+            raise errors.NoPasswordUser()
         return user.password, self.revision
 
     # -- changes (applied from the log) --------------------------------------------------------
@@ -100,7 +102,9 @@ class AuthState:
         self._permissions.clear()
 
     def disable(self) -> None:
-        self.enabled = False
+        if self.enabled:
+            self.enabled = False
+            self._changed()
 
     def user_add(self, r: pb.AuthUserAddRequest) -> None:
         if not r.name:
@@ -108,6 +112,7 @@ class AuthState:
         if r.name in self.users:
             raise errors.UserAlreadyExist()
         user = auth_pb2.User(name=r.name.encode())
+        user.options.SetInParent()  # etcd stores the options, even empty ones
         if r.options.no_password:
             user.options.no_password = True
         else:
@@ -196,15 +201,18 @@ class AuthState:
         role = self.roles.get(r.name)
         if role is None:
             raise errors.RoleNotFound()
+        if not r.HasField("perm"):
+            raise errors.PermissionNotGiven()  # (etcd 3.5; 3.4.23 crashes on it)
         perms = list(role.keyPermission)
-        for p in perms:
-            if p.key == r.perm.key and p.range_end == r.perm.range_end:
-                p.permType = r.perm.permType  # the same range again: its type changes
-                break
+        # etcd's rule: the first permission whose key is not below the new one's; the same key
+        # and range end there changes its type, anything else adds one (kept in key order)
+        at = bisect_left([p.key for p in perms], r.perm.key)
+        if at < len(perms) and perms[at].key == r.perm.key and perms[at].range_end == r.perm.range_end:
+            perms[at].permType = r.perm.permType
         else:
             perms.append(auth_pb2.Permission(permType=r.perm.permType, key=r.perm.key,
                                              range_end=r.perm.range_end))
-            perms.sort(key=lambda p: (p.key, p.range_end))
+            perms.sort(key=lambda p: p.key)
         del role.keyPermission[:]
         role.keyPermission.extend(perms)
         self._changed()
@@ -213,12 +221,11 @@ class AuthState:
         role = self.roles.get(r.role)
         if role is None:
             raise errors.RoleNotFound()
-        for i, p in enumerate(role.keyPermission):
-            if p.key == r.key and p.range_end == r.range_end:
-                del role.keyPermission[i]
-                break
-        else:
+        kept = [p for p in role.keyPermission if not (p.key == r.key and p.range_end == r.range_end)]
+        if len(kept) == len(role.keyPermission):
             raise errors.PermissionNotGranted()
+        del role.keyPermission[:]
+        role.keyPermission.extend(kept)
         self._changed()
 
     # -- snapshots -----------------------------------------------------------------------------
