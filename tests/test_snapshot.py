@@ -55,7 +55,8 @@ async def test_capture_is_the_state_at_its_revision(seed, monkeypatch):
         await asyncio.sleep(0)
     parts = task.result()
     assert parts is not None
-    restored, leases, _, alarms = snapshot.parse(b"".join(parts))
+    snap = snapshot.parse(b"".join(parts))
+    restored, leases, alarms = snap.mvcc, snap.leases, snap.alarms
     assert state(restored) == expected
     assert leases == [[7, 60]]
     assert alarms == [[5, 1]]
