@@ -486,3 +486,33 @@ def test_auth_status_as_etcd_35(tmp_path):
         resp, err = s.call("auth", "AuthStatus", pb.AuthStatusRequest())
         assert err is None and not resp.enabled and resp.authRevision == 5  # disabling is one
         s.channel.close()
+
+
+def test_a_storm_of_wrong_passwords_never_stalls_other_clients(tmp_path):
+    """bcrypt runs on one thread of its own, at most 64 checks waiting for it: the attempts past
+    those are refused at once ("too many requests"), and reads and writes are answered while
+    the checks grind on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with KvstoreProcess(tmp_path / "kv", extra_args=["--bcrypt-cost", "11"]) as proc:
+        s = Server(proc)
+        setup_root(s)
+        attempts = [s.auth.Authenticate.future(pb.AuthenticateRequest(name="root", password="bad"),
+                                               timeout=120) for _ in range(70)]
+        with ThreadPoolExecutor(1) as pool:
+            put = pool.submit(s.call, "kv", "Put", pb.PutRequest(key=b"k", value=b"v"), "root").result()
+            got = pool.submit(s.call, "kv", "Range", pb.RangeRequest(key=b"k"), "root").result()
+        pending = sum(not a.done() for a in attempts)
+        assert put[1] is None and got[1] is None and got[0].kvs[0].value == b"v"
+        assert pending > 0  # answered while checks were still waiting for the bcrypt thread
+        outcomes = []
+        for a in attempts:
+            try:
+                a.result()
+                outcomes.append("OK")
+            except grpc.RpcError as e:
+                outcomes.append(e.details())
+        refused = outcomes.count("etcdserver: too many requests")
+        failed = outcomes.count("etcdserver: authentication failed, invalid user ID or password")
+        assert refused >= 70 - 65 and failed >= 1 and refused + failed == 70
+        s.channel.close()
