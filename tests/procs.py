@@ -32,14 +32,19 @@ def free_port() -> int:
             return port
 
 
-def channel(endpoint: str, root_ca: Path | None = None) -> grpc.Channel:
+def channel(endpoint: str, root_ca: Path | None = None,
+            client_cert: tuple[Path, Path] | None = None) -> grpc.Channel:
+    """``client_cert``: (certificate, key) to present, for servers that verify clients."""
     if root_ca is None:
         return grpc.insecure_channel(endpoint)
-    return grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(Path(root_ca).read_bytes()))
+    cert, key = (Path(client_cert[0]).read_bytes(), Path(client_cert[1]).read_bytes()) \
+        if client_cert else (None, None)
+    return grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(
+        Path(root_ca).read_bytes(), private_key=key, certificate_chain=cert))
 
 
 def wait_for_grpc(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0,
-                  root_ca: Path | None = None) -> None:
+                  root_ca: Path | None = None, client_cert: tuple[Path, Path] | None = None) -> None:
     """Wait until a Maintenance.Status call succeeds (the server is really serving)."""
     from kvstore.api import rpc_pb2, rpc_pb2_grpc
 
@@ -49,7 +54,7 @@ def wait_for_grpc(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0,
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before serving")
         try:
-            with channel(endpoint, root_ca) as ch:
+            with channel(endpoint, root_ca, client_cert) as ch:
                 rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=1)
             return
         except grpc.RpcError as e:  # not up yet
@@ -63,6 +68,7 @@ class ServerProcess:
 
     name = "server"
     root_ca: Path | None = None  # set when the server speaks TLS
+    client_cert: tuple[Path, Path] | None = None  # (cert, key) it is checked with, if it verifies clients
 
     def __init__(self, data_dir: Path, port: int | None = None):
         self.data_dir = Path(data_dir)
@@ -93,7 +99,7 @@ class ServerProcess:
                                          env=self.env(), cwd=str(self.data_dir.parent))
             log.close()
             try:
-                wait_for_grpc(self.endpoint, self.proc, timeout, self.root_ca)
+                wait_for_grpc(self.endpoint, self.proc, timeout, self.root_ca, self.client_cert)
             except Exception as e:
                 self.stop()
                 if self._port_chosen and attempt < 2 and "address already in use" in self.log():

@@ -85,6 +85,7 @@ class Request(NamedTuple):
     target: str  # path and query, as on the request line
     headers: list[tuple[str, str]]  # (lower-case name, value)
     body: Body
+    peer_cn: str | None = None  # the common name of a client certificate TLS verified
 
 
 class _Method(NamedTuple):
@@ -98,8 +99,12 @@ class _Method(NamedTuple):
 
 
 class Gateway:
-    def __init__(self, methods, max_receive: int, intercept=None):
-        """``methods``: kvstore.server.transport.methods.ServiceMethod of every method served."""
+    def __init__(self, methods, max_receive: int, intercept=None, refuses_common_names=None):
+        """``methods``: kvstore.server.transport.methods.ServiceMethod of every method served.
+        ``refuses_common_names()``: whether a request with a client certificate's common name
+        is refused now (etcd: client-cert-auth and auth enabled), since the gateway would not
+        take that name for its user."""
+        self._refuses_common_names = refuses_common_names
         self._served = {(m.service, m.name): m for m in methods}
         self._services = {m.service for m in methods}
         self.max_receive = max_receive
@@ -123,6 +128,11 @@ class Gateway:
     async def handle(self, req: Request, w: ResponseWriter) -> None:
         raw_path, _, query = req.target.partition("?")
         path = unquote(raw_path)
+        if (req.peer_cn and path.startswith(("/v3/", "/v3beta/"))
+                and self._refuses_common_names is not None and self._refuses_common_names()):
+            _text(w, 400, "CommonName of client sending a request against gateway will be "
+                          "ignored and not used as expected\n")
+            return
         if req.method == "OPTIONS":  # etcd's CORS wrapper answers preflights itself
             w.start(200, list(CORS), 0)
             w.finish()

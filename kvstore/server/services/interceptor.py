@@ -65,3 +65,9 @@ class CallInterceptor:
             return CALLER.set(None)
         return CALLER.set(Credentials(token.decode(errors="replace") if token is not None else None,
                                       peer_cn))
+
+    def common_names_refused(self) -> bool:
+        """Whether the JSON gateway refuses a request that brings a client certificate's name
+        (etcd's does under --client-cert-auth with auth enabled: it would not use the name)."""
+        auth = self.store.auth
+        return auth.client_cert_auth and auth.enabled

@@ -340,7 +340,7 @@ class GrpcCall:
         caller = None
         try:
             if self._intercept is not None:
-                caller = self._intercept("unary", self._headers)
+                caller = self._intercept("unary", self._headers, self.conn.peer_cn)
             result = self.method.func(request)
             if asyncio.iscoroutine(result):
                 self._start(self._run_unary(result))  # its task keeps the caller
@@ -414,7 +414,7 @@ class GrpcCall:
         conn, stream, counts = self.conn, self.stream, self._counts
         try:
             if self._intercept is not None:
-                self._intercept("stream", self._headers)
+                self._intercept("stream", self._headers, self.conn.peer_cn)
             async for response in responses:
                 if self._done:
                     break

@@ -364,7 +364,8 @@ class _Exchange:
     # -- running -------------------------------------------------------------------------------
 
     def run(self, gateway: Gateway) -> None:
-        request = Request(self.method, self.target, self.headers, self)
+        request = Request(self.method, self.target, self.headers, self,
+                          getattr(self.session.conn, "peer_cn", None))
         self._task = asyncio.get_running_loop().create_task(gateway.handle(request, self))
         self._task.add_done_callback(self._done)
 

@@ -30,7 +30,8 @@ class H2Server:
         self.calls = [m.counts for m in self._methods.values()]
         self._max_receive = with_overhead(max_request_bytes)
         # etcd's grpc-gateway, on the port's HTTP/1.1 side (served where /health is)
-        self._gateway = (Gateway(service_methods(services), self._max_receive, intercept)
+        self._gateway = (Gateway(service_methods(services), self._max_receive, intercept,
+                                 getattr(intercept, "common_names_refused", None))
                          if http1 is not None else None)
         self._listen: list[tuple[str, int, ssl.SSLContext | None]] = []
         self._servers: list[asyncio.AbstractServer] = []

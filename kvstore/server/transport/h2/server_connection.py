@@ -44,6 +44,9 @@ class H2ServerConnection(H2Connection):
         self._last_ping = float("-inf")
         self._ping_strikes = 0
         self.opened_at = self.last_activity = self.loop.time()
+        # the common name of the client's certificate, once TLS verified it (the user, under
+        # --client-cert-auth, as etcd takes it)
+        self.peer_cn: str | None = None
 
     @property
     def handshake_done(self) -> bool:
@@ -52,6 +55,7 @@ class H2ServerConnection(H2Connection):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        self.peer_cn = _verified_common_name(transport)
         if self._on_open is not None and not self._on_open(self):
             transport.abort()
 
@@ -151,3 +155,16 @@ class H2ServerConnection(H2Connection):
             self._ping_strikes += 1
             if self._ping_strikes > MAX_PING_STRIKES:
                 raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "too_many_pings")
+
+
+def _verified_common_name(transport) -> str | None:
+    """The subject's common name of the certificate the client presented and TLS verified
+    (asyncio gives a certificate's fields only once it is verified); None otherwise."""
+    cert = transport.get_extra_info("peercert")
+    if not cert:
+        return None
+    for rdn in cert.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return value
+    return None
