@@ -57,7 +57,7 @@ def wait_for_grpc(endpoint: str, proc: subprocess.Popen, timeout: float = 30.0,
             with channel(endpoint, root_ca, client_cert) as ch:
                 rpc_pb2_grpc.MaintenanceStub(ch).Status(rpc_pb2.StatusRequest(), timeout=1)
             return
-        except grpc.RpcError as e:  # not up yet
+        except (grpc.RpcError, FileNotFoundError) as e:  # not up yet (--auto-tls: nor its CA)
             last = e
             time.sleep(0.05)
     raise TimeoutError(f"{endpoint} not serving after {timeout}s: {last}")

@@ -19,6 +19,7 @@ from .check import add_check_parser, main as run_check
 from .config import ConfigError, ServerConfig, split_urls
 from .restore import add_restore_parser, main as run_restore
 from .snapshot_status import add_snapshot_parser, main as snapshot_status
+from .tls import TLSConfigError, TLSOptions, parse_cipher_suites, parse_tls_version
 from .transport.connection_limits import ConnectionLimits
 
 
@@ -48,6 +49,20 @@ def _duration(value: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value!r}")
     return max(seconds, 0.1)  # etcd's minimum progress interval is 100 ms
+
+
+def _cipher_suites(value: str) -> list[str]:
+    try:
+        return parse_cipher_suites(value)
+    except TLSConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _tls_version(value: str) -> str:
+    try:
+        return parse_tls_version(value)
+    except TLSConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _urls(value: str) -> list[str]:
@@ -116,7 +131,19 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     s.add_argument("--cert-file", default=None, help="path to the client server TLS cert file")
     s.add_argument("--key-file", default=None, help="path to the client server TLS key file")
     s.add_argument("--trusted-ca-file", default=None, help="path to the client server TLS trusted CA file")
-    s.add_argument("--client-cert-auth", action="store_true", help="require client certificates")
+    s.add_argument("--client-cert-auth", action="store_true",
+                   help="require client certificates (the CA of --trusted-ca-file); a "
+                        "certificate's common name is its user, as etcd's auth takes it")
+    s.add_argument("--auto-tls", action="store_true",
+                   help="https:// client URLs without --cert-file/--key-file: a self-signed "
+                        "certificate of our own (<data-dir>/fixtures/client)")
+    s.add_argument("--cipher-suites", type=_cipher_suites, default=[],
+                   help="comma-separated TLS 1.2 cipher suites, by Go's names "
+                        "(e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); default: OpenSSL's")
+    s.add_argument("--tls-min-version", type=_tls_version, default="",
+                   help="TLS1.2 (default) or TLS1.3")
+    s.add_argument("--tls-max-version", type=_tls_version, default="",
+                   help="TLS1.2 or TLS1.3 (default: the highest)")
     s.add_argument("--auth-token", default="simple",
                    help="the auth token provider: 'simple', or 'jwt,pub-key=PATH,priv-key=PATH,"
                         "sign-method=RS256[,ttl=5m]' (etcd's syntax)")
@@ -205,8 +232,9 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         store=store, data_dir=args.data_dir, listen_client_urls=listen,
         log_backend=backend, log_options=log_options, log_level=args.log_level,
-        transport=args.transport, cert_file=args.cert_file, key_file=args.key_file,
-        trusted_ca_file=args.trusted_ca_file, client_cert_auth=args.client_cert_auth,
+        transport=args.transport, tls=TLSOptions(
+            args.cert_file, args.key_file, args.trusted_ca_file, args.client_cert_auth,
+            args.auto_tls, args.cipher_suites, args.tls_min_version, args.tls_max_version),
         partition=args.partition, connection_limits=ConnectionLimits(
             args.handshake_timeout, args.connection_idle_timeout, args.max_connections or 0))
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..store.config import StoreConfig
+from .tls import TLSConfigError, TLSOptions
 from .transport.connection_limits import ConnectionLimits
 
 
@@ -21,10 +22,7 @@ class ServerConfig:
     log_options: dict = field(default_factory=dict)  # the backend's own (jetstream: cluster, replicas)
     log_level: str = "info"
     transport: str = "h2"
-    cert_file: str | None = None
-    key_file: str | None = None
-    trusted_ca_file: str | None = None
-    client_cert_auth: bool = False
+    tls: TLSOptions = field(default_factory=TLSOptions)
     partition: str | None = None  # the partition this process serves, as a supervisor's worker
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
@@ -40,26 +38,27 @@ class ServerConfig:
         for url in self.listen_client_urls:
             host, port = parse_client_url(url)
             tls = url.startswith("https://")
-            if tls and not (self.cert_file and self.key_file):
+            if tls and not (self.tls.has_cert or self.tls.auto_tls):
                 raise ConfigError(f"TLS key/cert (--cert-file, --key-file) must be provided for "
                                   f"client url {url} with HTTPS scheme")
             out.append((host, port, tls))
         return out
 
     def ssl_context(self):
-        """The server's TLS context (ALPN h2, and http/1.1 for /health), or None."""
-        if not (self.cert_file and self.key_file):
-            return None
-        import ssl
-
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(self.cert_file, self.key_file)
-        ctx.set_alpn_protocols(["h2", "http/1.1"])
-        if self.trusted_ca_file:
-            ctx.load_verify_locations(self.trusted_ca_file)
-        if self.client_cert_auth:
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
+        """The server's TLS context, or None; with --auto-tls and no certificate, one is made
+        first (the data dir's fixtures/client) for the hosts of the https:// client URLs."""
+        tls = self.tls
+        try:
+            tls.check()
+            if tls.auto_tls and not tls.has_cert:
+                hosts = [parse_client_url(u)[0] for u in self.listen_client_urls
+                         if u.startswith("https://")]
+                if hosts:
+                    assert self.data_dir is not None  # __post_init__ names one
+                    tls.self_signed(self.data_dir, hosts)
+            return tls.context()
+        except TLSConfigError as e:
+            raise ConfigError(str(e)) from None
 
 
 def parse_client_url(url: str) -> tuple[str, int]:

@@ -11,6 +11,7 @@ from ..connection_limits import ConnectionLimits
 from ..methods import request_decoder, service_methods
 from .connections import Connections
 from .grpc_call import GrpcCall, Method
+from .http_stream import HttpStream, is_plain_http
 from .server_connection import H2ServerConnection
 
 
@@ -42,6 +43,8 @@ class H2Server:
         return self._connections.open
 
     def _make_call(self, conn, stream, headers):
+        if self._http1 is not None and is_plain_http(headers):  # /health, the gateway, over h2
+            return HttpStream(conn, stream, headers, self._http1, self._gateway)
         return GrpcCall(conn, stream, headers, self._methods, self._max_receive, self._intercept)
 
     def _protocol(self) -> H2ServerConnection:
