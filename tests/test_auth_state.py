@@ -161,3 +161,40 @@ def test_token_options_as_etcds_flag():
     for bad in ("plain", "jwt,sign-method", "jwt,pub-key=/nonexistent", "jwt,bogus=1,sign-method=RS256"):
         with pytest.raises((ValueError, OSError)):
             token_provider(bad)
+
+
+@pytest.mark.parametrize("method", ["RS256", "ES256", "PS256", "EdDSA", "HS256"])
+def test_jwt_tokens_by_sign_method(tmp_path, method):
+    """Each sign method etcd offers: a token names its user and revision, a tampered or
+    foreign one names no one, a verify-only provider (public key alone) cannot issue."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if method == "HS256":
+        priv_pem, pub_pem = b"a shared secret of some length, 32 bytes or more", None
+    else:
+        key = {"RS256": lambda: rsa.generate_private_key(65537, 2048),
+               "PS256": lambda: rsa.generate_private_key(65537, 2048),
+               "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+               "EdDSA": ed25519.Ed25519PrivateKey.generate}[method]()
+        priv_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+        pub_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "priv").write_bytes(priv_pem)
+    spec = f"jwt,priv-key={tmp_path / 'priv'},sign-method={method},ttl=1m"
+    if pub_pem is not None:
+        (tmp_path / "pub").write_bytes(pub_pem)
+        spec += f",pub-key={tmp_path / 'pub'}"
+    tokens = token_provider(spec)
+    token = tokens.assign("alice", 12, "", 0)
+    assert tokens.info(token, 99) == ("alice", 12)  # its own revision, not the state's
+    head, body, sig = token.split(".")
+    forged = sig[:10] + ("A" if sig[10] != "A" else "B") + sig[11:]
+    assert tokens.info(f"{head}.{body}.{forged}", 99) is None
+    assert tokens.info("not.a.jwt", 99) is None
+    if pub_pem is not None:
+        verify_only = token_provider(f"jwt,pub-key={tmp_path / 'pub'},sign-method={method}")
+        assert verify_only.info(token, 99) == ("alice", 12)
+        with pytest.raises(errors.EtcdError):
+            verify_only.assign("alice", 12, "", 0)
