@@ -99,7 +99,7 @@ class JwtTokens:
 
     def assign(self, username: str, revision: int, prefix: str, index: int) -> str:
         if self._priv is None:
-            raise errors.EtcdError("etcdserver: JWT token provider has no private key (verify only)")
+            raise errors.EtcdError("auth: token signing attempted with verify-only key")  # etcd's ErrVerifyOnly
         claims = {"username": username, "revision": revision, "exp": int(time.time() + self.ttl)}
         return self._jwt.encode(claims, self._priv, algorithm=self.sign_method)
 
