@@ -99,7 +99,8 @@ class JwtTokens:
 
     def assign(self, username: str, revision: int, prefix: str, index: int) -> str:
         if self._priv is None:
-            raise errors.EtcdError("auth: token signing attempted with verify-only key")  # etcd's ErrVerifyOnly
+            # etcd's ErrVerifyOnly (its text, code UNKNOWN)
+            raise errors.EtcdError("auth: token signing attempted with verify-only key")
         claims = {"username": username, "revision": revision, "exp": int(time.time() + self.ttl)}
         return self._jwt.encode(claims, self._priv, algorithm=self.sign_method)
 
