@@ -19,8 +19,8 @@ from .check import add_check_parser, main as run_check
 from .config import ConfigError, ServerConfig, split_urls
 from .restore import add_restore_parser, main as run_restore
 from .snapshot_status import add_snapshot_parser, main as snapshot_status
-from .tls import TLSConfigError, TLSOptions, parse_cipher_suites, parse_tls_version
 from .transport.connection_limits import ConnectionLimits
+from .transport.tls import ClientTLS, split_cipher_suites
 
 
 def _positive_int(value: str) -> int:
@@ -49,20 +49,6 @@ def _duration(value: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value!r}")
     return max(seconds, 0.1)  # etcd's minimum progress interval is 100 ms
-
-
-def _cipher_suites(value: str) -> list[str]:
-    try:
-        return parse_cipher_suites(value)
-    except TLSConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _tls_version(value: str) -> str:
-    try:
-        return parse_tls_version(value)
-    except TLSConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _urls(value: str) -> list[str]:
@@ -128,22 +114,27 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                         "(etcd's --experimental-watch-progress-notify-interval; e.g. 10m, 1s)")
     s.add_argument("--transport", choices=("h2", "grpcio"), default="h2",
                    help="server transport: h2 (kvstore's own HTTP/2, default) or grpcio")
-    s.add_argument("--cert-file", default=None, help="path to the client server TLS cert file")
-    s.add_argument("--key-file", default=None, help="path to the client server TLS key file")
-    s.add_argument("--trusted-ca-file", default=None, help="path to the client server TLS trusted CA file")
-    s.add_argument("--client-cert-auth", action="store_true",
-                   help="require client certificates (the CA of --trusted-ca-file); a "
-                        "certificate's common name is its user, as etcd's auth takes it")
-    s.add_argument("--auto-tls", action="store_true",
-                   help="https:// client URLs without --cert-file/--key-file: a self-signed "
-                        "certificate of our own (<data-dir>/fixtures/client)")
-    s.add_argument("--cipher-suites", type=_cipher_suites, default=[],
-                   help="comma-separated TLS 1.2 cipher suites, by Go's names "
-                        "(e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); default: OpenSSL's")
-    s.add_argument("--tls-min-version", type=_tls_version, default="",
-                   help="TLS1.2 (default) or TLS1.3")
-    s.add_argument("--tls-max-version", type=_tls_version, default="",
-                   help="TLS1.2 or TLS1.3 (default: the highest)")
+    g = s.add_argument_group("client TLS (https:// client URLs), as etcd's flags")
+    g.add_argument("--cert-file", default=None, help="path to the client server TLS cert file")
+    g.add_argument("--key-file", default=None, help="path to the client server TLS key file")
+    g.add_argument("--trusted-ca-file", default=None,
+                   help="path to the client server TLS trusted CA file; clients must present a "
+                        "certificate it signed (as etcd, even without --client-cert-auth)")
+    g.add_argument("--client-cert-auth", action="store_true",
+                   help="require client certificates; a certificate's common name is its "
+                        "holder's user name for auth")
+    g.add_argument("--client-crl-file", default=None,
+                   help="path to the client certificate revocation list file (PEM or DER)")
+    g.add_argument("--auto-tls", action="store_true",
+                   help="client TLS using a generated self-signed certificate "
+                        "(DATA_DIR/fixtures/client) when --cert-file/--key-file are not given")
+    g.add_argument("--cipher-suites", default=None,
+                   help="comma-separated list of supported TLS 1.2 cipher suites, by Go's names "
+                        "(e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256; default: OpenSSL's)")
+    g.add_argument("--tls-min-version", default="",
+                   help="minimum TLS version: TLS1.2 (default) or TLS1.3")
+    g.add_argument("--tls-max-version", default="",
+                   help="maximum TLS version: TLS1.2 or TLS1.3 (default: the highest)")
     s.add_argument("--auth-token", default="simple",
                    help="the auth token provider: 'simple', or 'jwt,pub-key=PATH,priv-key=PATH,"
                         "sign-method=RS256[,ttl=5m]' (etcd's syntax)")
@@ -219,6 +210,9 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         raise ConfigError(f"failed to create the auth token provider: {e}") from None
     if not 4 <= args.bcrypt_cost <= 31:
         raise ConfigError(f"invalid bcrypt-cost: {args.bcrypt_cost} (want 4..31)")
+    tls = ClientTLS(args.cert_file, args.key_file, args.trusted_ca_file, args.client_cert_auth,
+                    args.client_crl_file, args.auto_tls, split_cipher_suites(args.cipher_suites),
+                    args.tls_min_version, args.tls_max_version)
     store = StoreConfig(
         name=args.name, max_request_bytes=args.max_request_bytes, max_txn_ops=args.max_txn_ops,
         snapshot_count=args.snapshot_count, etcd_version=args.etcd_version,
@@ -228,14 +222,11 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
         quota_backend_bytes=args.quota_backend_bytes,
         cluster_name=args.cluster_name if log_options else None,
         auth_token=args.auth_token, auth_token_ttl=args.auth_token_ttl,
-        bcrypt_cost=args.bcrypt_cost, client_cert_auth=args.client_cert_auth)
+        bcrypt_cost=args.bcrypt_cost, client_cert_auth=tls.as_served().client_cert_auth)
     return ServerConfig(
         store=store, data_dir=args.data_dir, listen_client_urls=listen,
         log_backend=backend, log_options=log_options, log_level=args.log_level,
-        transport=args.transport, tls=TLSOptions(
-            args.cert_file, args.key_file, args.trusted_ca_file, args.client_cert_auth,
-            args.auto_tls, args.cipher_suites, args.tls_min_version, args.tls_max_version),
-        partition=args.partition, connection_limits=ConnectionLimits(
+        transport=args.transport, tls=tls, partition=args.partition, connection_limits=ConnectionLimits(
             args.handshake_timeout, args.connection_idle_timeout, args.max_connections or 0))
 
 

@@ -1,12 +1,15 @@
 """Server configuration from etcd-style flags."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..store.config import StoreConfig
-from .tls import TLSConfigError, TLSOptions
 from .transport.connection_limits import ConnectionLimits
+from .transport.tls import ClientTLS, TLSConfigError
+
+log = logging.getLogger("kvstore")
 
 
 class ConfigError(ValueError):
@@ -22,7 +25,7 @@ class ServerConfig:
     log_options: dict = field(default_factory=dict)  # the backend's own (jetstream: cluster, replicas)
     log_level: str = "info"
     transport: str = "h2"
-    tls: TLSOptions = field(default_factory=TLSOptions)
+    tls: ClientTLS = field(default_factory=ClientTLS)  # the client URLs' (https://)
     partition: str | None = None  # the partition this process serves, as a supervisor's worker
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
@@ -33,32 +36,36 @@ class ServerConfig:
             self.store.client_urls = list(self.listen_client_urls)
 
     def listen_addresses(self) -> list[tuple[str, int, bool]]:
-        """(host, port, tls) for each client URL."""
+        """(host, port, tls) for each client URL; refuses what etcd refuses of the TLS flags."""
         out = []
         for url in self.listen_client_urls:
             host, port = parse_client_url(url)
-            tls = url.startswith("https://")
-            if tls and not (self.tls.has_cert or self.tls.auto_tls):
-                raise ConfigError(f"TLS key/cert (--cert-file, --key-file) must be provided for "
-                                  f"client url {url} with HTTPS scheme")
-            out.append((host, port, tls))
-        return out
-
-    def ssl_context(self):
-        """The server's TLS context, or None; with --auto-tls and no certificate, one is made
-        first (the data dir's fixtures/client) for the hosts of the https:// client URLs."""
-        tls = self.tls
+            out.append((host, port, url.startswith("https://")))
+        serves_tls = any(tls for _, _, tls in out)
         try:
-            tls.check()
-            if tls.auto_tls and not tls.has_cert:
-                hosts = [parse_client_url(u)[0] for u in self.listen_client_urls
-                         if u.startswith("https://")]
-                if hosts:
-                    assert self.data_dir is not None  # __post_init__ names one
-                    tls.self_signed(self.data_dir, hosts)
-            return tls.context()
+            self.tls.validate(serves_tls)
+            if serves_tls and self.transport == "grpcio":
+                self.tls.as_served().validate_for_grpcio()
         except TLSConfigError as e:
             raise ConfigError(str(e)) from None
+        for url in self.listen_client_urls:
+            if url.startswith("https://") and not (self.tls.has_cert or self.tls.self_signed):
+                raise ConfigError(f"TLS key/cert (--cert-file, --key-file) must be provided for "
+                                  f"client url {url} with HTTPS scheme")
+        return out
+
+    def client_tls(self) -> ClientTLS | None:
+        """What the https:// URLs serve with (--auto-tls: its certificate made first, as etcd
+        makes it even for http:// URLs alone), or None without a certificate."""
+        tls = self.tls
+        if tls.self_signed:
+            assert self.data_dir is not None  # __post_init__ names one
+            # etcd: the hosts of every listen client URL, in its sorted order
+            hosts = [parse_client_url(u)[0] for u in sorted(self.listen_client_urls)]
+            tls = tls.with_self_signed_cert(self.data_dir, hosts)
+        elif tls.auto_tls:
+            log.warning("ignoring client auto TLS since certs given")  # (etcd's words)
+        return tls if tls.has_cert else None
 
 
 def parse_client_url(url: str) -> tuple[str, int]:

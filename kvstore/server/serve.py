@@ -3,23 +3,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
+import sys
 
 from ..log import DataDirCorrupt, open_backend
 from ..store import Store
 from . import gc_policy
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .http import HttpEndpoints
 from .services import all_services
 from .services.interceptor import CallInterceptor
 from .transport.connection_limits import raise_fd_limit
+from .transport.tls import ClientTLS
 
 
-def transport_server(name: str):
+def transport_server(name: str, tls: ClientTLS | None = None):
     """The server class of a --transport. grpcio is imported only when chosen: its C core
-    costs ~18 MB of resident memory, which the default transport does without."""
+    costs ~18 MB of resident memory, which the default transport does without; and it reads
+    its TLS cipher suites from the environment once, as it loads."""
     if name == "grpcio":
+        env = tls.grpcio_cipher_env() if tls is not None else {}
+        if env and os.environ.get("GRPC_SSL_CIPHER_SUITES") != env["GRPC_SSL_CIPHER_SUITES"]:
+            if "grpc" in sys.modules:
+                raise ConfigError("--cipher-suites on --transport grpcio: grpc was loaded "
+                                  "before they could be given to it")
+            os.environ.update(env)
         from .transport.grpcio_server import GrpcioServer
         return GrpcioServer
     from .transport.h2.server import H2Server
@@ -48,7 +58,7 @@ def check_port_free(host: str, port: int) -> None:
 async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     addresses = config.listen_addresses()
-    ssl_context = config.ssl_context()
+    tls = config.client_tls()
     for host, port, _tls in addresses:
         check_port_free(host, port)
     fd_limit = raise_fd_limit()
@@ -64,13 +74,14 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None,
     intercept = CallInterceptor(store)
     http = HttpEndpoints(store, client_requests=intercept.client_requests,
                          partition=config.partition)
-    server = transport_server(config.transport)(all_services(store), config.store.max_request_bytes,
-                                          http1=http.respond, intercept=intercept,
-                                          limits=config.connection_limits)
+    serves_tls = tls if any(t for _, _, t in addresses) else None
+    server = transport_server(config.transport, serves_tls)(
+        all_services(store), config.store.max_request_bytes, http1=http.respond,
+        intercept=intercept, limits=config.connection_limits)
     http.metrics.count_calls(server.calls)
     try:
-        for host, port, tls in addresses:
-            server.listen(host, port, ssl_context if tls else None)
+        for host, port, is_tls in addresses:
+            server.listen(host, port, serves_tls if is_tls else None)
         await server.start()
         log.info("ready to serve client requests on %s (%slog %s, data dir %s, revision %d, "
                  "file descriptor limit %d)", ",".join(config.listen_client_urls),

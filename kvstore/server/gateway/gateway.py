@@ -179,13 +179,20 @@ class Gateway:
             await self._stream(method, request, metadata, w)
 
     # -- calls ---------------------------------------------------------------------------------
+    #
+    # The interceptor gets no peer_cn from the gateway, whatever certificate the HTTP client
+    # presented: etcd's grpc-gateway calls etcd's gRPC server over a connection of its own, and
+    # etcd's AuthInfoFromTLS (auth/store.go) ignores the common name of a call that carries
+    # grpcgateway-accept metadata ("ignoring common name in gRPC-gateway proxy request"). A
+    # request's user comes from its Authorization token alone. (What etcd refuses of a request
+    # with a certificate while auth is on: handle().)
 
     async def _unary(self, method: _Method, request, metadata, w: ResponseWriter) -> None:
         try:
             if method.func is None:
                 raise _unimplemented(method)
             if self._intercept is not None:
-                self._intercept("unary", metadata)
+                self._intercept("unary", metadata, None)  # no peer_cn: see above
             result = method.func(request)
             if isinstance(result, asyncio.Future):
                 result = await asyncio.shield(result)  # a proposed write completes regardless
@@ -265,7 +272,7 @@ class Gateway:
             if method.func is None:
                 raise _unimplemented(method)
             if self._intercept is not None:
-                self._intercept("stream", metadata)
+                self._intercept("stream", metadata, None)  # no peer_cn: see above
             responses = method.func(requests)
             async for response in responses:
                 if type(response) is bytes:

@@ -16,6 +16,7 @@ from ... import errors
 from ...limits import with_overhead
 from .connection_limits import ConnectionLimits
 from .methods import CODE_NAMES, CallCounts, request_decoder, serialize, service_methods
+from .tls import ClientTLS
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +91,31 @@ def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[bytes, bytes]]:
             for k, v in context.invocation_metadata() or ()]
 
 
-def _unary_unary(method, intercept, counts: CallCounts):
+class _PeerNames:
+    """Whether a call's verified client certificate names its user (--client-cert-auth on a
+    TLS listener). grpcio has no connection objects to keep it on: each call asks its
+    auth context (a dict made in C, only when this is on)."""
+
+    __slots__ = ("enabled",)
+
+    def __init__(self):
+        self.enabled = False
+
+    def __call__(self, context: grpc.aio.ServicerContext) -> str | None:
+        if not self.enabled:
+            return None
+        names = context.auth_context().get("x509_common_name")  # (only once TLS verified it)
+        return names[0].decode(errors="replace") if names else None
+
+
+def _unary_unary(method, intercept, counts: CallCounts, peer_cn: _PeerNames):
     async def handler(request, context: grpc.aio.ServicerContext):
         counts.started += 1
         try:
             if type(request) is _Refused:
                 raise request.error
             if intercept is not None:
-                intercept("unary", _metadata(context))
+                intercept("unary", _metadata(context), peer_cn(context))
             result = method(request)
             response = await result if inspect.isawaitable(result) else result
         except errors.EtcdError as e:
@@ -112,14 +130,14 @@ def _unary_unary(method, intercept, counts: CallCounts):
     return handler
 
 
-def _unary_stream(method, intercept, counts: CallCounts):
+def _unary_stream(method, intercept, counts: CallCounts, peer_cn: _PeerNames):
     async def handler(request, context: grpc.aio.ServicerContext):
         counts.started += 1
         try:
             if type(request) is _Refused:
                 raise request.error
             if intercept is not None:
-                intercept("stream", _metadata(context))
+                intercept("stream", _metadata(context), peer_cn(context))
             async for response in method(request):
                 yield response
         except errors.EtcdError as e:
@@ -134,12 +152,12 @@ def _unary_stream(method, intercept, counts: CallCounts):
     return handler
 
 
-def _stream(method, intercept, counts: CallCounts):
+def _stream(method, intercept, counts: CallCounts, peer_cn: _PeerNames):
     async def handler(request_iterator, context: grpc.aio.ServicerContext):
         counts.started += 1
         try:
             if intercept is not None:
-                intercept("stream", _metadata(context))
+                intercept("stream", _metadata(context), peer_cn(context))
             async for response in method(_checked(request_iterator)):
                 yield response
         except errors.EtcdError as e:
@@ -162,8 +180,10 @@ _HANDLERS = {
 
 
 def generic_handlers(services, max_receive_bytes: int, intercept=None,
-                     calls: list[CallCounts] | None = None) -> list[grpc.GenericRpcHandler]:
+                     calls: list[CallCounts] | None = None,
+                     peer_cn: _PeerNames | None = None) -> list[grpc.GenericRpcHandler]:
     """``calls`` gets each method's CallCounts."""
+    peer_cn = peer_cn or _PeerNames()
     by_service: dict[str, dict] = {}
     for m in service_methods(services):
         make_handler, wrap = _HANDLERS[m.kind]
@@ -171,7 +191,7 @@ def generic_handlers(services, max_receive_bytes: int, intercept=None,
         if calls is not None:
             calls.append(counts)
         by_service.setdefault(m.service, {})[m.name] = make_handler(
-            wrap(m.func, intercept, counts),
+            wrap(m.func, intercept, counts, peer_cn),
             request_deserializer=_deserializer(m.request, max_receive_bytes, counts),
             response_serializer=_serializer(counts))
     return [grpc.method_handlers_generic_handler(name, handlers)
@@ -194,13 +214,19 @@ class GrpcioServer:
             ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout * 1000)),
         ])
         self.calls: list[CallCounts] = []  # what /metrics would read of each method's calls
+        self._peer_cn = _PeerNames()
         self._server.add_generic_rpc_handlers(generic_handlers(services, max_receive, intercept,
-                                                               self.calls))
+                                                               self.calls, self._peer_cn))
 
-    def listen(self, host: str, port: int, ssl_context=None) -> int:
-        if ssl_context is not None:
-            raise OSError("TLS client URLs need --transport h2")
-        bound = self._server.add_insecure_port(f"{host}:{port}")
+    def listen(self, host: str, port: int, tls: ClientTLS | None = None) -> int:
+        """``tls``: grpcio's server credentials from it (ClientTLS.validate_for_grpcio says
+        what they cannot do); under --client-cert-auth, the common name of a client's verified
+        certificate is its calls' ``peer_cn``."""
+        if tls is not None:
+            self._peer_cn.enabled |= tls.client_cert_auth
+            bound = self._server.add_secure_port(f"{host}:{port}", tls.grpc_credentials())
+        else:
+            bound = self._server.add_insecure_port(f"{host}:{port}")
         if not bound:
             raise OSError(f"listen tcp {host}:{port}: bind: address already in use")
         return bound

@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from functools import partial
 
 from ....limits import with_overhead
 from ...gateway import Gateway
 from ..connection_limits import ConnectionLimits
 from ..methods import request_decoder, service_methods
+from ..tls import ClientTLS
 from .connections import Connections
 from .grpc_call import GrpcCall, Method
 from .http_stream import HttpStream, is_plain_http
@@ -34,7 +36,7 @@ class H2Server:
         self._gateway = (Gateway(service_methods(services), self._max_receive, intercept,
                                  getattr(intercept, "common_names_refused", None))
                          if http1 is not None else None)
-        self._listen: list[tuple[str, int, ssl.SSLContext | None]] = []
+        self._listen: list[tuple[str, int, ssl.SSLContext | None, bool]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._connections = Connections(limits or ConnectionLimits())
 
@@ -47,19 +49,23 @@ class H2Server:
             return HttpStream(conn, stream, headers, self._http1, self._gateway)
         return GrpcCall(conn, stream, headers, self._methods, self._max_receive, self._intercept)
 
-    def _protocol(self) -> H2ServerConnection:
+    def _protocol(self, names_users: bool = False) -> H2ServerConnection:
         return H2ServerConnection(self._make_call, on_close=self._connections.closed,
                                   http1=self._http1, on_open=self._connections.admit,
-                                  gateway=self._gateway)
+                                  gateway=self._gateway, names_users=names_users)
 
-    def listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._listen.append((host, port, ssl_context))
+    def listen(self, host: str, port: int, tls: ClientTLS | None = None) -> None:
+        """``tls``: serve TLS; under --client-cert-auth, the common name of the certificate a
+        client presented is its calls' ``peer_cn`` (read once, as the connection opens)."""
+        self._listen.append((host, port, tls.ssl_context() if tls is not None else None,
+                             tls is not None and tls.client_cert_auth))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for host, port, ssl_context in self._listen:
+        for host, port, ssl_context, names_users in self._listen:
             server = await loop.create_server(
-                self._protocol, host, port, reuse_address=True, backlog=1024, ssl=ssl_context,
+                partial(self._protocol, names_users), host, port, reuse_address=True,
+                backlog=1024, ssl=ssl_context,
                 ssl_handshake_timeout=self._connections.limits.handshake_timeout if ssl_context else None)
             for sock in server.sockets:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

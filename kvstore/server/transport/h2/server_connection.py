@@ -15,6 +15,7 @@ from ....h2.config import H2Configuration
 from ....h2.connection import H2Connection, Headers
 from ....h2.settings import OUR_MAX_CONCURRENT_STREAMS
 from ....h2.stream import Stream
+from ..tls import peer_common_name
 from .http1 import Http1Session
 
 # Keepalive enforcement as etcd configures grpc-go: pings closer than MIN_PING_INTERVAL apart
@@ -33,7 +34,8 @@ _HTTP1_PARTIAL = re.compile(rb"[A-Z]{0,20}")
 class H2ServerConnection(H2Connection):
     hold_input_while_writes_wait = True
 
-    def __init__(self, handler_factory, on_close=None, http1=None, on_open=None, gateway=None):
+    def __init__(self, handler_factory, on_close=None, http1=None, on_open=None, gateway=None,
+                 names_users: bool = False):
         super().__init__(_SERVER_SIDE)
         self._handler_factory = handler_factory
         self._on_open = on_open  # (conn) -> whether it may stay (connections.py)
@@ -44,8 +46,10 @@ class H2ServerConnection(H2Connection):
         self._last_ping = float("-inf")
         self._ping_strikes = 0
         self.opened_at = self.last_activity = self.loop.time()
-        # the common name of the client's certificate, once TLS verified it (the user, under
-        # --client-cert-auth, as etcd takes it)
+        # Under --client-cert-auth (names_users), the common name of the client's certificate,
+        # once TLS verified it: the user, as etcd takes it. Read once, as the connection opens
+        # (the handshake is over by then), and given to the interceptor with every call.
+        self._names_users = names_users
         self.peer_cn: str | None = None
 
     @property
@@ -55,7 +59,8 @@ class H2ServerConnection(H2Connection):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self.peer_cn = _verified_common_name(transport)
+        if self._names_users:
+            self.peer_cn = peer_common_name(transport.get_extra_info("peercert"))
         if self._on_open is not None and not self._on_open(self):
             transport.abort()
 
@@ -156,15 +161,3 @@ class H2ServerConnection(H2Connection):
             if self._ping_strikes > MAX_PING_STRIKES:
                 raise f.ConnectionError_(f.ENHANCE_YOUR_CALM, "too_many_pings")
 
-
-def _verified_common_name(transport) -> str | None:
-    """The subject's common name of the certificate the client presented and TLS verified
-    (asyncio gives a certificate's fields only once it is verified); None otherwise."""
-    cert = transport.get_extra_info("peercert")
-    if not cert:
-        return None
-    for rdn in cert.get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return value
-    return None
