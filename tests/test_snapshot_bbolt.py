@@ -157,6 +157,16 @@ def kvstore_restore(file, data_dir):
                           env={"PYTHONPATH": str(REPO)}, timeout=60)
 
 
+def etcd_restored_from(snapshot, data_dir) -> EtcdProcess:
+    """A real etcd (not started) on the data dir `etcdctl snapshot restore` makes of ``snapshot``."""
+    restored = EtcdProcess(data_dir)
+    peer = f"http://127.0.0.1:{restored.peer_port}"
+    Etcdctl("127.0.0.1:1").ok("snapshot", "restore", str(snapshot), "--data-dir",
+                              str(restored.data_dir), "--name", "ref", "--initial-cluster",
+                              f"ref={peer}", "--initial-advertise-peer-urls", peer)
+    return restored
+
+
 def test_raised_alarms_go_both_ways(tmp_path):
     """An alarm raised on etcd is in its snapshot's alarm bucket: kvstore restores it (writes
     refused until disarmed), and kvstore's snapshot carries it on to a restored etcd."""
@@ -177,11 +187,7 @@ def test_raised_alarms_go_both_ways(tmp_path):
         assert kv_ctl.ok("alarm", "list").stdout == raised
         assert "database space exceeded" in kv_ctl.fail("put", "b", "2").error
         kv_ctl.ok("snapshot", "save", str(tmp_path / "kv.db"))
-    restored = EtcdProcess(tmp_path / "etcd-restored")
-    peer = f"http://127.0.0.1:{restored.peer_port}"
-    Etcdctl("127.0.0.1:1").ok("snapshot", "restore", str(tmp_path / "kv.db"), "--data-dir",
-                              str(restored.data_dir), "--name", "ref", "--initial-cluster",
-                              f"ref={peer}", "--initial-advertise-peer-urls", peer)
+    restored = etcd_restored_from(tmp_path / "kv.db", tmp_path / "etcd-restored")
     with restored:
         etcd_ctl = Etcdctl(restored.endpoint)
         assert etcd_ctl.ok("alarm", "list").stdout == raised
@@ -354,10 +360,6 @@ def test_users_roles_and_permissions_go_both_ways(tmp_path):
         kv_ctl = Etcdctl(kv.endpoint)
         assert answers(kv_ctl) == want
         kv_ctl.ok("--user", "root:rootpw", "snapshot", "save", str(tmp_path / "kv.db"))
-    restored = EtcdProcess(tmp_path / "etcd-restored")
-    peer = f"http://127.0.0.1:{restored.peer_port}"
-    Etcdctl("127.0.0.1:1").ok("snapshot", "restore", str(tmp_path / "kv.db"), "--data-dir",
-                              str(restored.data_dir), "--name", "ref", "--initial-cluster",
-                              f"ref={peer}", "--initial-advertise-peer-urls", peer)
+    restored = etcd_restored_from(tmp_path / "kv.db", tmp_path / "etcd-restored")
     with restored:
         assert answers(Etcdctl(restored.endpoint)) == want
