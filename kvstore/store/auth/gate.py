@@ -203,52 +203,25 @@ class AuthGate:
     def apply_change(self, change: entry.AuthChange) -> Any:
         """An Auth request's response (header to fill), or its error."""
         st, method, r = self.state, change.method, change.request
-        if method == "AuthEnable":
-            st.enable()
-            return pb.AuthEnableResponse()
-        if method == "AuthDisable":
-            st.disable()
-            self.tokens.disable()
-            return pb.AuthDisableResponse()
+        changed = _CHANGES.get(method)
+        if changed is not None:  # a change: its response is empty
+            apply, response = changed
+            apply(st, r)
+            if method == "AuthDisable":
+                self.tokens.disable()
+            elif method in ("UserDelete", "UserChangePassword"):
+                self.tokens.invalidate_user(r.name)
+            return response()
         if method == "AuthStatus":
             return pb.AuthStatusResponse(enabled=st.enabled, authRevision=st.revision)
-        if method == "UserAdd":
-            st.user_add(r)
-            return pb.AuthUserAddResponse()
-        if method == "UserDelete":
-            st.user_delete(r)
-            self.tokens.invalidate_user(r.name)
-            return pb.AuthUserDeleteResponse()
-        if method == "UserChangePassword":
-            st.user_change_password(r)
-            self.tokens.invalidate_user(r.name)
-            return pb.AuthUserChangePasswordResponse()
-        if method == "UserGrantRole":
-            st.user_grant_role(r)
-            return pb.AuthUserGrantRoleResponse()
-        if method == "UserRevokeRole":
-            st.user_revoke_role(r)
-            return pb.AuthUserRevokeRoleResponse()
         if method == "UserGet":
             return st.user_get(r)
-        if method == "UserList":
-            return st.user_list()
-        if method == "RoleAdd":
-            st.role_add(r)
-            return pb.AuthRoleAddResponse()
         if method == "RoleGet":
             return st.role_get(r)
+        if method == "UserList":
+            return st.user_list()
         if method == "RoleList":
             return st.role_list()
-        if method == "RoleDelete":
-            st.role_delete(r)
-            return pb.AuthRoleDeleteResponse()
-        if method == "RoleGrantPermission":
-            st.role_grant_permission(r)
-            return pb.AuthRoleGrantPermissionResponse()
-        if method == "RoleRevokePermission":
-            st.role_revoke_permission(r)
-            return pb.AuthRoleRevokePermissionResponse()
         raise errors.Corrupt(f"etcdserver: unknown auth request {method}")
 
     def apply_authenticate(self, r: entry.Authenticate, index: int) -> pb.AuthenticateResponse:
@@ -262,3 +235,19 @@ class AuthGate:
             raise errors.NoPasswordUser()
         return pb.AuthenticateResponse(token=self.tokens.assign(r.name, st.revision,
                                                                 r.token_prefix, index))
+
+
+# The Auth requests that change the state: how, and their (empty) response.
+_CHANGES: dict[str, tuple[Any, Any]] = {
+    "AuthEnable": (lambda st, r: st.enable(), pb.AuthEnableResponse),
+    "AuthDisable": (lambda st, r: st.disable(), pb.AuthDisableResponse),
+    "UserAdd": (AuthState.user_add, pb.AuthUserAddResponse),
+    "UserDelete": (AuthState.user_delete, pb.AuthUserDeleteResponse),
+    "UserChangePassword": (AuthState.user_change_password, pb.AuthUserChangePasswordResponse),
+    "UserGrantRole": (AuthState.user_grant_role, pb.AuthUserGrantRoleResponse),
+    "UserRevokeRole": (AuthState.user_revoke_role, pb.AuthUserRevokeRoleResponse),
+    "RoleAdd": (AuthState.role_add, pb.AuthRoleAddResponse),
+    "RoleDelete": (AuthState.role_delete, pb.AuthRoleDeleteResponse),
+    "RoleGrantPermission": (AuthState.role_grant_permission, pb.AuthRoleGrantPermissionResponse),
+    "RoleRevokePermission": (AuthState.role_revoke_permission, pb.AuthRoleRevokePermissionResponse),
+}
