@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond Python packages: Debian's etcd (the reference server for
-# differential tests), etcdctl (the e2e client), curl and openssl. Installed only when missing.
+# differential tests), etcdctl (the e2e client), curl, openssl and strace. Installed only when missing.
 set -euo pipefail
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v curl >/dev/null 2>&1 || need+=(curl)  # HTTP/2 over TLS to /health and the gateway
 command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the TLS tests' certificates
+command -v strace >/dev/null 2>&1 || need+=(strace)  # the acknowledgement-after-sync proof
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive

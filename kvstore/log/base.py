@@ -60,7 +60,8 @@ class SharedLog(Protocol):
         """Connects (or opens files); the log is usable afterwards."""
 
     def append(self, record: bytes, record_id: str) -> asyncio.Future[int]:
-        """Appends one record; the future gets its index once it is durable in the log.
+        """Appends one record; the future gets its index once it is in the log (durable, or
+        on a local log written and about to be: followers see it only once it is durable).
         ``record_id`` names the record for de-duplication of a retried append."""
 
     def follow(self, after: int) -> AsyncIterator[list[tuple[int, bytes]]]:

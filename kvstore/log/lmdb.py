@@ -1,9 +1,18 @@
 """The embedded durable log: records in an LMDB database in the member's data dir.
 
-Every append is one LMDB write transaction, committed with fsync, on a single writer thread so
-the event loop keeps accepting proposals while the disk works (that is what makes group commit
-batch). Trimming keeps the newest record, so the index goes on from it after a restart even
-when a snapshot covers everything.
+Every append is one LMDB write transaction on a single writer thread, so the event loop keeps
+accepting proposals while the disk works (that is what makes group commit batch). Trimming keeps
+the newest record, so the index goes on from it after a restart even when a snapshot covers
+everything.
+
+One sync per append, not two. A commit writes its pages, fdatasyncs them, then writes its meta
+page (the page that makes the transaction the current one). LMDB's default syncs that meta page
+too (a second sync); here it is left to the next commit's fdatasync, which covers it
+(MDB_NOMETASYNC), and when no append follows within SYNC_IDLE the writer syncs it alone. So a
+record is durable (its pages and the meta page naming them on stable storage) only after the
+*next* sync: ``append``'s future says the record is written, and followers, hence the apply
+loop and every acknowledgement, see it only once it is durable. A crash before that sync loses
+at most unacknowledged records: LMDB falls back to the previous meta page, intact.
 
 Each append is timed (etcd's disk histograms on /metrics): the commit, which writes the pages
 and fsyncs, as etcd times its WAL's fsync; the whole write transaction as etcd times its
@@ -23,6 +32,8 @@ import struct
 import threading
 import time
 import zlib
+from collections import deque
+from itertools import islice
 from pathlib import Path
 
 import lmdb
@@ -45,6 +56,12 @@ _FULL_MARGIN = 1 << 20
 # waits behind the deletion of a whole snapshot's worth.
 DROP_SLICE = 5_000
 DEFRAG_DIR = "log-defrag"  # beside log/: where defragment writes the compacted copy
+# How long the writer waits for the next append before it syncs the last commit's meta page
+# alone (under load the next commit's sync covers it; idle, this bounds the wait for an ack).
+SYNC_IDLE = 0.001
+# The newest records appended are kept in memory too: the apply loop, which follows right
+# behind, takes them from here instead of reading them back through a transaction of its own.
+RECENT = 256
 
 
 class LmdbLog(LocalLog):
@@ -65,15 +82,18 @@ class LmdbLog(LocalLog):
         except lmdb.Error as e:
             raise DataDirCorrupt(f"{self.name}: {e}") from None
         self._next = self._durable_last + 1
+        self._recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)  # consecutive indexes
+        self._first: int | None = None  # first_index, until a trim changes it
         self.fsync_durations = DurationHistogram()  # etcd_disk_wal_fsync_duration_seconds
         self.commit_durations = DurationHistogram()  # etcd_disk_backend_commit_duration_seconds
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the appenders', for the writer
         self._writer = threading.Thread(target=self._writer_thread, name="lmdb-log", daemon=True)
         self._writer.start()
 
     def _open_env(self) -> None:
         self._env = lmdb.open(str(self.dir), map_size=self._map_size, max_dbs=4,
-                              subdir=True, sync=True, metasync=True, lock=True)
+                              subdir=True, sync=True, metasync=False, lock=True)
         self._records_db = self._env.open_db(b"entries")
         self._meta_db = self._env.open_db(b"meta")
 
@@ -89,8 +109,11 @@ class LmdbLog(LocalLog):
                 raise DataDirCorrupt(f"{self.name}: record format {found!r} is not {FORMAT!r}")
 
     def append(self, record: bytes, record_id: str = "") -> asyncio.Future[int]:
+        """The future is done once the record is written (committed); followers see it once it
+        is durable, after the sync that covers its meta page."""
         index = self._next
         self._next += 1
+        self._recent.append((index, record))
         return self._on_writer(self._write, index, record)
 
     def _write(self, index: int, record: bytes) -> int:
@@ -123,12 +146,21 @@ class LmdbLog(LocalLog):
                 and os.path.getsize(self.name) + need > limit)
 
     def first_index(self) -> int:
-        with self._env.begin(db=self._records_db) as txn:
-            cur = txn.cursor()
-            return _INDEX.unpack(cur.key())[0] if cur.first() else self._durable_last + 1
+        first = self._first
+        if first is None:
+            with self._env.begin(db=self._records_db) as txn:
+                cur = txn.cursor()
+                first = _INDEX.unpack(cur.key())[0] if cur.first() else self._durable_last + 1
+            self._first = first
+        return first
 
     def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
         """Raises DataDirCorrupt for a record that fails its checksum."""
+        recent = self._recent
+        start = max(start, self.first_index())  # as the cursor's set_range below would
+        if recent and recent[0][0] <= start <= recent[-1][0]:  # just written: no transaction
+            skip = start - recent[0][0]
+            return list(islice(recent, skip, skip + limit))
         out: list[tuple[int, bytes]] = []
         with self._env.begin(db=self._records_db, buffers=True) as txn:
             cur = txn.cursor()
@@ -152,6 +184,13 @@ class LmdbLog(LocalLog):
 
     def _drop_through(self, through: int, limit: int) -> bool:
         """Deletes up to ``limit`` records <= through; True if more remain."""
+        self._first = None  # read again once the deletion is committed (the GIL orders it)
+        try:
+            return self._drop_slice(through, limit)
+        finally:
+            self._first = None
+
+    def _drop_slice(self, through: int, limit: int) -> bool:
         with self._env.begin(write=True, db=self._records_db) as txn:
             cur = txn.cursor()
             cur.last()
@@ -224,30 +263,65 @@ class LmdbLog(LocalLog):
     # disk. A plain queue and call_soon_threadsafe cost less per batch than an executor.
 
     def _on_writer(self, func, *args) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()  # only one loop appends
         fut = loop.create_future()
         self._jobs.put((loop, fut, func, args))
         return fut
 
     def _writer_thread(self) -> None:
+        jobs = self._jobs
+        unsynced = 0  # the newest record written whose meta page may not be on stable storage
         while True:
-            job = self._jobs.get()
+            if unsynced:
+                try:
+                    job = jobs.get(timeout=SYNC_IDLE)
+                except queue.Empty:  # idle: sync the meta page alone
+                    self._sync_meta(unsynced)
+                    unsynced = 0
+                    continue
+            else:
+                job = jobs.get()
             if job is None:
+                if unsynced:
+                    self._sync_meta(unsynced)
                 return
             loop, fut, func, args = job
+            if unsynced and func != self._write:  # trims and copies come after a durable log
+                self._sync_meta(unsynced)
+                unsynced = 0
             try:
                 result = func(*args)
-            except BaseException as e:
-                loop.call_soon_threadsafe(self._settle, fut, func, args, None, e)
-            else:
-                loop.call_soon_threadsafe(self._settle, fut, func, args, result, None)
+            except BaseException as e:  # an aborted commit synced nothing: unsynced stays so
+                loop.call_soon_threadsafe(self._settle, fut, func, args, None, e, 0)
+                continue
+            durable = 0
+            if func == self._write:
+                durable = unsynced  # this commit's fdatasync covered the previous meta page
+                unsynced = result
+            loop.call_soon_threadsafe(self._settle, fut, func, args, result, None, durable)
 
-    def _settle(self, fut: asyncio.Future, func, args, result, exc) -> None:
-        if func == self._write:
-            if exc is None:
-                self._made_durable(result)  # followers see it before the proposer goes on
-            else:  # not appended: the next append takes its index (one append at a time)
-                self._next = args[0]
+    def _sync_meta(self, last: int) -> None:
+        """Syncs the data file, the last commit's meta page with it: ``last`` is durable."""
+        began = time.monotonic()
+        try:
+            self._env.sync(True)
+        except BaseException as e:  # nothing more can be called durable: the member stops
+            assert self._loop is not None  # set by the append being synced
+            self._loop.call_soon_threadsafe(self._broken, DataDirCorrupt(
+                f"{self.name}: sync failed: {e}"))
+            return
+        self.fsync_durations.observe(time.monotonic() - began)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._made_durable, last)
+
+    def _settle(self, fut: asyncio.Future, func, args, result, exc, durable: int) -> None:
+        if durable:
+            self._made_durable(durable)
+        if func == self._write and exc is not None:
+            self._next = args[0]  # not appended: the next append takes its index
+            recent = self._recent
+            while recent and recent[-1][0] >= self._next:
+                recent.pop()
         if fut.cancelled():
             return
         if exc is not None:

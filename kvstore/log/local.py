@@ -27,6 +27,7 @@ class LocalLog(ABC):
         # One future per waiting follower, not one shared behind asyncio.shield: the shield
         # costs every record an extra turn of the event loop before its follower runs.
         self._waiting: list[asyncio.Future] = []
+        self._failure: BaseException | None = None  # the log can make nothing more durable
 
     # What a backend provides.
 
@@ -52,10 +53,17 @@ class LocalLog(ABC):
                 if not fut.done():  # a follower cancelled meanwhile
                     fut.set_result(None)
 
+    def _broken(self, exc: BaseException) -> None:
+        """Nothing more will become durable: followers get ``exc`` (the member stops)."""
+        self._failure = exc
+        self._made_durable(self._durable_last)
+
     async def follow(self, after: int) -> AsyncIterator[list[tuple[int, bytes]]]:
         next_index = after + 1
         loop = asyncio.get_running_loop()
         while True:
+            if self._failure is not None:
+                raise self._failure
             if next_index > self._durable_last:
                 fut = loop.create_future()
                 self._waiting.append(fut)
