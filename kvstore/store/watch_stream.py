@@ -214,20 +214,41 @@ class WatchStream:
 
     async def next_encoded(self) -> bytes | None:
         """The next response to send, serialized (the fast path of ``next``)."""
+        if not await self._queued():
+            return None
+        resp = self._queue.popleft()
+        if len(self._queue) <= _DRAINED:
+            self._drained()
+        return resp
+
+    async def next_batch(self) -> list[bytes] | None:
+        """Every response queued, serialized, in order (at least one, waiting for it); None
+        once the stream is closed. A sender writes them together."""
+        if not await self._queued():
+            return None
+        queue = self._queue
+        batch = list(queue)
+        queue.clear()
+        self._drained()
+        return batch
+
+    async def _queued(self) -> bool:
+        """Until a response is queued; False once the stream is closed with none."""
         while not self._queue:
             if self._closed:
-                return None
+                return False
             self._wakeup = self._store.loop.create_future()
             await self._wakeup
             self._wakeup = None
-        resp = self._queue.popleft()
-        if len(self._queue) <= _DRAINED:
-            if self._hub.unsynced_count:
-                self._hub.request_sync()
-            room = self._room
-            if room is not None and not room.done():
-                room.set_result(None)
-        return resp
+        return True
+
+    def _drained(self) -> None:
+        """The queue has room again: watchers behind catch up, the request reader goes on."""
+        if self._hub.unsynced_count:
+            self._hub.request_sync()
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
 
     def close(self) -> None:
         if self._closed:

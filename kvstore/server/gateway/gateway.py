@@ -28,6 +28,7 @@ from urllib.parse import unquote
 from google.protobuf import descriptor_pool, message_factory
 
 from ... import errors
+from ..services.batch import ResponseBatch
 from . import routes
 from .json_codec import (
     JsonError,
@@ -275,11 +276,12 @@ class Gateway:
                 self._intercept("stream", metadata, None)  # no peer_cn: see above
             responses = method.func(requests)
             async for response in responses:
-                if type(response) is bytes:
-                    response = method.response.FromString(response)
                 if not started:
                     start()
-                w.write(encode_result(response) + b"\n")
+                for one in response if type(response) is ResponseBatch else (response,):
+                    if type(one) is bytes:
+                        one = method.response.FromString(one)
+                    w.write(encode_result(one) + b"\n")
                 await w.drain()
         except asyncio.CancelledError:
             raise  # the client went away

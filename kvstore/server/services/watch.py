@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from ...api import rpc_pb2 as pb
+from .batch import ResponseBatch
 
 
 class WatchService:
@@ -12,7 +13,7 @@ class WatchService:
     def __init__(self, store):
         self.store = store
 
-    async def Watch(self, requests: AsyncIterator[pb.WatchRequest]) -> AsyncIterator[bytes]:
+    async def Watch(self, requests: AsyncIterator[pb.WatchRequest]) -> AsyncIterator[ResponseBatch]:
         stream = self.store.watch_stream()
 
         async def read() -> None:
@@ -26,8 +27,8 @@ class WatchService:
 
         reader = asyncio.create_task(read())
         try:
-            while (response := await stream.next_encoded()) is not None:
-                yield response
+            while (responses := await stream.next_batch()) is not None:
+                yield ResponseBatch(responses)
         finally:
             reader.cancel()
             stream.close()

@@ -14,6 +14,7 @@ import grpc
 
 from ... import errors
 from ...limits import with_overhead
+from ..services.batch import ResponseBatch
 from .connection_limits import ConnectionLimits
 from .methods import CODE_NAMES, CallCounts, request_decoder, serialize, service_methods
 from .tls import ClientTLS
@@ -139,7 +140,11 @@ def _unary_stream(method, intercept, counts: CallCounts, peer_cn: _PeerNames):
             if intercept is not None:
                 intercept("stream", _metadata(context), peer_cn(context))
             async for response in method(request):
-                yield response
+                if type(response) is ResponseBatch:  # grpcio sends one message a write
+                    for one in response:
+                        yield one
+                else:
+                    yield response
         except errors.EtcdError as e:
             _count_end(counts, e)
             await context.abort(_status(e), e.message)
@@ -159,7 +164,11 @@ def _stream(method, intercept, counts: CallCounts, peer_cn: _PeerNames):
             if intercept is not None:
                 intercept("stream", _metadata(context), peer_cn(context))
             async for response in method(_checked(request_iterator)):
-                yield response
+                if type(response) is ResponseBatch:  # grpcio sends one message a write
+                    for one in response:
+                        yield one
+                else:
+                    yield response
         except errors.EtcdError as e:
             _count_end(counts, e)
             await context.abort(_status(e), e.message)

@@ -15,6 +15,7 @@ from collections import deque
 from urllib.parse import quote
 
 from .... import errors
+from ...services.batch import ResponseBatch
 from ..methods import CallCounts, serialize
 
 log = logging.getLogger(__name__)
@@ -421,9 +422,15 @@ class GrpcCall:
                 if not self._sent_headers:
                     conn.send_headers(stream, RESPONSE_HEADERS)
                     self._sent_headers = True
-                body = serialize(response)
-                counts.sent_bytes += len(body)
-                if not conn.send_data(stream, _PREFIX.pack(0, len(body)) + body):
+                if type(response) is ResponseBatch:  # consecutive messages in one write
+                    counts.sent_bytes += sum(map(len, response))
+                    data = b"".join([part for body in response
+                                     for part in (_PREFIX.pack(0, len(body)), body)])
+                else:
+                    body = serialize(response)
+                    counts.sent_bytes += len(body)
+                    data = _PREFIX.pack(0, len(body)) + body
+                if not conn.send_data(stream, data):
                     await conn.writable(stream)
                 elif conn._write_paused or conn.output_waiting():
                     await conn.writable(stream)
