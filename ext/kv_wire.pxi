@@ -264,6 +264,18 @@ def put_response(bytes header, prev_kv):
     return out
 
 
+def lease_keepalive_response(bytes header, long long lease_id, long long ttl):
+    """A LeaseKeepAliveResponse: the keep-alive stream's answer, built without protobuf."""
+    cdef Py_ssize_t size = (_len_field_size(len(header)) + _int_field_size(lease_id)
+                            + _int_field_size(ttl))
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef char* p = _put_message_field(PyBytes_AS_STRING(out), 0x0A, PyBytes_AS_STRING(header),
+                                      len(header))
+    p = _put_int_field(p, 0x10, lease_id)
+    _put_int_field(p, 0x18, ttl)
+    return out
+
+
 def delete_range_response(bytes header, long long deleted, list prev_kvs):
     cdef Py_ssize_t size = _len_field_size(len(header)) + _int_field_size(deleted)
     cdef KeyValue kv

@@ -111,3 +111,23 @@ def test_leases_survive_restart_with_renewed_ttl_and_expiry_is_logged(tmp_path):
         assert [status.ID for status in lease.LeaseLeases(pb.LeaseLeasesRequest()).leases] == [long]
     finally:
         server.stop()
+
+
+def test_a_keepalive_stream_answers_every_request_in_order_with_the_current_header(kvstore_server):
+    """The h2 transport answers keep-alives on the spot (no task per stream): pipelined
+    requests, known and unknown leases, each answered once, in order, with a full header; the
+    stream is counted once by the interceptor, as etcd counts it."""
+    kv, lease = stubs(kvstore_server)
+    a, b = (lease.LeaseGrant(pb.LeaseGrantRequest(TTL=30)).ID for _ in range(2))
+    rev = kv.Put(pb.PutRequest(key=b"ka/order", value=b"v")).header.revision
+    status = rpc.MaintenanceStub(grpc.insecure_channel(kvstore_server.endpoint)).Status(pb.StatusRequest())
+    ids = [a, b, 999_999, a] * 50
+    replies = list(lease.LeaseKeepAlive(iter([pb.LeaseKeepAliveRequest(ID=i) for i in ids])))
+    assert [(r.ID, r.TTL) for r in replies] == [(i, 0 if i == 999_999 else 30) for i in ids]
+    assert {(r.header.revision, r.header.member_id, r.header.cluster_id) for r in replies} == {
+        (rev, status.header.member_id, status.header.cluster_id)}
+    assert replies[0].header.raft_term == status.header.raft_term
+    # after answers given at once, a stream that ends is ended with status OK (no error raised
+    # above), and the server goes on serving keep-alives on new streams
+    again = list(lease.LeaseKeepAlive(iter([pb.LeaseKeepAliveRequest(ID=b)])))
+    assert [(r.ID, r.TTL) for r in again] == [(b, 30)]

@@ -184,11 +184,12 @@ def test_counters_move_with_known_requests(servers, which):
     assert delta("etcd_disk_wal_fsync_duration_seconds_count") >= 1
     assert delta("etcd_disk_wal_fsync_duration_seconds_sum") > 0
     if which == "kvstore":  # each log append timed once, whatever the entries in it (etcd's
-        # backend commits every 100 ms instead: maybe not yet)
+        # backend commits every 100 ms instead: maybe not yet); the fsyncs are the appends'
+        # plus those that synced a meta page alone, when no append followed within 1 ms
         assert delta("etcd_disk_backend_commit_duration_seconds_count") >= 1
-        assert (after.value("etcd_disk_wal_fsync_duration_seconds_count")
-                == after.value("etcd_disk_backend_commit_duration_seconds_count")
-                == after.value("kvstore_log_appends_total"))
+        appends = after.value("kvstore_log_appends_total")
+        assert after.value("etcd_disk_backend_commit_duration_seconds_count") == appends
+        assert appends <= after.value("etcd_disk_wal_fsync_duration_seconds_count") <= 2 * appends
 
     _watch_and_cancel(server)
     deadline = time.monotonic() + 5

@@ -154,6 +154,14 @@ def test_put_and_delete_range_responses_are_protobufs(h, prev, deleted, prevs):
 
 
 @settings(max_examples=200)
+@given(HEADER, INT64, INT64)
+def test_lease_keepalive_response_is_protobufs(h, lease_id, ttl):
+    expected = pb.LeaseKeepAliveResponse(header=pb_header(h), ID=lease_id, TTL=ttl).SerializeToString()
+    for _, wire in IMPLS:
+        assert wire.lease_keepalive_response(wire.encode_header(*h), lease_id, ttl) == expected
+
+
+@settings(max_examples=200)
 @given(HEADER, st.booleans(), st.lists(st.tuples(st.sampled_from(["range", "put", "delete", "txn"]),
                                                  st.one_of(st.none(), KV_FIELDS), st.booleans()),
                                        max_size=5))

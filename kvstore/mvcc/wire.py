@@ -157,6 +157,11 @@ def put_response(header: bytes, prev_kv) -> bytes:
     return out
 
 
+def lease_keepalive_response(header: bytes, lease_id: int, ttl: int) -> bytes:
+    """A LeaseKeepAliveResponse: the keep-alive stream's answer, built without protobuf."""
+    return _message_field(_RANGE_HEADER, header) + _int_field(0x10, lease_id) + _int_field(0x18, ttl)
+
+
 def delete_range_response(header: bytes, deleted: int, prev_kvs: list) -> bytes:
     return (_message_field(_RANGE_HEADER, header) + _int_field(_DELETE_DELETED, deleted)
             + b"".join(_message_field(_DELETE_PREV_KVS, kv.encoded) for kv in prev_kvs))

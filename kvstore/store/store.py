@@ -643,6 +643,14 @@ class Store:
         ttl = await self.lessor.keepalive(lease_id)
         return self._fill(pb.LeaseKeepAliveResponse(ID=lease_id, TTL=ttl))
 
+    def lease_keepalive_now(self, lease_id: int) -> bytes | None:
+        """``lease_keepalive``'s response, serialized, when this member leads the leases (it
+        renews on its own clock, nothing to wait for); None otherwise."""
+        if not self.lessor.is_leader:
+            return None
+        ttl = self.lessor.renew(lease_id)
+        return wire.lease_keepalive_response(self.header_bytes(self.mvcc.current_rev), lease_id, ttl)
+
     async def lease_time_to_live(self, r: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
         await self.linearizable()
         lease = self.leases.get(r.ID)

@@ -22,6 +22,11 @@ class LeaseService:
         async for request in requests:
             yield await self.store.lease_keepalive(request.ID)
 
+    def LeaseKeepAlive_at_once(self, request: pb.LeaseKeepAliveRequest) -> bytes | None:
+        """One keep-alive answered on the spot (the transport needs no task for the stream)
+        while this member leads the leases; None: through LeaseKeepAlive."""
+        return self.store.lease_keepalive_now(request.ID)
+
     async def LeaseTimeToLive(self, request: pb.LeaseTimeToLiveRequest) -> pb.LeaseTimeToLiveResponse:
         return await self.store.lease_time_to_live(request)
 

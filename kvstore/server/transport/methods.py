@@ -17,6 +17,9 @@ class ServiceMethod(NamedTuple):
     request: type[Any]  # the request message class
     response: type[Any]
     kind: str  # "unary", "server_stream" or "bidi"
+    # A bidi method's answer to one request given on the spot, when it can be (None: not now),
+    # as the service's ``<Name>_at_once``: a transport that can answers there, with no task.
+    at_once: object = None
 
     @property
     def path(self) -> bytes:
@@ -84,5 +87,5 @@ def service_methods(services) -> list[ServiceMethod]:
             kind = "bidi" if m.client_streaming else "server_stream" if m.server_streaming else "unary"
             out.append(ServiceMethod(service.service_name, m.name, func,
                                      GetMessageClass(m.input_type), GetMessageClass(m.output_type),
-                                     kind))
+                                     kind, getattr(service, f"{m.name}_at_once", None)))
     return out

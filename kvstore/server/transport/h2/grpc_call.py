@@ -84,13 +84,15 @@ def parse_timeout(value: bytes) -> float | None:
 class Method:
     """A service method as the transport calls it, and what is counted of its calls."""
 
-    __slots__ = ("func", "decode", "kind", "counts")
+    __slots__ = ("func", "decode", "kind", "counts", "at_once")
 
-    def __init__(self, func, decode, kind: str, counts: CallCounts | None = None):
+    def __init__(self, func, decode, kind: str, counts: CallCounts | None = None, at_once=None):
         self.func = func
         self.decode = decode  # bytes -> request message
         self.kind = kind  # "unary", "server_stream", "bidi"
         self.counts = counts or CallCounts("", "", kind)
+        # bidi: request -> serialized response, or None when it must wait for the method
+        self.at_once = at_once
 
 
 # Where a call refused before it found its method counts (nobody reads it): the calls of an
@@ -160,7 +162,7 @@ class RequestStream:
 class GrpcCall:
     __slots__ = ("conn", "stream", "method", "max_receive", "_buf", "_requests", "_task",
                  "_timer", "_gzip", "_sent_headers", "_done", "_unary_request", "_headers",
-                 "_intercept", "_end_pending", "_counts")
+                 "_intercept", "_end_pending", "_counts", "_intercepted")
 
     def __init__(self, conn, stream, headers, methods: dict[bytes, Method], max_receive: int, intercept=None):
         self.conn = conn
@@ -177,6 +179,7 @@ class GrpcCall:
         self._done = False
         self._unary_request = None
         self._end_pending = False
+        self._intercepted = False  # the interceptor ran for an answer given at once
         self.method: Method | None = None  # None: the call was refused (answered at once)
         self._counts = _UNCOUNTED
         path = content_type = None
@@ -208,7 +211,8 @@ class GrpcCall:
         counts.started += 1
         if method.kind == "bidi":
             self._requests = RequestStream(self._backlog)
-            self._start(self._run_bidi())
+            if method.at_once is None:  # else the method starts with the first request not
+                self._start(self._run_bidi())  # answered at once
         if timeout is not None:
             self._timer = conn.loop.call_later(timeout, self._deadline)
 
@@ -294,14 +298,48 @@ class GrpcCall:
 
     def _on_message(self, message) -> None:
         if self._requests is not None:
+            if self._task is None:  # answering at once so far
+                if self._answer_at_once(message):
+                    return
+                self._start(self._run_bidi())
             self._requests.push(message)
         elif self._unary_request is None:
             self._unary_request = message
         else:
             self._finish(UNIMPLEMENTED, "grpc: too many request messages for a unary call")
 
+    def _answer_at_once(self, message) -> bool:
+        """Answers a bidi request on the spot if its method can (True), with no task: the
+        interceptor runs once, as before the method (counted, checked; a method that answers
+        at once reads no caller). False: the method runs, as a task, from this request on."""
+        assert self.method is not None
+        if not self._intercepted:
+            self._intercepted = True
+            if self._intercept is not None:
+                try:
+                    caller = self._intercept("stream", self._headers, self.conn.peer_cn)
+                except Exception as e:
+                    self._failed(e)
+                    return True
+                if caller is not None:  # this runs in the connection's context
+                    caller.var.reset(caller)
+        body = self.method.at_once(message)
+        if body is None:
+            return False
+        conn, stream = self.conn, self.stream
+        if not self._sent_headers:
+            conn.send_headers(stream, RESPONSE_HEADERS)
+            self._sent_headers = True
+        self._counts.sent_bytes += len(body)
+        if not conn.send_data(stream, _PREFIX.pack(0, len(body)) + body):
+            self._start(self._run_bidi())  # a client behind on reading: the method's pace
+        return True
+
     def end_of_stream(self) -> None:
         if self._done or self.method is None:
+            return
+        if self._requests is not None and self._task is None:  # all answered at once
+            self._finish(OK)
             return
         if self._requests is not None:
             if self._requests.backlogged:
@@ -414,7 +452,7 @@ class GrpcCall:
     async def _stream_responses(self, responses) -> None:
         conn, stream, counts = self.conn, self.stream, self._counts
         try:
-            if self._intercept is not None:
+            if self._intercept is not None and not self._intercepted:
                 self._intercept("stream", self._headers, self.conn.peer_cn)
             async for response in responses:
                 if self._done:

@@ -19,7 +19,7 @@ from .server_connection import H2ServerConnection
 
 def method_table(services) -> dict[bytes, Method]:
     """b"/etcdserverpb.KV/Range" -> Method, for every method a service object defines."""
-    return {m.path: Method(m.func, request_decoder(m.request), m.kind, m.counts())
+    return {m.path: Method(m.func, request_decoder(m.request), m.kind, m.counts(), m.at_once)
             for m in service_methods(services)}
 
 
