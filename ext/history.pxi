@@ -102,3 +102,55 @@ cdef class History:
         Py_INCREF(held)
         Py_DECREF(<object>self._changes[self._start])
         self._changes[self._start] = <PyObject*>held
+
+    def matching(self, Py_ssize_t i, Py_ssize_t stop, bytes key, end, bint no_put,
+                 bint no_delete, Py_ssize_t max_bytes):
+        """A watcher's catch-up: the changes of revisions i..stop-1 (positions) on ``key``
+        (end None: that key; b"": every key from it; else [key, end)) that its filters let
+        through, whole revisions until their keys and values pass ``max_bytes``; and the
+        position after the last revision read."""
+        cdef list out = []
+        cdef Py_ssize_t size = 0, j = i, k, n
+        cdef bytes b_end = end if end is not None else None
+        cdef bint single = end is None, open_end = end is not None and len(end) == 0
+        cdef PyObject* held
+        cdef KeyValue kv
+        cdef tuple many
+        if j < 0:
+            j = 0
+        if stop > self._n:
+            stop = self._n
+        while j < stop and size < max_bytes:
+            held = self._changes[self._start + j]
+            if type(<object>held) is tuple:
+                many = <tuple>held
+                n = len(many)
+            else:
+                many = None
+                n = 1
+            for k in range(n):
+                kv = <KeyValue>(many[k] if many is not None else <object>held)
+                if single:
+                    if _bytes_cmp(kv.key, key) != 0:
+                        continue
+                elif _bytes_cmp(kv.key, key) < 0 or (not open_end and _bytes_cmp(kv.key, b_end) >= 0):
+                    continue
+                if (no_delete if kv.version == 0 else no_put):
+                    continue
+                out.append(kv)
+                size += len(kv.key)
+                if _value_start(kv) != _value_end(kv):
+                    size += _value_len(kv)
+            j += 1
+        return out, j
+
+
+
+
+cdef inline int _bytes_cmp(bytes a, bytes b) noexcept:
+    """memcmp order of two byte strings, as bytes compare."""
+    cdef Py_ssize_t la = len(a), lb = len(b)
+    cdef int c = memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), la if la < lb else lb)
+    if c != 0:
+        return c
+    return (la > lb) - (la < lb)

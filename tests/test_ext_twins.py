@@ -233,6 +233,44 @@ def test_history_twins_agree(seed):
         cy[len(cy)]
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_history_matching_twins_agree_with_a_plain_filter(seed):
+    """A watcher's catch-up (History.matching): both Histories pick, from random revisions of
+    puts and deletes with values of random sizes, what a plain filter over (rev, changes)
+    picks for a random key, range or open range, filters, window and byte budget; and stop at
+    the same revision."""
+    rng = random.Random(seed)
+    hists = [py_history.History(), compiled.History()]
+    rows = []
+    rev = 1
+    for _ in range(rng.randint(0, 300)):
+        rev += rng.randint(1, 2)
+        changes = []
+        for key in rng.sample([b"a", b"b", b"b/1", b"b/2", b"c", b"\xff"], rng.choice([1, 1, 2, 3])):
+            changes.append(compiled.KeyValue.tombstone(key, rev) if rng.random() < 0.3 else
+                           compiled.KeyValue(key, rev, rev, 1, b"v" * rng.choice([0, 1, 50, 3000]), 0))
+        rows.append((rev, tuple(changes)))
+        for h in hists:
+            h.append(rev, tuple(changes))
+    for _ in range(20):
+        key = rng.choice([b"a", b"b", b"b/", b"c", b"\x00"])
+        end = rng.choice([None, b"", b"b0", b"c", b"\xff\xff"])
+        no_put, no_delete = rng.random() < 0.2, rng.random() < 0.2
+        i = rng.randint(-2, len(rows) + 2)
+        stop = i + rng.randint(0, 400)
+        budget = rng.choice([1, 100, 5000, 1 << 20])
+        expected, j, size = [], max(i, 0), 0
+        while j < min(stop, len(rows)) and size < budget:
+            for kv in rows[j][1]:
+                covered = kv.key == key if end is None else kv.key >= key and (end == b"" or kv.key < end)
+                if covered and not (no_delete if kv.version == 0 else no_put):
+                    expected.append(kv)
+                    size += len(kv.key) + len(kv.value)
+            j += 1
+        for h in hists:
+            assert h.matching(i, stop, key, end, no_put, no_delete, budget) == (expected, j)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_ordered_keys_twins_agree(seed):
     """Random adds and removes over thousands of keys (many chunk splits and empties), then

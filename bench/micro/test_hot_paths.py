@@ -125,6 +125,28 @@ def test_history(benchmark, impl):
     assert len(benchmark(run)) == 5_001
 
 
+@pytest.mark.benchmark(group="watch catch-up: one key's events in 1,000 revisions of 1,000 keys")
+@pytest.mark.parametrize("impl", ["cython", "python", "before (Python loop over (rev, changes))"])
+def test_history_catch_up(benchmark, impl):
+    h = (py_history.History if impl == "python" else compiled.History)()
+    for rev in range(1, 1_001):
+        key = b"/registry/pods/default/pod-%04d" % (rev % 1000)
+        h.append(rev, (compiled.KeyValue(key, rev, rev, 1, VALUE[:256], 0),))
+    key = b"/registry/pods/default/pod-0007"
+
+    def before():
+        out = []
+        for j in range(len(h)):
+            for kv in h[j][1]:
+                if kv.key == key and kv.version:
+                    out.append(kv)
+        return out
+
+    run = before if impl.startswith("before") else (
+        lambda: h.matching(0, 1_000, key, None, False, False, 1 << 20)[0])
+    assert len(benchmark(run)) == 1
+
+
 @pytest.mark.benchmark(group="request decode (protobuf's upb, for scale)")
 @pytest.mark.parametrize("message", ["PutRequest 1 KB", "kube update TxnRequest"])
 def test_request_decode(benchmark, message):

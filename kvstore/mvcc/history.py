@@ -47,3 +47,26 @@ class History:
             else:
                 del self._revs[0]
                 del self._changes[0]
+
+    def matching(self, i: int, stop: int, key: bytes, end: bytes | None, no_put: bool,
+                 no_delete: bool, max_bytes: int) -> tuple[list, int]:
+        """A watcher's catch-up: the changes of revisions i..stop-1 (positions) on ``key``
+        (end None: that key; b"": every key from it; else [key, end)) that its filters let
+        through, whole revisions until their keys and values pass ``max_bytes``; and the
+        position after the last revision read."""
+        out = []
+        size = 0
+        j = max(i, 0)
+        stop = min(stop, len(self._revs))
+        changes = self._changes
+        while j < stop and size < max_bytes:
+            for kv in changes[j]:
+                k = kv.key
+                if (k != key) if end is None else (k < key or (end != b"" and k >= end)):
+                    continue
+                if no_delete if kv.version == 0 else no_put:
+                    continue
+                out.append(kv)
+                size += len(k) + len(kv.value)
+            j += 1
+        return out, j

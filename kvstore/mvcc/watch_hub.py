@@ -194,22 +194,15 @@ class WatchHub:
             self.request_sync()
 
     def _history_events(self, w: Watcher, current: int) -> tuple[list, int]:
-        """Events for w from w.min_rev, at most BATCH_REVS revisions; and the next revision."""
+        """Events for w from w.min_rev, at most BATCH_REVS revisions; and the next revision.
+        The history's own loop (C, or its twin) picks the changes; only those get a prev."""
         mvcc = self.mvcc
         history = mvcc.history
         i = mvcc.history_from(w.min_rev)
-        stop = min(len(history), i + BATCH_REVS)
-        events = []
+        kvs, j = history.matching(i, i + BATCH_REVS, w.key, w.end, w.no_put, w.no_delete,
+                                  BATCH_BYTES)
         index = mvcc.index
-        size = 0
-        j = i
-        while j < stop and size < BATCH_BYTES:
-            rev, changes = history[j]
-            for kv in changes:
-                if w.covers(kv.key) and w.wants(kv):
-                    events.append((kv, _prev_of(index, kv, rev)))
-                    size += len(kv.key) + len(kv.value)
-            j += 1
+        events = [(kv, _prev_of(index, kv, kv.mod_revision)) for kv in kvs]
         if j == len(history):
             return events, current + 1
         return events, history[j][0]
