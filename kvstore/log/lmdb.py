@@ -84,6 +84,8 @@ class LmdbLog(LocalLog):
         self._next = self._durable_last + 1
         self._recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)  # consecutive indexes
         self._first: int | None = None  # first_index, until a trim changes it
+        self._trims = 0  # trims finished: a first_index read across one is not kept
+        self._trimming = False
         self.fsync_durations = DurationHistogram()  # etcd_disk_wal_fsync_duration_seconds
         self.commit_durations = DurationHistogram()  # etcd_disk_backend_commit_duration_seconds
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -148,10 +150,12 @@ class LmdbLog(LocalLog):
     def first_index(self) -> int:
         first = self._first
         if first is None:
+            trims = self._trims
             with self._env.begin(db=self._records_db) as txn:
                 cur = txn.cursor()
                 first = _INDEX.unpack(cur.key())[0] if cur.first() else self._durable_last + 1
-            self._first = first
+            if trims == self._trims and not self._trimming:  # no trim ran meanwhile
+                self._first = first
         return first
 
     def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
@@ -184,10 +188,13 @@ class LmdbLog(LocalLog):
 
     def _drop_through(self, through: int, limit: int) -> bool:
         """Deletes up to ``limit`` records <= through; True if more remain."""
-        self._first = None  # read again once the deletion is committed (the GIL orders it)
+        self._trimming = True  # first_index is read again once the deletion is committed
+        self._first = None
         try:
             return self._drop_slice(through, limit)
         finally:
+            self._trims += 1
+            self._trimming = False
             self._first = None
 
     def _drop_slice(self, through: int, limit: int) -> bool:
