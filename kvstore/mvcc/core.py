@@ -50,7 +50,7 @@ else:
     collect_visible = _py_key_index.collect_visible
     kept_revisions = _py_key_index.kept_revisions
     encode_records = _py_key_index.encode_records
-    codec = _py_codec  # encode_keys, decode_keys, encode_history, decode_history
+    codec = _py_codec  # encode_keys, decode_keys, encode_history, decode_history, decode_state
     wire = _py_wire  # encode_header, range_response, range_stream_response, kv_bytes
 
 COMPILED = _compiled is not None
