@@ -84,14 +84,17 @@ class Snapshot(NamedTuple):
     auth: dict | None = None  # users, roles, enabled, revision (AuthState.dump)
 
 
-def parse(data: bytes) -> Snapshot:
-    """The state in a snapshot file's bytes; SnapshotCorrupt if they are not whole and intact
-    (or, checksums passing, do not decode)."""
-    env, keys, history = snapshot_file.sections(data)
+def parse(data: snapshot_file.Buffer) -> Snapshot:
+    """The state in a snapshot file's bytes (read, or mapped: decoded from views of them, with
+    no copies); SnapshotCorrupt if they are not whole and intact (or, checksums passing, do not
+    decode)."""
+    found = snapshot_file.sections(data)
+    env = found.envelope
     try:
         mvcc = MVCCStore.load({"format": env["format"], "current_rev": env["current_rev"],
-                               "compact_rev": env["compact_rev"], "keys": keys, "history": history,
-                               "kept_subs": env.get("kept_subs", ()), "size": env.get("size")})
+                               "compact_rev": env["compact_rev"], "keys": found.keys,
+                               "history": found.history, "kept_subs": env.get("kept_subs", ()),
+                               "size": env.get("size")})
         leader_id, term = env.get("leader", (0, 0))
         return Snapshot(mvcc, env["leases"], (leader_id, term), env.get("alarms", []),
                         env.get("auth"))
@@ -99,6 +102,8 @@ def parse(data: bytes) -> Snapshot:
         raise
     except (ValueError, KeyError, TypeError) as e:
         raise SnapshotCorrupt(f"undecodable: {str(e).removeprefix('corrupt snapshot: ')}") from None
+    finally:
+        found.release()
 
 
 class Snapshotter:

@@ -13,11 +13,15 @@ wrong with it, never loaded.
 """
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
 from typing import Any, NamedTuple
 
 import msgpack
+
+# What a snapshot file's bytes may come as: read, or mapped (DirStorage.open_snapshot).
+Buffer = bytes | memoryview | mmap.mmap
 
 MAGIC = b"KVSNAP\x00\x05"  # the file layout's version is its last byte
 _TRAILER = struct.Struct("<II8s")
@@ -28,9 +32,15 @@ class SnapshotCorrupt(ValueError):
 
 
 class Sections(NamedTuple):
+    """The sections are views of the file's bytes (no copies): whoever reads the file
+    releases them when done (a mapped file can only be unmapped then)."""
     envelope: dict[str, Any]
-    keys: bytes
-    history: bytes
+    keys: memoryview
+    history: memoryview
+
+    def release(self) -> None:
+        self.keys.release()
+        self.history.release()
 
 
 class KeysChecksum:
@@ -55,7 +65,7 @@ def tail(fields: dict[str, Any], keys: KeysChecksum, history: bytes, key_count: 
     return envelope + _TRAILER.pack(len(envelope), zlib.crc32(envelope), MAGIC)
 
 
-def read_envelope(data: bytes) -> tuple[dict[str, Any], int]:
+def read_envelope(data: Buffer) -> tuple[dict[str, Any], int]:
     """The envelope, and where it starts; checks everything but the sections' checksums."""
     if len(data) < _TRAILER.size:
         raise SnapshotCorrupt(f"truncated: {len(data)} bytes, shorter than the trailer")
@@ -83,17 +93,19 @@ def read_envelope(data: bytes) -> tuple[dict[str, Any], int]:
     return env, start
 
 
-def sections(data: bytes) -> Sections:
-    """The envelope and both sections of an intact file; raises SnapshotCorrupt otherwise."""
+def sections(data: Buffer) -> Sections:
+    """The envelope and both sections (views of ``data``) of an intact file; raises
+    SnapshotCorrupt otherwise."""
     env, _ = read_envelope(data)
     keys_len = env["keys_len"]
-    keys = data[:keys_len]
-    history = data[keys_len:keys_len + env["history_len"]]
-    if zlib.crc32(keys) != env["keys_crc"]:
-        raise SnapshotCorrupt("the key section fails its checksum")
-    if zlib.crc32(history) != env["history_crc"]:
-        raise SnapshotCorrupt("the history section fails its checksum")
-    return Sections(env, keys, history)
+    with memoryview(data) as whole:
+        found = Sections(env, whole[:keys_len], whole[keys_len:keys_len + env["history_len"]])
+    for section, name, crc in ((found.keys, "key", env["keys_crc"]),
+                               (found.history, "history", env["history_crc"])):
+        if zlib.crc32(section) != crc:
+            found.release()
+            raise SnapshotCorrupt(f"the {name} section fails its checksum")
+    return found
 
 
 class Status(NamedTuple):
@@ -106,6 +118,8 @@ class Status(NamedTuple):
     log_index: int
 
 
-def status(data: bytes) -> Status:
-    env = sections(data).envelope
-    return Status(zlib.crc32(data), env["current_rev"], env["key_count"], len(data), env["index"])
+def status(data: Buffer) -> Status:
+    found = sections(data)
+    found.release()
+    return Status(zlib.crc32(data), found.envelope["current_rev"], found.envelope["key_count"],
+                  len(data), found.envelope["index"])
