@@ -157,3 +157,17 @@ def test_a_snapshot_file_is_mapped_decoded_in_place_and_unmapped(tmp_path):
                 snapshot.parse(found[1])
     finally:
         storage.unlock()
+
+
+def test_a_damaged_section_is_refused_for_its_checksum_even_where_it_does_not_decode():
+    """The checksums are computed beside the decoding (snapshot_file.SectionsCheck): a flipped
+    bit in a section is named as the section failing its checksum, whatever the decoding made
+    of the damaged bytes."""
+    data = small_snapshot()
+    env, start = snapshot_file.read_envelope(data)
+    for i in range(start):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x80
+        which = "key" if i < env["keys_len"] else "history"
+        with pytest.raises(snapshot.SnapshotCorrupt, match=f"^the {which} section fails its checksum$"):
+            snapshot.parse(bytes(damaged))
