@@ -253,6 +253,17 @@ def collect_visible(key_indexes, long long at_rev, Py_ssize_t limit, bint count_
     return kvs, count
 
 
+def deleted(list key_indexes):
+    """The key indexes whose newest revision is a tombstone (or that hold none), in order:
+    twin of key_index.deleted (a restart's index of deleted keys, one C loop over 1M)."""
+    cdef list out = []
+    cdef KeyIndex ki
+    for ki in key_indexes:
+        if ki._n == 0 or (<KeyValue>ki._revs[ki._n - 1]).version == 0:
+            out.append(ki)
+    return out
+
+
 def kept_revisions(key_indexes, long long compact_rev, long long upto, bint as_hashed,
                    dict subs):
     """What compaction at compact_rev kept of these keys (each one's newest put by then), as

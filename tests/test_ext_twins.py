@@ -358,3 +358,18 @@ def test_ordered_keys_twins_agree(seed):
             want, want_n = py_ki.collect_visible([held[k][0] for k in expect], at, limit,
                                                  count_only, full)
             assert (as_tuples(kp), np_) == (as_tuples(want), want_n)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_deleted_twins_agree(seed):
+    """deleted(): the key indexes whose newest revision is a tombstone, or that hold none (the
+    index of deleted keys a snapshot's load builds)."""
+    py_kis, _ = random_key_indexes(seed, py_kv, py_ki, py_history)
+    cy_kis, _ = random_key_indexes(seed, compiled, compiled, compiled)
+    py_kis.append(py_ki.KeyIndex(b"zz-empty"))
+    cy_kis.append(compiled.KeyIndex(b"zz-empty"))
+    want = [ki.key for ki in py_kis if not ki.revisions or ki.revisions[-1].version == 0]
+    assert [ki.key for ki in py_ki.deleted(py_kis)] == want
+    assert [ki.key for ki in compiled.deleted(cy_kis)] == want
+    assert all(a is b for a, b in zip(compiled.deleted(cy_kis),
+                                      (ki for ki in cy_kis if ki.current() is None), strict=True))
