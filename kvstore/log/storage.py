@@ -163,12 +163,16 @@ class DirStorage:
             yield None
             return
         index, path = newest
+        mapped: mmap.mmap | None = None
         with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size == 0:  # (mmap refuses an empty file)
-                yield index, b""
-                return
-            mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE | _MAP_POPULATE,
-                               prot=mmap.PROT_READ)
+            try:
+                mapped = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE | _MAP_POPULATE,
+                                   prot=mmap.PROT_READ)
+            except (ValueError, OSError):  # an empty file, or a file system that cannot map
+                data = f.read()
+        if mapped is None:
+            yield index, data
+            return
         try:
             yield index, mapped
         finally:
