@@ -123,11 +123,14 @@ def build_etcd(db: Path, data_dir: Path, keys: int, value_size: int, tail: int,
     return rev
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int) -> tuple[float, float]:
+    """The process's resident memory now and at its peak (VmRSS, VmHWM), MiB."""
+    found = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(rest.split()[0]) / 1024
+    return found.get("VmRSS", 0.0), found.get("VmHWM", 0.0)
 
 
 def medium(path: Path) -> str:
@@ -146,12 +149,12 @@ def medium(path: Path) -> str:
     return f"{best[0]} (mounted at {best[1]})"
 
 
-def time_to_serve(command: list[str], port: int, env: dict | None = None,
-                  timeout: float = 120.0) -> tuple[float, float, int]:
-    """Wall time from the process start until a Status call succeeds, the RSS then (MiB),
-    and the revision it reports."""
+def time_to_serve(command: list[str], port: int, env: dict | None = None, cwd: Path = REPO,
+                  timeout: float = 120.0) -> tuple[float, tuple[float, float], int]:
+    """Wall time from the process start until a Status call succeeds, the RSS then and its
+    peak so far (MiB), and the revision it reports."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
         while True:
@@ -172,14 +175,18 @@ def time_to_serve(command: list[str], port: int, env: dict | None = None,
         proc.wait(30)
 
 
-def kvstore_serve(data_dir: Path) -> tuple[float, float, int]:
+def kvstore_serve(data_dir: Path, repo: Path = REPO) -> tuple[float, tuple[float, float], int]:
+    """``repo``: the checkout whose kvstore is started (its extensions built in place)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(repo)
     return time_to_serve([sys.executable, "-m", "kvstore", "serve", "--data-dir", str(data_dir),
-                          "--listen-client-urls", url, "--advertise-client-urls", url], port)
+                          "--listen-client-urls", url, "--advertise-client-urls", url], port,
+                         env, cwd=repo)
 
 
-def etcd_serve(data_dir: Path) -> tuple[float, float, int]:
+def etcd_serve(data_dir: Path) -> tuple[float, tuple[float, float], int]:
     server = etcd_server(data_dir)
     return time_to_serve(server.command(), server.port, server.env())
 
@@ -192,6 +199,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=2000)
     p.add_argument("--runs", type=int, default=3, help="starts of each server; the min is kept")
     p.add_argument("--no-etcd", action="store_true", help="kvstore alone")
+    p.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                   help="also start the kvstore of another checkout (e.g. a worktree of main, "
+                        "extensions built in place) on the same data dir: before and after")
     p.add_argument("--keep", action="store_true")
     a = p.parse_args()
     with_etcd = not a.no_etcd and shutil.which("etcd") is not None and shutil.which("etcdctl")
@@ -207,26 +217,31 @@ def main() -> None:
             etcd_db.unlink()
         os.sync()  # nothing of the build left to write back while the servers start
         print(f"data dirs on {medium(work)}: {work}")
-        runs: dict[str, list] = {"kvstore": [], "etcd": []}
+        runs: dict[str, list] = {"kvstore": [], "baseline": [], "etcd": []}
         for _ in range(a.runs):
             runs["kvstore"].append(kvstore_serve(data_dir))
+            if a.baseline is not None:
+                runs["baseline"].append(kvstore_serve(data_dir, a.baseline.resolve()))
             if with_etcd:
                 runs["etcd"].append(etcd_serve(etcd_dir))
         compiled = "compiled" if COMPILED else "pure Python (KVSTORE_NO_EXT)"
         best = {}
-        for name, where in (("kvstore", data_dir), ("etcd", etcd_dir)):
+        for name, where in (("kvstore", data_dir), ("baseline", data_dir), ("etcd", etcd_dir)):
             if not runs[name]:
                 continue
             size = sum(f.stat().st_size for f in where.rglob("*") if f.is_file())
             times = ", ".join(f"{t:.2f}" for t, _, _ in runs[name])
-            t, rss, rev = best[name] = min(runs[name])
+            t, (rss, peak), rev = best[name] = min(runs[name])
             what = (f"{compiled}; snapshot + {a.tail:,}-entry log tail" if name == "kvstore"
+                    else f"{a.baseline}, {compiled}" if name == "baseline"
                     else f"etcd {etcd_version()}; bbolt db + {a.tail:,}-entry WAL")
             print(f"{name}: serving after {t:.2f} s best of {len(runs[name])} ({times}) "
-                  f"[{what}], revision {rev:,}, RSS {rss:,.0f} MiB, data dir {size / 2**20:,.0f} MiB")
-        if "etcd" in best:
-            print(f"kvstore/etcd: {best['kvstore'][0] / best['etcd'][0]:.2f} "
-                  f"(RSS {best['kvstore'][1] / best['etcd'][1]:.2f})")
+                  f"[{what}], revision {rev:,}, RSS {rss:,.0f} MiB (peak {peak:,.0f}), "
+                  f"data dir {size / 2**20:,.0f} MiB")
+        for name in ("baseline", "etcd"):
+            if name in best:
+                print(f"kvstore/{name}: {best['kvstore'][0] / best[name][0]:.2f} "
+                      f"(RSS {best['kvstore'][1][0] / best[name][1][0]:.2f})")
     finally:
         if a.keep:
             print(f"data dirs kept: {work}")
