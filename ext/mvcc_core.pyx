@@ -661,6 +661,13 @@ def decode_state(keys, history):
             if table.head == NULL:
                 raise MemoryError()
             memset(table.head, 0xFF, table.span * sizeof(Py_ssize_t))  # all -1
+            # An entry per change named (as many KeyValues as revisions since the compaction
+            # wrote, in a whole snapshot); _table_add grows it if the keys hold more.
+            table.next = <Py_ssize_t*>PyMem_Malloc((changes + 1) * sizeof(Py_ssize_t))
+            table.kvs = <PyObject**>PyMem_Malloc((changes + 1) * sizeof(PyObject*))
+            if table.next == NULL or table.kvs == NULL:
+                raise MemoryError()
+            table.cap = changes + 1
         kis = _decode_keys(<const char*>kv_view.buf.buf, kv_view.buf.len,
                            &table if use_table else NULL)
         if use_table:
