@@ -21,8 +21,8 @@ cdef class History:
         PyMem_Free(self._revs)
         PyMem_Free(self._changes)
 
-    cdef int _grow(self) except -1:
-        cdef Py_ssize_t cap = self._cap * 2 or 64
+    cdef int _grow(self, Py_ssize_t at_least=0) except -1:
+        cdef Py_ssize_t cap = max(self._cap * 2 or 64, at_least)
         cdef int64_t* revs = <int64_t*>PyMem_Malloc(cap * sizeof(int64_t))
         cdef PyObject** changes = <PyObject**>PyMem_Malloc(cap * sizeof(PyObject*))
         if revs == NULL or changes == NULL:
@@ -36,8 +36,17 @@ cdef class History:
         self._revs, self._changes, self._cap, self._start = revs, changes, cap, 0
         return 0
 
+    cdef int _reserve(self, Py_ssize_t cap) except -1:
+        """Room for ``cap`` revisions in all (an empty History about to be filled)."""
+        while self._cap < cap:
+            self._grow(cap)
+        return 0
+
     def append(self, long long rev, tuple changes):
-        cdef object held = changes[0] if len(changes) == 1 else changes
+        self._push(rev, changes[0] if len(changes) == 1 else changes)
+
+    cdef int _push(self, int64_t rev, object held) except -1:
+        """Appends a revision as held: its KeyValue when it made one change, else the tuple."""
         if self._start + self._n == self._cap:
             if self._start and self._start >= self._cap // 2:  # half dead: pack in place
                 memmove(self._revs, self._revs + self._start, self._n * sizeof(int64_t))
@@ -49,6 +58,7 @@ cdef class History:
         self._revs[self._start + self._n] = rev
         self._changes[self._start + self._n] = <PyObject*>held
         self._n += 1
+        return 0
 
     cdef inline tuple _changes_at(self, Py_ssize_t i):
         held = <object>self._changes[self._start + i]

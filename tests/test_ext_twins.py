@@ -157,6 +157,75 @@ def test_snapshot_codec_twins_agree(seed):
                 codec.decode_history(history[:-1], {k.key: k for k in kis})
             with pytest.raises(ValueError, match="corrupt snapshot"):
                 codec.decode_history(history, {})
+    for codec in (py_codec, compiled):  # decode_state: both at once, from views too
+        for k, h in ((keys, history), (memoryview(keys), memoryview(history))):
+            kis, hist = codec.decode_state(k, h)
+            assert_decoded_state(kis, hist, py_kis, py_hist)
+        if history:
+            with pytest.raises(ValueError, match="corrupt snapshot: truncated record"):
+                codec.decode_state(keys, history[:-1])
+            if keys:
+                with pytest.raises(ValueError) as py_err:
+                    py_codec.decode_state(keys[:-1], history)
+                with pytest.raises(ValueError) as c_err:
+                    compiled.decode_state(keys[:-1], history)
+                assert "corrupt snapshot" in str(c_err.value)
+                assert "corrupt snapshot" in str(py_err.value)
+
+
+def assert_decoded_state(kis, hist, want_kis, want_hist):
+    """The decoded state is the one encoded, and each change of the history is the very
+    KeyValue its key holds."""
+    assert [(k.key, [as_tuples(g) for g in k.generations]) for k in kis] == \
+           [(k.key, [as_tuples(g) for g in k.generations]) for k in want_kis]
+    assert [(rev, as_tuples(ch)) for rev, ch in hist] == \
+           [(rev, as_tuples(ch)) for rev, ch in want_hist]
+    found = {id(kv) for k in kis for g in k.generations for kv in g}
+    assert all(id(kv) in found for _, ch in hist for kv in ch)
+
+
+def history_records(*revisions):
+    """A history section: (revision, [key, ...]) records."""
+    import struct
+
+    out = b""
+    for rev, keys in revisions:
+        out += struct.pack("<qI", rev, len(keys))
+        for key in keys:
+            out += struct.pack("<I", len(key)) + key
+    return out
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_decode_state_finds_changes_by_revision(sparse):
+    """A revision of several changes (a txn), a revision of none, a key whose older revisions
+    precede the history (compaction kept them), and revisions far apart (sparse: the
+    compiled twin's table gives way to the dict): both twins decode the same state, and name
+    a change the keys lack in the same words."""
+    from kvstore.mvcc import state_codec as py_codec
+
+    far = 10_000 if sparse else 0
+    state = {b"a": [(2, 2, 1, b"a2"), (2, 5 + far, 2, b"a5")], b"b": [(5 + far, 5 + far, 1, b"b5")],
+             b"c": [(3, 3, 1, b"c3"), (0, 6 + far, 0, b"")]}
+    want_hist = [(3, [b"c"]), (4, []), (5 + far, [b"b", b"a"]), (6 + far, [b"c"])]
+    for impl_kv, impl_ki, impl_codec in ((py_kv, py_ki, py_codec), (compiled, compiled, compiled)):
+        kis = [impl_ki.KeyIndex(key, [impl_kv.KeyValue(key, c, m, v, val, 0) for c, m, v, val in revs])
+               for key, revs in state.items()]
+        keys = impl_codec.encode_keys(kis)
+        history = history_records(*want_hist)
+        for codec in (py_codec, compiled):
+            got_kis, hist = codec.decode_state(keys, history)
+            assert [k.key for k in got_kis] == [b"a", b"b", b"c"]
+            assert [(rev, [(kv.key, kv.mod_revision) for kv in ch]) for rev, ch in hist] == \
+                   [(rev, [(key, rev) for key in ch]) for rev, ch in want_hist]
+            found = {id(kv) for k in got_kis for kv in k.revisions}
+            assert all(id(kv) in found for _, ch in hist for kv in ch)
+            for missing in ((5 + far, [b"b", b"zz"]), (7 + far, [b"a"]), (2 + far, [b"c"])):
+                with pytest.raises(ValueError) as err:
+                    codec.decode_state(keys, history + history_records(missing))
+                rev, names = missing
+                assert str(err.value) == (f"corrupt snapshot: history names revision {rev} of "
+                                          f"key {names[-1]!r}, which the keys lack")
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -327,3 +396,18 @@ def test_ordered_keys_twins_agree(seed):
             want, want_n = py_ki.collect_visible([held[k][0] for k in expect], at, limit,
                                                  count_only, full)
             assert (as_tuples(kp), np_) == (as_tuples(want), want_n)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_deleted_twins_agree(seed):
+    """deleted(): the key indexes whose newest revision is a tombstone, or that hold none (the
+    index of deleted keys a snapshot's load builds)."""
+    py_kis, _ = random_key_indexes(seed, py_kv, py_ki, py_history)
+    cy_kis, _ = random_key_indexes(seed, compiled, compiled, compiled)
+    py_kis.append(py_ki.KeyIndex(b"zz-empty"))
+    cy_kis.append(compiled.KeyIndex(b"zz-empty"))
+    want = [ki.key for ki in py_kis if not ki.revisions or ki.revisions[-1].version == 0]
+    assert [ki.key for ki in py_ki.deleted(py_kis)] == want
+    assert [ki.key for ki in compiled.deleted(cy_kis)] == want
+    assert all(a is b for a, b in zip(compiled.deleted(cy_kis),
+                                      (ki for ki in cy_kis if ki.current() is None), strict=True))

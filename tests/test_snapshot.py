@@ -113,3 +113,61 @@ def test_snapshot_status_reads_the_envelope():
     st = snapshot_file.status(data)
     assert (st.revision, st.total_keys, st.total_size, st.log_index) == (4, 3, len(data), 9)
     assert st.hash == zlib.crc32(data)
+
+
+def test_a_snapshot_file_is_mapped_decoded_in_place_and_unmapped(tmp_path):
+    """Recovery maps the snapshot file (DirStorage.open_snapshot) and decodes views of it: the
+    state is the one read from its bytes, and the map is gone once the file is read, whether
+    it loaded or was refused."""
+    import mmap
+
+    from kvstore.log.storage import DirStorage
+
+    data = small_snapshot()
+
+    async def parts(blob):
+        yield blob
+
+    storage = DirStorage(tmp_path / "d")
+    try:
+        with storage.open_snapshot() as found:
+            assert found is None
+        asyncio.run(storage.save_snapshot(9, parts(data)))
+        with storage.open_snapshot() as found:
+            assert found is not None
+            index, mapped = found
+            assert index == 9 and isinstance(mapped, mmap.mmap) and len(mapped) == len(data)
+            assert state(snapshot.parse(mapped).mvcc) == state(snapshot.parse(data).mvcc)
+            assert snapshot.parse(mapped).leases == [[7, 60]]
+        assert mapped.closed
+        path = tmp_path / "d" / "snapshot-0000000000000009.snap"
+        damaged = bytearray(data)
+        damaged[0] ^= 1  # the key section's first byte
+        path.write_bytes(bytes(damaged))
+        with storage.open_snapshot() as found:
+            assert found is not None
+            with pytest.raises(snapshot.SnapshotCorrupt, match="the key section fails its checksum"):
+                snapshot.parse(found[1])
+            mapped = found[1]
+        assert mapped.closed
+        path.write_bytes(b"")  # empty: nothing to map, refused as truncated
+        with storage.open_snapshot() as found:
+            assert found == (9, b"")
+            with pytest.raises(snapshot.SnapshotCorrupt, match="truncated"):
+                snapshot.parse(found[1])
+    finally:
+        storage.unlock()
+
+
+def test_a_damaged_section_is_refused_for_its_checksum_even_where_it_does_not_decode():
+    """The checksums are computed beside the decoding (snapshot_file.SectionsCheck): a flipped
+    bit in a section is named as the section failing its checksum, whatever the decoding made
+    of the damaged bytes."""
+    data = small_snapshot()
+    env, start = snapshot_file.read_envelope(data)
+    for i in range(start):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x80
+        which = "key" if i < env["keys_len"] else "history"
+        with pytest.raises(snapshot.SnapshotCorrupt, match=f"^the {which} section fails its checksum$"):
+            snapshot.parse(bytes(damaged))

@@ -16,7 +16,9 @@ that start late. A single member has none.
 from __future__ import annotations
 
 import asyncio
+import mmap
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol
 
 
@@ -109,6 +111,10 @@ class MemberStorage(Protocol):
     def load_snapshot(self) -> tuple[int, bytes] | None:
         """The newest snapshot as (index, data), or None. Raises DataDirCorrupt if one that
         storage recorded is gone."""
+
+    def open_snapshot(self) -> AbstractContextManager[tuple[int, bytes | mmap.mmap] | None]:
+        """As load_snapshot, for as long as the context lasts: the data may be a map of the
+        file (recovery reads it without copying it)."""
 
     def snapshot_name(self, index: int) -> str:
         """Where the snapshot at ``index`` is (a path), for messages."""

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         KeyValue,
         OrderedKeys,
         collect_visible,
+        deleted,
         encode_records,
         kept_revisions,
     )
@@ -38,6 +39,7 @@ elif _compiled is not None:
     History = _compiled.History
     OrderedKeys = _compiled.OrderedKeys
     collect_visible = _compiled.collect_visible
+    deleted = _compiled.deleted
     kept_revisions = _compiled.kept_revisions
     encode_records = _compiled.encode_records
     codec = _compiled
@@ -48,12 +50,13 @@ else:
     History = _py_history.History
     OrderedKeys = _py_ordered.OrderedKeys
     collect_visible = _py_key_index.collect_visible
+    deleted = _py_key_index.deleted
     kept_revisions = _py_key_index.kept_revisions
     encode_records = _py_key_index.encode_records
-    codec = _py_codec  # encode_keys, decode_keys, encode_history, decode_history
+    codec = _py_codec  # encode_keys, decode_keys, encode_history, decode_history, decode_state
     wire = _py_wire  # encode_header, range_response, range_stream_response, kv_bytes
 
 COMPILED = _compiled is not None
 
-__all__ = ["KeyValue", "KeyIndex", "History", "OrderedKeys", "collect_visible", "kept_revisions",
+__all__ = ["KeyValue", "KeyIndex", "History", "OrderedKeys", "collect_visible", "deleted", "kept_revisions",
            "encode_records", "codec", "wire", "COMPILED"]

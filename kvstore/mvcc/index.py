@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .core import KeyIndex, OrderedKeys, collect_visible
+from .core import KeyIndex, OrderedKeys, collect_visible, deleted
 
 
 class TreeIndex:
@@ -35,10 +35,10 @@ class TreeIndex:
             self._order.add(ki)
         return ki
 
-    def load(self, key_indexes: list) -> None:
+    def load(self, key_indexes: list[KeyIndex]) -> None:
         """Fills an empty index with KeyIndexes given in key order (a snapshot's)."""
         self._order = OrderedKeys(key_indexes)
-        self._dead = OrderedKeys(ki for ki in key_indexes if ki.current() is None)
+        self._dead = OrderedKeys(deleted(key_indexes))
 
     def remove(self, key: bytes) -> None:
         if not self._order.remove(key):

@@ -124,6 +124,11 @@ def collect_visible(key_indexes, at_rev: int, limit: int, count_only: bool,
     return kvs, count
 
 
+def deleted(key_indexes) -> list:
+    """The key indexes whose newest revision is a tombstone (or that hold none), in order."""
+    return [ki for ki in key_indexes if ki.current() is None]
+
+
 def kept_revisions(key_indexes, compact_rev: int, upto: int, as_hashed: bool, subs: dict):
     """What compaction at compact_rev kept of these keys (each one's newest put by then), as
     (main, sub, KeyValue), and those still the key's newest at upto; and whether any key is

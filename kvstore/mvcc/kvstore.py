@@ -191,9 +191,8 @@ class MVCCStore:
         store = cls()
         store.current_rev = state["current_rev"]
         store.compact_rev = state["compact_rev"]
-        key_indexes = codec.decode_keys(state["keys"])
+        key_indexes, store.history = codec.decode_state(state["keys"], state["history"])
         store.index.load(key_indexes)
-        store.history = codec.decode_history(state["history"], {ki.key: ki for ki in key_indexes})
         # (Absent from snapshots of kvstore before 0.14: their sub-revisions read as 0.)
         store.kept_subs = {(r, key): sub for r, key, sub in state.get("kept_subs", ())}
         size = state.get("size")

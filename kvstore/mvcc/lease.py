@@ -7,6 +7,7 @@ and proposes a revoke through the log when one passes, so apply never reads a cl
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 
 from .. import errors
 from .core import KeyValue
@@ -81,13 +82,16 @@ class LeaseTable:
     def dump(self) -> list:
         return [[lease.id, lease.ttl] for lease in self.leases.values()]
 
-    def load(self, state: list, live_kvs) -> None:
-        """Restores leases and re-attaches the live keys that name them."""
-        self.leases = {lease_id: Lease(lease_id, ttl) for lease_id, ttl in state}
+    def load(self, state: list, live_kvs: Iterable[KeyValue]) -> None:
+        """Restores leases and re-attaches the live keys that name them (with no lease, none
+        can: the keys are not walked)."""
+        self.leases = leases = {lease_id: Lease(lease_id, ttl) for lease_id, ttl in state}
+        if not leases:
+            return
         for kv in live_kvs:
-            if kv.lease and kv.lease in self.leases:
-                self.leases[kv.lease].keys.add(kv.key)
+            if kv.lease and kv.lease in leases:
+                leases[kv.lease].keys.add(kv.key)
 
 
-def live_kvs(index) -> list[KeyValue]:
-    return [kv for kv in (ki.current() for ki in index.all()) if kv is not None]
+def live_kvs(index) -> Iterator[KeyValue]:
+    return (kv for kv in (ki.current() for ki in index.all()) if kv is not None)

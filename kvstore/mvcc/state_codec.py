@@ -38,8 +38,8 @@ def encode_keys(key_indexes, at_rev: int = 0) -> bytes:
     return bytes(out)
 
 
-def decode_keys(data: bytes) -> list:
-    """The KeyIndexes, in the order encoded."""
+def decode_keys(data) -> list:
+    """The KeyIndexes, in the order encoded (``data``: bytes or any buffer)."""
     out = []
     view = memoryview(data)
     pos, end = 0, len(data)
@@ -78,7 +78,7 @@ def encode_history(history) -> bytes:
     return bytes(out)
 
 
-def decode_history(data: bytes, by_key: dict) -> History:
+def decode_history(data, by_key: dict) -> History:
     """The History, each change the revision of its key (``by_key``: key -> KeyIndex) whose
     mod_revision is ``rev``."""
     out = History()
@@ -92,12 +92,22 @@ def decode_history(data: bytes, by_key: dict) -> History:
             for _ in range(n):
                 (klen,) = _U32.unpack_from(data, pos)
                 key = bytes(view[pos + 4:pos + 4 + klen])
+                if len(key) != klen:
+                    raise ValueError("corrupt snapshot: truncated record")
                 pos += 4 + klen
                 changes.append(_revision_of(by_key, key, rev))
             out.append(rev, tuple(changes))
     except struct.error:
         raise ValueError("corrupt snapshot: truncated record") from None
     return out
+
+
+def decode_state(keys, history) -> tuple[list, History]:
+    """(the KeyIndexes in the order encoded, the History): decode_keys, then decode_history
+    through a dict of the keys. The compiled twin finds each change by its revision instead
+    (same objects, same errors). Both sections may be any buffer (views of a mapped file)."""
+    key_indexes = decode_keys(keys)
+    return key_indexes, decode_history(history, {ki.key: ki for ki in key_indexes})
 
 
 def _revision_of(by_key: dict, key: bytes, rev: int):

@@ -90,23 +90,24 @@ async def check(data_dir: Path, report: Report) -> None:
 def check_snapshot(storage: DirStorage, report: Report) -> int | None:
     """The newest snapshot's index (0: none), or None if it is missing or damaged."""
     try:
-        found = storage.load_snapshot()
+        with storage.open_snapshot() as found:
+            if found is None:
+                report.ok("no snapshot (none recorded)")
+                return 0
+            index, data = found
+            name = storage.snapshot_name(index)
+            try:
+                parsed = snapshot.parse(data)
+            except snapshot.SnapshotCorrupt as e:
+                report.fail(f"{name}: {e}")
+                return None
+            size = len(data)
     except DataDirCorrupt as e:
         report.fail(str(e))
         return None
-    if found is None:
-        report.ok("no snapshot (none recorded)")
-        return 0
-    index, data = found
-    name = storage.snapshot_name(index)
-    try:
-        parsed = snapshot.parse(data)
-    except snapshot.SnapshotCorrupt as e:
-        report.fail(f"{name}: {e}")
-        return None
     keys = sum(1 for _ in parsed.mvcc.index.all())
     report.ok(f"{name}: log index {index}, revision {parsed.mvcc.current_rev}, {keys} keys, "
-              f"{len(parsed.leases)} leases, {len(data)} bytes, checksums intact")
+              f"{len(parsed.leases)} leases, {size} bytes, checksums intact")
     return index
 
 

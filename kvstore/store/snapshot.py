@@ -84,21 +84,33 @@ class Snapshot(NamedTuple):
     auth: dict | None = None  # users, roles, enabled, revision (AuthState.dump)
 
 
-def parse(data: bytes) -> Snapshot:
-    """The state in a snapshot file's bytes; SnapshotCorrupt if they are not whole and intact
-    (or, checksums passing, do not decode)."""
-    env, keys, history = snapshot_file.sections(data)
+def parse(data: snapshot_file.Buffer) -> Snapshot:
+    """The state in a snapshot file's bytes (read, or mapped: decoded from views of them, with
+    no copies); SnapshotCorrupt if they are not whole and intact (or, checksums passing, do not
+    decode)."""
+    found = snapshot_file.sections(data, checked=False)
+    env = found.envelope
+    check = snapshot_file.SectionsCheck(found)  # beside the decoding, on the other core
     try:
-        mvcc = MVCCStore.load({"format": env["format"], "current_rev": env["current_rev"],
-                               "compact_rev": env["compact_rev"], "keys": keys, "history": history,
-                               "kept_subs": env.get("kept_subs", ()), "size": env.get("size")})
-        leader_id, term = env.get("leader", (0, 0))
-        return Snapshot(mvcc, env["leases"], (leader_id, term), env.get("alarms", []),
-                        env.get("auth"))
-    except SnapshotCorrupt:
-        raise
-    except (ValueError, KeyError, TypeError) as e:
-        raise SnapshotCorrupt(f"undecodable: {str(e).removeprefix('corrupt snapshot: ')}") from None
+        try:
+            mvcc = MVCCStore.load({"format": env["format"], "current_rev": env["current_rev"],
+                                   "compact_rev": env["compact_rev"], "keys": found.keys,
+                                   "history": found.history,
+                                   "kept_subs": env.get("kept_subs", ()), "size": env.get("size")})
+            leader_id, term = env.get("leader", (0, 0))
+            snap = Snapshot(mvcc, env["leases"], (leader_id, term), env.get("alarms", []),
+                            env.get("auth"))
+            undecodable = None
+        except (ValueError, KeyError, TypeError) as e:
+            # (Only its words are kept: its traceback would hold views of a mapped file.)
+            undecodable = str(e).removeprefix("corrupt snapshot: ")
+        check.wait()  # damaged bytes are refused as damaged, not as undecodable
+        if undecodable is not None:
+            raise SnapshotCorrupt(f"undecodable: {undecodable}")
+        return snap
+    finally:
+        check.join()
+        found.release()
 
 
 class Snapshotter:

@@ -225,14 +225,15 @@ class Store:
                 await asyncio.sleep(0.5)
 
     def _recover_snapshot(self) -> None:
-        snap = self.storage.load_snapshot()
-        if snap is not None:
+        with self.storage.open_snapshot() as snap:  # mapped: decoded without a copy
+            if snap is None:
+                return
             index, data = snap
             try:
                 self._load_snapshot(snapshot.parse(data))
             except SnapshotCorrupt as e:
                 raise DataDirCorrupt(f"{self.storage.snapshot_name(index)}: {e}") from None
-            self.snapshotter.index = index
+        self.snapshotter.index = index
 
     def _load_snapshot(self, snap: snapshot.Snapshot) -> None:
         leases = LeaseTable(self.config.min_lease_ttl)
