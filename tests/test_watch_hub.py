@@ -135,3 +135,43 @@ async def test_fragmented_watch_splits_large_revisions():
         assert all(r.ByteSize() < limit or len(r.events) == 1 for r in frag)
     finally:
         await s.close()
+
+
+async def test_watchers_of_one_key_on_one_stream_each_get_their_own_response():
+    """One change, several watchers of its key on one stream (delivered together): each gets
+    one response under its own id, with prev_kv or not and its filter applied; past the
+    queue's room the rest go unsynced and get the same event once from history."""
+    s = await kvstore.Store.open("memory")
+    try:
+        st = s.watch_stream()
+        create(st, b"k", b"", prev_kv=True)  # 0: range end b"" is "k" alone here
+        st.handle(pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"k", prev_kv=True)))  # 1
+        st.handle(pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"k")))  # 2
+        st.handle(pb.WatchRequest(create_request=pb.WatchCreateRequest(
+            key=b"k", filters=[pb.WatchCreateRequest.NOPUT])))  # 3
+        await drain(st)
+        await s.put(pb.PutRequest(key=b"k", value=b"1"))
+        await s.put(pb.PutRequest(key=b"k", value=b"2"))
+        await s.delete_range(pb.DeleteRangeRequest(key=b"k"))
+        got: dict[int, list] = {}
+        for r in await drain(st):
+            got.setdefault(r.watch_id, []).extend(
+                (e.type, e.kv.value, e.prev_kv.value) for e in r.events)
+        with_prev = [(PUT, b"1", b""), (PUT, b"2", b"1"), (DELETE, b"", b"2")]
+        assert got[1] == with_prev
+        assert got[2] == [(PUT, b"1", b""), (PUT, b"2", b""), (DELETE, b"", b"")]
+        assert got[3] == [(DELETE, b"", b"")]
+        assert got[0] == with_prev[:2] + [(DELETE, b"", b"2")]
+
+        crowd = s.watch_stream()
+        n = watch_stream.MAX_QUEUED + 10
+        for _ in range(n):
+            crowd.handle(pb.WatchRequest(create_request=pb.WatchCreateRequest(key=b"c")))
+        created = await drain(crowd)
+        assert len(created) == n
+        rev = (await s.put(pb.PutRequest(key=b"c", value=b"x"))).header.revision
+        events = [(r.watch_id, e.kv.mod_revision) for r in await drain(crowd) for e in r.events]
+        assert sorted(events) == [(i, rev) for i in range(n)]  # each once, the last 10 late
+        assert s.watch_hub.unsynced_count == 0
+    finally:
+        await s.close()

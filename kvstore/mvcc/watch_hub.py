@@ -7,10 +7,12 @@ when its stream drains. Nothing is buffered per watcher beyond the stream's boun
 a slow reader costs bounded memory and never blocks writes or other watchers. A watcher that
 needs history that was compacted is told the compaction revision and removed.
 
-Delivery goes to the watcher's sink (its stream), which owns encoding:
-``has_room()``, ``deliver(w, rev, events) -> bool``, ``deliver_compacted(w, compact_rev)``,
-``synced(w)``. An event is a (kv, prev) pair; kv is a tombstone for a delete; prev is the
-revision it replaced (None for a create, or when it is not at hand).
+Delivery goes to the watcher's sink (its stream), which owns encoding: ``has_room()``,
+``deliver(w, rev, events) -> bool``, ``deliver_one(watchers, rev, kv, prev) -> int`` (a
+revision of one change to several of its watchers: how many, from the first, got it),
+``deliver_compacted(w, compact_rev)``, ``synced(w)``. An event is a (kv, prev) pair; kv is a
+tombstone for a delete; prev is the revision it replaced (None for a create, or when it is not
+at hand).
 """
 from __future__ import annotations
 
@@ -141,6 +143,9 @@ class WatchHub:
         single, ranges = self._single, self._ranges
         if not single and not ranges:
             return
+        if len(changes) == 1:  # nearly always: one change, its watchers grouped by stream
+            self._notify_one(rev, changes[0], prevs[0])
+            return
         batches: dict[Watcher, list] = {}
         for kv, prev in zip(changes, prevs):
             ws = single.get(kv.key)
@@ -156,6 +161,33 @@ class WatchHub:
             if w.sink.deliver(w, rev, events):
                 w.min_rev = rev + 1
             else:  # slow reader: catch up from history once its stream drains
+                w.min_rev = rev
+                self._remove_synced(w)
+                self._to_unsynced(w)
+
+    def _notify_one(self, rev: int, kv, prev) -> None:
+        """A revision of one change: each stream gets its watchers of it in one call."""
+        key = kv.key
+        ws = self._single.get(key)
+        targets = list(ws) if ws else []
+        if self._ranges:
+            targets += [w for w in self._ranges if w.covers(key)]
+        if not targets:
+            return
+        deleted = kv.version == 0
+        by_sink: dict[Any, list[Watcher]] = {}
+        for w in targets:
+            if not (w.no_delete if deleted else w.no_put) and rev >= w.min_rev:
+                group = by_sink.get(w.sink)
+                if group is None:
+                    by_sink[w.sink] = [w]
+                else:
+                    group.append(w)
+        for sink, group in by_sink.items():
+            sent = sink.deliver_one(group, rev, kv, prev)  # the first ``sent`` got it
+            for w in group[:sent]:
+                w.min_rev = rev + 1
+            for w in group[sent:]:  # slow reader: catch up from history once it drains
                 w.min_rev = rev
                 self._remove_synced(w)
                 self._to_unsynced(w)

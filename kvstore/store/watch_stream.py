@@ -177,6 +177,37 @@ class WatchStream:
             self._push_encoded(wire.watch_response(header, w.id, encoded, False))
         return True
 
+    def deliver_one(self, watchers: list, rev: int, kv, prev) -> int:
+        """A revision of one change to several of this stream's watchers (``deliver`` for each,
+        with the header and the event looked up once): how many, from the first, got it. A
+        closed stream takes (drops) them all."""
+        if self._closed:
+            return len(watchers)
+        queue = self._queue
+        room = MAX_QUEUED - len(queue)
+        if room <= 0:
+            return 0
+        cache = self._cache
+        header = cache.header_bytes(rev)
+        plain = with_prev = None
+        response = wire.watch_response
+        sent = 0
+        for w in watchers[:room]:
+            opts = w.data
+            if opts.prev_kv:
+                if with_prev is None:
+                    with_prev = [cache.event(kv, prev, True, rev)]
+                events = with_prev
+            else:
+                if plain is None:
+                    plain = [cache.event(kv, prev, False, rev)]
+                events = plain
+            opts.sent_since_tick = True
+            queue.append(response(header, w.id, events, False))
+            sent += 1
+        self._wake()
+        return sent
+
     def deliver_compacted(self, w: Watcher, compact_rev: int) -> None:
         self.watchers.pop(w.id, None)
         self._compacted_ids.add(w.id)
