@@ -32,6 +32,7 @@ _DURATION = re.compile(r"<(?P<dur>\d+\.\d+)>\s*$")
 _FD = re.compile(r"^(?P<fd>-?\d+)<(?P<path>[^>]*)>")
 _OFFSET = re.compile(r",\s*(?P<off>\d+)\)\s*=")
 _RESULT = re.compile(r"\)\s*=\s*(?P<ret>-?\d+)")
+_UNFINISHED = "<unfinished ...>"
 
 DATA_FILE_SUFFIX = "/log/data.mdb"
 WRITES = {"write", "pwrite64", "writev", "pwritev", "pwritev2"}
@@ -79,11 +80,15 @@ def parse(lines) -> list[Call]:
             c = _CALL.match(rest)
             if not c:
                 continue  # signals, exits
-            call = Call(pid, c.group("name"), ts, c.group("rest"))
+            unfinished = rest.endswith(_UNFINISHED)
+            args = c.group("rest")
+            if unfinished:  # the arguments so far; the resumed half brings ") = result"
+                args = args[:-len(_UNFINISHED)].rstrip()
+            call = Call(pid, c.group("name"), ts, args)
             fd = _FD.match(call.text)
             if fd:
                 call.fd, call.path = int(fd.group("fd")), fd.group("path")
-            if rest.endswith("<unfinished ...>"):
+            if unfinished:
                 open_calls[(pid, call.name)] = call
                 calls.append(call)
                 continue

@@ -135,6 +135,20 @@ def test_checker_counts_a_write_on_an_o_dsync_descriptor_as_its_own_sync():
 
 
 @pytest.mark.inprocess
+def test_a_meta_write_split_by_another_thread_is_still_a_meta_write():
+    """strace splits a call another thread interrupts: the offset is on the first half."""
+    lines = _trace(WRITE, SYNC)
+    lines += [f'100 1000.010000 pwrite64({DATA}, "meta", 120, 32 <unfinished ...>\n',
+              f'200 1000.010100 sendto({SOCK}, "x", 1, 0, NULL, 0) = 1 <0.000010>\n',
+              "100 1000.010200 <... pwrite64 resumed>) = 120 <0.000300>\n",
+              f"100 1000.011000 fdatasync({DATA}) = 0 <0.000500>\n",
+              f'200 1000.012000 sendto({SOCK}, "..M1..", 40, 0, NULL, 0) = 40 <0.000010>\n']
+    durability = Durability.of(parse(lines))
+    assert [c.offset for c in durability.meta_writes] == [32]
+    assert durability.violations(["M1"]) == []
+
+
+@pytest.mark.inprocess
 def test_parse_joins_unfinished_and_resumed_calls():
     lines = ["100 1000.000000 fdatasync(7</d/log/data.mdb> <unfinished ...>\n",
              '200 1000.000500 sendto(9<TCP:[x]>, "M1", 2, 0, NULL, 0) = 2 <0.000010>\n',
