@@ -326,12 +326,7 @@ class GrpcCall:
         body = self.method.at_once(message)
         if body is None:
             return False
-        conn, stream = self.conn, self.stream
-        if not self._sent_headers:
-            conn.send_headers(stream, RESPONSE_HEADERS)
-            self._sent_headers = True
-        self._counts.sent_bytes += len(body)
-        if not conn.send_data(stream, _PREFIX.pack(0, len(body)) + body):
+        if not self._send_streamed(body):
             self._start(self._run_bidi())  # a client behind on reading: the method's pace
         return True
 
@@ -449,26 +444,32 @@ class GrpcCall:
         assert self.method is not None  # started for a method found
         await self._stream_responses(self.method.func(self._requests))
 
-    async def _stream_responses(self, responses) -> None:
+    def _send_streamed(self, response) -> bool:
+        """One response of a stream (or a ResponseBatch of them, consecutive messages in one
+        write), the response headers first; False when flow control holds it back."""
         conn, stream, counts = self.conn, self.stream, self._counts
+        if not self._sent_headers:
+            conn.send_headers(stream, RESPONSE_HEADERS)
+            self._sent_headers = True
+        if type(response) is ResponseBatch:
+            counts.sent_bytes += sum(map(len, response))
+            data = b"".join([part for body in response
+                             for part in (_PREFIX.pack(0, len(body)), body)])
+        else:
+            body = serialize(response)
+            counts.sent_bytes += len(body)
+            data = _PREFIX.pack(0, len(body)) + body
+        return conn.send_data(stream, data)
+
+    async def _stream_responses(self, responses) -> None:
+        conn, stream = self.conn, self.stream
         try:
             if self._intercept is not None and not self._intercepted:
                 self._intercept("stream", self._headers, self.conn.peer_cn)
             async for response in responses:
                 if self._done:
                     break
-                if not self._sent_headers:
-                    conn.send_headers(stream, RESPONSE_HEADERS)
-                    self._sent_headers = True
-                if type(response) is ResponseBatch:  # consecutive messages in one write
-                    counts.sent_bytes += sum(map(len, response))
-                    data = b"".join([part for body in response
-                                     for part in (_PREFIX.pack(0, len(body)), body)])
-                else:
-                    body = serialize(response)
-                    counts.sent_bytes += len(body)
-                    data = _PREFIX.pack(0, len(body)) + body
-                if not conn.send_data(stream, data):
+                if not self._send_streamed(response):
                     await conn.writable(stream)
                 elif conn._write_paused or conn.output_waiting():
                     await conn.writable(stream)
