@@ -101,6 +101,26 @@ class Client:
         return await self._unary(_MAINTENANCE + b"Status", request or pb.StatusRequest(),
                                  pb.StatusResponse.FromString, timeout)
 
+    async def hash_kv(self, request: pb.HashKVRequest,
+                      timeout: float | None = None) -> pb.HashKVResponse:
+        return await self._unary(_MAINTENANCE + b"HashKV", request, pb.HashKVResponse.FromString, timeout)
+
+    def snapshot(self) -> AsyncIterator[pb.SnapshotResponse]:
+        """Maintenance.Snapshot: the server's db file in chunks (etcd's last chunk ends with
+        the SHA-256 of what came before)."""
+        return self._server_stream(_MAINTENANCE + b"Snapshot", pb.SnapshotRequest(),
+                                   pb.SnapshotResponse.FromString)
+
+    async def _server_stream(self, path: bytes, request: Serializable,
+                             parse: Callable[[bytes], ResponseT]) -> AsyncIterator[ResponseT]:
+        call = await self.channel.server_stream(path, request.SerializeToString())
+        try:
+            async for message in call:
+                yield parse(message)
+        finally:
+            if not call.ended:  # the reader stopped early: the server need send no more
+                call.cancel()
+
     # -- the connection --------------------------------------------------------------------------
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ from ..store.auth.tokens import TokenOptionError, token_provider
 from ..store.config import StoreConfig
 from .check import add_check_parser, main as run_check
 from .config import ConfigError, ServerConfig, split_urls
+from .migrate import add_migrate_parser, main as run_migrate
 from .restore import add_restore_parser, main as run_restore
 from .snapshot_status import add_snapshot_parser, main as snapshot_status
 from .transport.connection_limits import ConnectionLimits
@@ -169,6 +170,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     add_check_parser(sub)
     add_snapshot_parser(sub)
     add_restore_parser(sub)
+    add_migrate_parser(sub)
     return p, s
 
 
@@ -185,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         return snapshot_status(args)
     if args.command == "restore":
         return run_restore(args)
+    if args.command == "migrate":
+        return run_migrate(args)
     _configure_logging(args.log_level)
     if partitioned(args):
         return _run(lambda: build_supervisor(args, serve_parser).run())

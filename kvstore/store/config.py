@@ -31,3 +31,6 @@ class StoreConfig:
     auth_token_ttl: float = 300.0
     bcrypt_cost: int = 10
     client_cert_auth: bool = False
+    # False for a mirror of another store (kvstore migrate): the source's lease expiries reach
+    # it as the source's deletes, so its own clock must expire nothing.
+    lease_expiry: bool = True

@@ -204,7 +204,8 @@ class Store:
                                   self._fatal, largest_request(self.max_request_bytes),
                                   on_full=self._log_full)
         self._proposer.start()
-        self.lessor.start()
+        if self.config.lease_expiry:
+            self.lessor.start()
         self._timers = [self.loop.create_task(self._progress_notify(), name="watch-progress")]
         if self.cluster is None:  # the only member: it wins every election, its start count the term
             await self.campaign_won(ident.starts)
@@ -467,6 +468,12 @@ class Store:
             return self._propose(entry.AS_USER, self.auth.as_user(kind, request))
         if CALLER.get() is not None:
             self.auth.caller()  # a token that names no one is refused all the same
+        return self._propose(kind, request)
+
+    def mirror(self, kind: int, request) -> asyncio.Future:
+        """A write another store already admitted, proposed as it is (kvstore migrate replays
+        etcd's revisions and leases): past this store's auth, quota and op limits, whose
+        place the source's own took. The future gets the response (a TxnResponse serialized)."""
         return self._propose(kind, request)
 
     def _fill(self, resp, revision: bool = True):
