@@ -35,6 +35,7 @@ from ..store.store import Store
 logger = logging.getLogger(__name__)
 
 WINDOW = 1000  # revisions proposed and not yet checked
+IDLE_CHECK = 0.05  # seconds without a response after which what is proposed is checked
 RETRY_FIRST, RETRY_MOST = 0.2, 5.0  # seconds between reconnections, doubling
 ALL_KEYS = (b"\0", b"\0")  # key, range_end: every key
 _RETRIED = (UNAVAILABLE, CANCELLED, UNKNOWN)  # a connection lost, not a refusal
@@ -65,8 +66,8 @@ class Mirror:
 
     @property
     def applied(self) -> int:
-        """The newest source revision applied here and checked."""
-        return self.next_revision - 1 - len(self._pending)
+        """The newest source revision the copy has applied (each is checked soon after)."""
+        return self.store.mvcc.current_rev
 
     async def run(self, catch_up: bool = False) -> int:
         """Follows the source until cancelled; with ``catch_up``, until the revision the
@@ -98,10 +99,22 @@ class Mirror:
 
     async def _follow(self, client: Client, catch_up: bool) -> bool:
         ws = client.watch()
+        responses = ws.__aiter__()
+        next_response = None
         try:
             await ws.create(*ALL_KEYS, start_revision=self.next_revision)
             target = None
-            async for resp in ws:
+            while True:
+                next_response = asyncio.ensure_future(responses.__anext__())
+                while self._pending and not next_response.done():
+                    # the source is quiet: check what is proposed rather than wait for more
+                    await asyncio.wait({next_response}, timeout=IDLE_CHECK)
+                    if not next_response.done():
+                        await self._check(0)
+                try:
+                    resp = await next_response
+                except StopAsyncIteration:
+                    return False
                 if resp.compact_revision:
                     raise Compacted(resp.compact_revision, self.next_revision)
                 if resp.canceled:
@@ -113,8 +126,9 @@ class Mirror:
                 await self._check(WINDOW)
                 if catch_up and target is not None and self.next_revision > target:
                     return True
-            return False
         finally:
+            if next_response is not None and not next_response.done():
+                next_response.cancel()
             ws.close()
 
     async def _apply(self, client: Client, events) -> None:
@@ -157,10 +171,10 @@ class Mirror:
         fut.add_done_callback(lambda f: self._granting.discard(lease_id))
 
     async def _check(self, window: int) -> None:
-        """Waits for the oldest proposals until at most ``window`` are pending, checking each
-        revision against the source's events."""
+        """Checks the oldest proposals against the source's events: those applied already,
+        and more, waiting, until at most ``window`` are pending."""
         pending = self._pending
-        while len(pending) > window:
+        while len(pending) > window or pending and pending[0][2].done():
             revision, events, fut = pending[0]
             try:
                 resp = pb.TxnResponse.FromString(await fut)
