@@ -130,7 +130,7 @@ async def follow(args, binary: str, etcd: EtcdProcess, store: Store) -> None:
             t0 = time.perf_counter()
 
             async def copy_range(r: pb.RangeRequest) -> pb.RangeResponse:
-                return store.range(r)
+                return store.range_as_server(r)
             c = await compare(client.range, copy_range, final, client.hash_kv, store.hash_kv)
             print(f"verify at {final:,}: {c.keys:,} keys, {c.differences} differences; {c.hashes} "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)

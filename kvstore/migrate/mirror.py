@@ -191,7 +191,7 @@ class Mirror:
             if ev.type != kv_pb2.Event.PUT:
                 continue
             want = ev.kv
-            got = self.store.range(pb.RangeRequest(key=want.key, revision=revision)).kvs
+            got = self.store.range_as_server(pb.RangeRequest(key=want.key, revision=revision)).kvs
             if not got or got[0] != want:
                 raise Diverged(f"key {want.key!r} at revision {revision}: the source has "
                                f"{_kv_text(want)}, the copy {_kv_text(got[0]) if got else 'nothing'}")

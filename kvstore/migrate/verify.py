@@ -78,7 +78,7 @@ async def compare(source: RangeCall, copy: RangeCall, revision: int,
     try:
         h_source = await source_hash(pb.HashKVRequest(revision=revision))
         h_copy = await copy_hash(pb.HashKVRequest(revision=revision))
-    except (GrpcError, errors.Compacted) as e:  # HashKV refuses the compact revision itself
+    except (GrpcError, errors.EtcdError) as e:  # e.g. HashKV refuses the compact revision itself
         return Comparison(revision, keys, differences, shown, f"HashKV at {revision}: not compared ({e})")
     hashes = (f"HashKV at {revision}: source {h_source.hash:08x} (compacted at "
               f"{h_source.compact_revision}), copy {h_copy.hash:08x} (compacted at "

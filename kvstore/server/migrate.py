@@ -161,5 +161,5 @@ async def _copy_side(args: argparse.Namespace,
     stack.push_async_callback(store.close)
 
     async def copy_range(r: pb.RangeRequest) -> pb.RangeResponse:
-        return store.range(r)
+        return store.range_as_server(r)
     return copy_range, store.hash_kv, store.mvcc.current_rev
