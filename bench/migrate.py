@@ -103,7 +103,7 @@ async def follow(args, binary: str, etcd: EtcdProcess, store: Store) -> None:
     async with await connect(etcd.endpoint) as client:
         cpu0, t0 = time.process_time(), time.perf_counter()
         writer = load(binary, etcd.endpoint, total, args.keys, args.value_size, rate=args.rate,
-                      clients=16)
+                      clients=args.load_clients)
         while writer.poll() is None:
             source = (await client.status()).header.revision
             lags.append(max(0, source - mirror.applied))
@@ -144,6 +144,7 @@ def main() -> None:
     p.add_argument("--value-size", type=int, default=256)
     p.add_argument("--rate", type=int, default=5000, help="puts/s on etcd while the mirror follows")
     p.add_argument("--load-seconds", type=int, default=20)
+    p.add_argument("--load-clients", type=int, default=64, help="the paced load's clients")
     p.add_argument("--verify", action="store_true", help="compare both sides at the end")
     p.add_argument("--dir", default=None, help="where the temp dir goes (default: $TMPDIR)")
     p.add_argument("--keep", action="store_true")
