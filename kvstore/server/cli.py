@@ -17,7 +17,6 @@ from ..store.auth.tokens import TokenOptionError, token_provider
 from ..store.config import StoreConfig
 from .check import add_check_parser, main as run_check
 from .config import ConfigError, ServerConfig, split_urls
-from .env_flags import apply_env_flags
 from .restore import add_restore_parser, main as run_restore
 from .snapshot_status import add_snapshot_parser, main as snapshot_status
 from .transport.connection_limits import ConnectionLimits
@@ -187,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "restore":
         return run_restore(args)
     _configure_logging(args.log_level)
-    apply_env_flags(args, serve_parser, argv)  # etcd's ETCD_* variables, for the flags not given
+    from .env_flags import apply_env_flags  # etcd's ETCD_* variables, for the flags not given
+    apply_env_flags(args, serve_parser, argv)
     if partitioned(args):
         return _run(lambda: build_supervisor(args, serve_parser).run())
     if args.listen_metrics_urls:
