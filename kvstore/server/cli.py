@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return run_migrate(args)
     _configure_logging(args.log_level)
+    from .env_flags import apply_env_flags  # etcd's ETCD_* variables, for the flags not given
+    apply_env_flags(args, serve_parser, argv)
     if partitioned(args):
         return _run(lambda: build_supervisor(args, serve_parser).run())
     if args.listen_metrics_urls:
