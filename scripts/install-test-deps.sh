@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond Python packages: Debian's etcd (the reference server for
-# differential tests), etcdctl (the e2e client), curl, openssl and strace. Installed only when missing.
+# differential tests), etcdctl (the e2e client), curl, openssl, strace, and podman with runc and
+# debootstrap (the container image's test). Installed only when missing.
 set -euo pipefail
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
@@ -8,6 +9,11 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v curl >/dev/null 2>&1 || need+=(curl)  # HTTP/2 over TLS to /health and the gateway
 command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the TLS tests' certificates
 command -v strace >/dev/null 2>&1 || need+=(strace)  # the acknowledgement-after-sync proof
+# docker/Dockerfile built and run (tests/test_image.py): podman on runc (crun refuses this VM's
+# hybrid cgroups), and debootstrap for the base image no registry here can give
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
