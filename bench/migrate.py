@@ -37,9 +37,8 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from etcd_side_by_side import get_benchmark_binary  # noqa: E402
-from kvstore.api import rpc_pb2 as pb  # noqa: E402
 from kvstore.client import connect  # noqa: E402
-from kvstore.migrate import Mirror, compare, copy_from  # noqa: E402
+from kvstore.migrate import Mirror, compare, copy_from, store_reads  # noqa: E402
 from kvstore.mvcc.core import COMPILED  # noqa: E402
 from kvstore.store.store import Store  # noqa: E402
 from procs import EtcdProcess  # noqa: E402
@@ -128,10 +127,8 @@ async def follow(args, binary: str, etcd: EtcdProcess, store: Store) -> None:
               f"{wall:.1f} s ({cpu / wall * 100:.0f}% of a core)", flush=True)
         if args.verify:
             t0 = time.perf_counter()
-
-            async def copy_range(r: pb.RangeRequest) -> pb.RangeResponse:
-                return store.range_as_server(r)
-            c = await compare(client.range, copy_range, final, client.hash_kv, store.hash_kv)
+            copy_range, copy_hash = store_reads(store)
+            c = await compare(client.range, copy_range, final, client.hash_kv, copy_hash)
             print(f"verify at {final:,}: {c.keys:,} keys, {c.differences} differences; {c.hashes} "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
             for line in c.shown:

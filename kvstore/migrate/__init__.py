@@ -7,7 +7,7 @@ sides key by key at one revision.
 """
 from .copy import MARKER, MigrationRefused, copy_from, read_marker
 from .mirror import Compacted, Diverged, Mirror
-from .verify import Comparison, compare
+from .verify import Comparison, compare, store_reads
 
 __all__ = ["MARKER", "Comparison", "Compacted", "Diverged", "MigrationRefused", "Mirror", "compare",
-           "copy_from", "read_marker"]
+           "copy_from", "read_marker", "store_reads"]

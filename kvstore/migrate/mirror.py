@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 from ..api import kv_pb2, rpc_pb2 as pb
 from ..client import Client, GrpcError
 from ..client.status import CANCELLED, UNAVAILABLE, UNKNOWN
-from ..store import entry
 from ..store.store import Store
 
 logger = logging.getLogger(__name__)
@@ -157,7 +156,7 @@ class Mirror:
                     key=kv.key, value=kv.value, lease=kv.lease)))
             else:
                 ops.append(pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(key=kv.key)))
-        fut = store.mirror(entry.TXN, pb.TxnRequest(success=ops))
+        fut = store.mirror(pb.TxnRequest(success=ops))
         self._pending.append((revision, list(events), fut))
         self.next_revision += 1
 
@@ -167,7 +166,7 @@ class Mirror:
         # shortest lease stands in until then.
         granted = ttl.grantedTTL if ttl.TTL != -1 else 0
         self._granting.add(lease_id)
-        fut = self.store.mirror(entry.LEASE_GRANT, pb.LeaseGrantRequest(ID=lease_id, TTL=granted))
+        fut = self.store.mirror(pb.LeaseGrantRequest(ID=lease_id, TTL=granted))
         fut.add_done_callback(lambda f: self._granting.discard(lease_id))
 
     async def _check(self, window: int) -> None:
@@ -205,7 +204,7 @@ class Mirror:
         store = self.store
         compacted = (await client.hash_kv(pb.HashKVRequest())).compact_revision
         if compacted > store.mvcc.compact_rev:
-            await store.mirror(entry.COMPACT, pb.CompactionRequest(revision=compacted))
+            await store.mirror(pb.CompactionRequest(revision=compacted))
         source = {lease.ID for lease in (await client.lease_leases()).leases}
         gone = [lease for lease_id, lease in store.leases.leases.items() if lease_id not in source]
         for lease in gone:
@@ -213,7 +212,7 @@ class Mirror:
                 raise Diverged(f"lease {lease.id:x} is gone from the source but holds "
                                f"{len(lease.keys)} keys here")
         for lease in gone:
-            await store.mirror(entry.LEASE_REVOKE, pb.LeaseRevokeRequest(ID=lease.id))
+            await store.mirror(pb.LeaseRevokeRequest(ID=lease.id))
         return compacted, len(gone)
 
 

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from .. import errors
 from ..api import rpc_pb2 as pb
 from ..client import GrpcError
+from ..store.store import Store
 
 # Keys a page. etcd 3.4 walks its whole index from a page's first key to the range's end for
 # every page (its Revisions has no limit), so pages are large: 10,000 keys of 256 B are 3 MB.
@@ -23,6 +24,13 @@ SHOWN = 20  # differences kept to show; all are counted
 
 RangeCall = Callable[[pb.RangeRequest], Awaitable[pb.RangeResponse]]
 HashCall = Callable[[pb.HashKVRequest], Awaitable[pb.HashKVResponse]]
+
+
+def store_reads(store: Store) -> tuple[RangeCall, HashCall]:
+    """Range and HashKV of a store in this process, as the server reads (no caller to check)."""
+    async def range_call(r: pb.RangeRequest) -> pb.RangeResponse:
+        return store.range_as_server(r)
+    return range_call, store.hash_kv
 
 
 class Comparison(NamedTuple):

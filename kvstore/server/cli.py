@@ -17,6 +17,7 @@ from ..store.auth.tokens import TokenOptionError, token_provider
 from ..store.config import StoreConfig
 from .check import add_check_parser, main as run_check
 from .config import ConfigError, ServerConfig, split_urls
+from .env_flags import apply_env_flags
 from .migrate import add_migrate_parser, main as run_migrate
 from .restore import add_restore_parser, main as run_restore
 from .snapshot_status import add_snapshot_parser, main as snapshot_status
@@ -190,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return run_migrate(args)
     _configure_logging(args.log_level)
-    from .env_flags import apply_env_flags  # etcd's ETCD_* variables, for the flags not given
-    apply_env_flags(args, serve_parser, argv)
+    apply_env_flags(args, serve_parser, argv)  # etcd's ETCD_* variables, for the flags not given
     if partitioned(args):
         return _run(lambda: build_supervisor(args, serve_parser).run())
     if args.listen_metrics_urls:

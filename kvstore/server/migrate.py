@@ -17,11 +17,19 @@ import signal
 import sys
 from pathlib import Path
 
-from ..api import rpc_pb2 as pb
 from ..client import connect
 from ..client.status import GrpcError
 from ..log import DataDirInUse
-from ..migrate import Compacted, Diverged, MigrationRefused, Mirror, compare, copy_from, read_marker
+from ..migrate import (
+    Compacted,
+    Diverged,
+    MigrationRefused,
+    Mirror,
+    compare,
+    copy_from,
+    read_marker,
+    store_reads,
+)
 from ..migrate.verify import HashCall, RangeCall
 from ..store.etcd_restore import RestoreRefused
 from ..store.store import Store
@@ -159,7 +167,4 @@ async def _copy_side(args: argparse.Namespace,
                 (await other.status()).header.revision)
     store = await Store.open("lmdb", args.data_dir, lease_expiry=False)
     stack.push_async_callback(store.close)
-
-    async def copy_range(r: pb.RangeRequest) -> pb.RangeResponse:
-        return store.range_as_server(r)
-    return copy_range, store.hash_kv, store.mvcc.current_rev
+    return (*store_reads(store), store.mvcc.current_rev)

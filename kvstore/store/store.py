@@ -85,6 +85,11 @@ def largest_request(max_request_bytes: int) -> int:
     return n
 
 
+# What Store.mirror proposes, by request type.
+_MIRRORED = {pb.TxnRequest: entry.TXN, pb.LeaseGrantRequest: entry.LEASE_GRANT,
+             pb.LeaseRevokeRequest: entry.LEASE_REVOKE, pb.CompactionRequest: entry.COMPACT}
+
+
 class Store:
     def __init__(self, wal: SharedLog, storage: MemberStorage, config: StoreConfig | None = None,
                  cluster: Cluster | None = None, **options):
@@ -470,11 +475,12 @@ class Store:
             self.auth.caller()  # a token that names no one is refused all the same
         return self._propose(kind, request)
 
-    def mirror(self, kind: int, request) -> asyncio.Future:
+    def mirror(self, request: pb.TxnRequest | pb.LeaseGrantRequest | pb.LeaseRevokeRequest
+               | pb.CompactionRequest) -> asyncio.Future:
         """A write another store already admitted, proposed as it is (kvstore migrate replays
         etcd's revisions and leases): past this store's auth, quota and op limits, whose
         place the source's own took. The future gets the response (a TxnResponse serialized)."""
-        return self._propose(kind, request)
+        return self._propose(_MIRRORED[type(request)], request)
 
     def _fill(self, resp, revision: bool = True):
         """The response's header: ids, term, and the current revision unless one is set
