@@ -292,6 +292,7 @@ class OpenLoop(Driver):
 
     def _send(self, local: int, intended: float) -> None:
         self._sent = local + 1
+        self.recorder.sent += 1
         # the latency's start: the intended time if sent late (queued behind a full window or
         # a slow timer: that wait is the server's doing or ours, and counts), the send if early
         start = min(intended, clock())

@@ -36,6 +36,7 @@ class SecondReport:
     ops: dict[str, OpSecond]
     skipped: int = 0  # open loop: requests due that were never sent (the run ended first)
     backlog_max: int = 0  # open loop: most requests due but waiting for a free slot
+    sent: int = 0  # open loop: requests sent (the load offered, whenever the answers come)
 
 
 class Recorder:
@@ -46,6 +47,7 @@ class Recorder:
         self._measures: set[str] = set()  # labels of measurements, not of requests
         self.skipped = 0
         self.backlog_max = 0
+        self.sent = 0
 
     def ok(self, label: str, seconds: float) -> None:
         """An OK answer under ``label``, ``seconds`` after it was sent (or due, open loop)."""
@@ -87,10 +89,11 @@ class Recorder:
             ops.setdefault(label, OpSecond()).errors = by_code
         for label, op in ops.items():
             op.measure = label in self._measures
-        report = SecondReport(index, duration, ops, self.skipped, self.backlog_max)
+        report = SecondReport(index, duration, ops, self.skipped, self.backlog_max, self.sent)
         self._latencies = {label: [] for label in self._latencies}
         self._counts = {}
         self._errors = {}
         self.skipped = 0
         self.backlog_max = 0
+        self.sent = 0
         return report

@@ -44,6 +44,7 @@ class _Second:
     ops: dict[str, OpTotals] = field(default_factory=dict)
     skipped: int = 0
     backlog_max: int = 0
+    sent: int = 0
 
 
 class RunResults:
@@ -77,6 +78,7 @@ class RunResults:
         second.duration = max(second.duration, report.duration)
         second.skipped += report.skipped
         second.backlog_max += report.backlog_max
+        second.sent += report.sent
         for label, op in report.ops.items():
             second.ops.setdefault(label, OpTotals()).add(op)
             self.ops.setdefault(label, OpTotals()).add(op)
@@ -113,7 +115,8 @@ class RunResults:
         self.backlog_max = max(self.backlog_max, second.backlog_max)
         self.last_second = {"t": round(index - 1 + second.duration, 3),
                             "duration": round(second.duration, 3), "ops": ops,
-                            "skipped": second.skipped, "backlog_max": second.backlog_max}
+                            "skipped": second.skipped, "backlog_max": second.backlog_max,
+                            "sent": second.sent}
         self.series.append(self.last_second)
         if second.duration >= MEANINGFUL_INTERVAL:
             self.last_full_second = self.last_second
