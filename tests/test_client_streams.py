@@ -196,6 +196,27 @@ async def test_cancel_resets_the_stream_and_a_reader_waiting_is_told():
 
 
 @inprocess
+async def test_a_lost_connection_or_a_reset_is_unavailable_not_cancelled():
+    """Not our cancel: the server reset the stream, or the socket went (with its reason, as a
+    TLS alert's, when there is one)."""
+    protocol = _detached()
+    reset = StreamingCall(protocol).open(request_block(b"/s", b"m"))
+    protocol.data_received(f.rst_stream(1, f.CANCEL))
+    with pytest.raises(GrpcError) as e:
+        await anext(reset)
+    assert (e.value.name, e.value.message) == (
+        "UNAVAILABLE", "the stream was reset or the connection lost")
+    call = StreamingCall(protocol).open(request_block(b"/s", b"m"))
+    reader = asyncio.ensure_future(anext(call))
+    await asyncio.sleep(0)
+    protocol.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+    with pytest.raises(GrpcError) as e:
+        await reader
+    assert (e.value.name, e.value.message) == (
+        "UNAVAILABLE", "the connection was lost: [Errno 104] Connection reset by peer")
+
+
+@inprocess
 async def test_send_waits_for_the_window():
     protocol = _detached()  # no SETTINGS from a peer: the default 65,535-byte windows
     call = StreamingCall(protocol).open(request_block(b"/s", b"m"))

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -324,3 +325,55 @@ def test_the_way_back_etcdctl_make_mirror_from_kvstore(tmp_path):
         finally:
             mirror.terminate()
             mirror.communicate(timeout=10)
+
+
+def test_a_source_on_tls_that_takes_root_by_its_certificate(tmp_path):
+    """A kubeadm-like etcd: https://, client certificates required (--client-cert-auth), and
+    here auth enabled too, so that a certificate's common name is its user. The copy and the
+    mirror reach it with etcdctl's --cacert, --cert and --key; root's certificate may take the
+    snapshot, a user's may not, and no certificate is no connection."""
+    from test_auth_tls import cert, make_pki, tls_args
+
+    pki = make_pki(tmp_path)
+    ca = str(pki["ca"]) + ".pem"
+    etcd = EtcdProcess(tmp_path / "etcd", extra_args=tls_args(pki))
+    etcd.root_ca, etcd.client_cert = Path(ca), cert(pki, "root")
+    as_root = ["--cacert", ca, "--cert", *map(str, cert(pki, "root"))]
+    as_root.insert(4, "--key")
+    with etcd:
+        with channel(etcd.endpoint, etcd.root_ca, etcd.client_cert) as ch:
+            kv, auth = rpc.KVStub(ch), rpc.AuthStub(ch)
+            for i in range(40):
+                kv.Put(pb.PutRequest(key=b"/registry/pods/ns/p%d" % i, value=b"v%d" % i), timeout=10)
+            for user in ("root", "alice"):
+                auth.UserAdd(pb.AuthUserAddRequest(name=user, password="pw"), timeout=10)
+            auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user="root", role="root"), timeout=10)
+            auth.AuthEnable(pb.AuthEnableRequest(), timeout=10)
+
+        refused = migrate("--from", etcd.url, "--cacert", ca, "--data-dir", tmp_path / "none")
+        assert refused.returncode == 1  # the server ends the handshake: no certificate
+        assert refused.stderr.startswith(
+            "kvstore migrate: UNAVAILABLE (14): the connection was lost: "), refused.stderr
+        alice = migrate("--from", etcd.url, "--cacert", ca, "--cert", cert(pki, "alice")[0],
+                        "--key", cert(pki, "alice")[1], "--data-dir", tmp_path / "alice")
+        assert alice.returncode == 1, alice.stdout
+        # etcd 3.4's Maintenance.Snapshot is root's alone; its error, as etcd words it
+        assert alice.stderr.strip() == "kvstore migrate: UNKNOWN (2): auth: permission denied"
+        assert not (tmp_path / "none" / MARKER).exists()
+        assert not (tmp_path / "alice" / MARKER).exists()
+
+        data_dir = tmp_path / "kv"
+        follower = start_migrate("--from", etcd.url, *as_root, "--data-dir", data_dir)
+        time.sleep(2)  # copied, and following
+        with channel(etcd.endpoint, etcd.root_ca, etcd.client_cert) as ch:
+            for i in range(20):  # over the watch, after the copy
+                rpc.KVStub(ch).Put(pb.PutRequest(key=b"/registry/pods/ns/q%d" % i, value=b"w"),
+                                   timeout=10)
+        time.sleep(1)
+        out, _ = stop(follower)
+        assert "copied" in out and "following" in out, out
+        done = migrate("--from", etcd.url, *as_root, "--data-dir", data_dir, "--catch-up")
+        assert done.returncode == 0, done.stderr
+        verified = migrate("verify", "--from", etcd.url, *as_root, "--data-dir", data_dir)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "compared 60 keys" in verified.stdout and "0 differences" in verified.stdout

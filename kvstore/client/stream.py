@@ -68,8 +68,17 @@ class StreamingCall(GrpcResponse):
                 self._conn.send_data(stream, b"", end_stream=True)
 
     def cancel(self) -> None:
-        """Ends the call from our side (RST_STREAM CANCEL); reading it then raises CANCELLED."""
-        self.fail(CANCELLED, "Locally cancelled")  # grpcio's words; _end resets the stream
+        """Ends the call from our side (RST_STREAM CANCEL); reading it then raises CANCELLED.
+        The connection calls it too, once the server reset the stream or the socket is gone
+        (the stream has no handler any more): reading then raises UNAVAILABLE, and says why
+        when the socket went with an error (a TLS alert: no client certificate, say)."""
+        stream = self._stream
+        if stream is None or stream.handler is self:
+            self.fail(CANCELLED, "Locally cancelled")  # grpcio's words; _end resets the stream
+            return
+        reason = self._conn.lost_reason
+        self.fail(UNAVAILABLE, f"the connection was lost: {reason}" if reason is not None
+                  else "the stream was reset or the connection lost")
 
     # -- receiving -----------------------------------------------------------------------------
 

@@ -76,6 +76,7 @@ class H2Connection(asyncio.Protocol, ABC):
         self._out_views = False  # _out holds views of large payloads (see _write_views)
         self._going_away = False
         self._closed = False
+        self.lost_reason: Exception | None = None  # why the socket went, if not a clean close
         self._sent_since_ping = False  # for a role's ping policy
         # Input taken in turns (see the module docstring).
         self._budget = TURN_BUDGET
@@ -115,6 +116,7 @@ class H2Connection(asyncio.Protocol, ABC):
 
     def connection_lost(self, exc) -> None:
         self._closed = True
+        self.lost_reason = exc  # before the handlers hear of it: they may say why
         for stream in list(self.streams.values()):
             self._reset_handler(stream)
         self.streams.clear()

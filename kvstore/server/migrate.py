@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..client import connect
+from ..client import TLSConfig, connect
 from ..client.status import GrpcError
 from ..log import DataDirInUse
 from ..migrate import (
@@ -54,6 +54,13 @@ def add_migrate_parser(sub) -> None:
                    help="stop once every revision the source has is applied (the cut-over)")
     p.add_argument("--revision", type=int, default=0,
                    help="verify: the revision to compare at (default: the older side's newest)")
+    g = p.add_argument_group("the source's TLS (etcdctl's flags; https:// URLs use the "
+                             "system's CAs without --cacert)")
+    g.add_argument("--cacert", default=None, help="the CA that signs the source's certificate")
+    g.add_argument("--cert", default=None,
+                   help="a client certificate, for a source that verifies its clients "
+                        "(--client-cert-auth); with auth enabled on it, root's")
+    g.add_argument("--key", dest="tls_key", default=None, help="the client certificate's key")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -88,7 +95,7 @@ async def _migrate(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
 
     async def source():
-        return await connect(args.source)
+        return await connect(args.source, _source_tls(args))
 
     marker = read_marker(data_dir)
     if marker is None:
@@ -124,6 +131,12 @@ async def _migrate(args: argparse.Namespace) -> int:
         await _copy(source, data_dir, args.source)
 
 
+def _source_tls(args: argparse.Namespace) -> TLSConfig | None:
+    if args.cacert is None and args.cert is None and args.tls_key is None:
+        return None  # plain, or an https:// URL with the system's CAs
+    return TLSConfig(args.cacert, args.cert, args.tls_key)
+
+
 async def _copy(source, data_dir: Path, url: str) -> None:
     async with await source() as client:
         r = await copy_from(client, data_dir, url)
@@ -140,7 +153,8 @@ async def _progress(mirror: Mirror) -> None:
 
 async def _verify(args: argparse.Namespace) -> int:
     try:
-        async with await connect(args.source) as source, contextlib.AsyncExitStack() as stack:
+        async with await connect(args.source, _source_tls(args)) as source, \
+                contextlib.AsyncExitStack() as stack:
             copy_range, copy_hash, copy_rev = await _copy_side(args, stack)
             source_rev = (await source.status()).header.revision
             revision = args.revision or min(source_rev, copy_rev)
