@@ -11,12 +11,13 @@ serve: install
 # Lint first (below); then the whole suite on kvstore's HTTP/2 transport with the compiled hot
 # paths; again on grpcio (the tests of members on NATS JetStream do not depend on the transport,
 # those of the h2 transport itself run it whatever the pass, the image's (podman) has its own,
-# and the in-process ones use none: once is enough); then the in-process tests on their
+# the in-process ones use none, and the transport_free ones test etcd or the migration from it:
+# once is enough); then the in-process tests on their
 # pure-Python twins (KVSTORE_NO_EXT=1).
 test: install-test
 	$(MAKE) --no-print-directory lint
 	KVSTORE_TEST_TRANSPORT=h2 $(PYTHON) -m pytest -q
-	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q -m "not jetstream and not h2_transport and not inprocess and not container"
+	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q -m "not jetstream and not h2_transport and not inprocess and not container and not transport_free"
 	KVSTORE_NO_EXT=1 $(PYTHON) -m pytest -q -m inprocess
 
 # ruff (rules in pyproject.toml) over the code and its tests, benchmarks and tools; mypy over

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from kvstore.server.cli import main as kvstore_main
-from procs import EtcdProcess, KvstoreProcess
+from procs import SERVER_KINDS, EtcdProcess, KvstoreProcess
 
 
-@pytest.fixture(scope="module", params=["kvstore", "etcd"])
+@pytest.fixture(scope="module", params=SERVER_KINDS)
 def server(request, tmp_path_factory):
     """A real kvstore, then a real etcd: every test of the module runs against each."""
     kind = KvstoreProcess if request.param == "kvstore" else EtcdProcess

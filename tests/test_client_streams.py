@@ -26,7 +26,7 @@ from kvstore.h2 import frames as f
 from kvstore.server.services import all_services
 from kvstore.server.services.interceptor import CallInterceptor
 from kvstore.server.transport.h2.server import H2Server
-from procs import EtcdProcess, KvstoreProcess, free_port
+from procs import SERVER_KINDS, EtcdProcess, KvstoreProcess, free_port
 from test_h2_client import MemoryTransport, wire
 
 inprocess = pytest.mark.inprocess
@@ -247,7 +247,7 @@ async def test_a_table_size_update_due_opens_the_next_precomputed_block():
 
 # -- against real servers, grpcio as the reference ------------------------------------------------
 
-@pytest.fixture(scope="module", params=["kvstore", "etcd"])
+@pytest.fixture(scope="module", params=SERVER_KINDS)
 def server(request, tmp_path_factory):
     kind = EtcdProcess if request.param == "etcd" else KvstoreProcess
     with kind(tmp_path_factory.mktemp(request.param) / "data") as s:

@@ -17,12 +17,12 @@ import pytest
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc
 from kvstore.load.keys import prefix_end
 from kvstore.server.cli import main as kvstore_main
-from procs import REPO, EtcdProcess, KvstoreProcess, channel
+from procs import REPO, SERVER_KINDS, EtcdProcess, KvstoreProcess, channel
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module", params=["kvstore", "etcd"])
+@pytest.fixture(scope="module", params=SERVER_KINDS)
 def server(request, tmp_path_factory):
     """One kvstore and one etcd for the module (each test uses its own --prefix)."""
     kind = KvstoreProcess if request.param == "kvstore" else EtcdProcess

@@ -24,7 +24,8 @@ from kvstore.api import kv_pb2, rpc_pb2 as pb, rpc_pb2_grpc as rpc
 from kvstore.migrate import MARKER
 from procs import REPO, EtcdProcess, KvstoreProcess, channel
 
-pytestmark = pytest.mark.skipif(not EtcdProcess.available(), reason="needs Debian's etcd-server")
+pytestmark = [pytest.mark.skipif(not EtcdProcess.available(), reason="needs Debian's etcd-server"),
+              pytest.mark.transport_free]  # the source is etcd; the copy is served once or twice
 
 
 def migrate(*args, timeout: float = 90) -> subprocess.CompletedProcess:
