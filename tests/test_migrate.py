@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.skipif(not EtcdProcess.available(), reason="needs Debi
 
 def migrate(*args, timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kvstore", "migrate", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=_env())
+                          capture_output=True, text=True, timeout=timeout, env=_env(),
+                          stdin=subprocess.DEVNULL)  # no terminal: nothing prompts
 
 
 def start_migrate(*args) -> subprocess.Popen:
@@ -378,3 +379,47 @@ def test_a_source_on_tls_that_takes_root_by_its_certificate(tmp_path):
         verified = migrate("verify", "--from", etcd.url, *as_root, "--data-dir", data_dir)
         assert verified.returncode == 0, verified.stdout + verified.stderr
         assert "compared 60 keys" in verified.stdout and "0 differences" in verified.stdout
+
+
+def test_a_source_with_auth_on_through_a_user_and_password(tmp_path):
+    """etcdctl's --user: root's password takes the snapshot and follows the source (the watch
+    and the calls beside it carry the token); a wrong password gets etcd's refusal, and a user
+    without a password, with no terminal to ask on, is told how to give one."""
+    with EtcdProcess(tmp_path / "etcd") as etcd:
+        with channel(etcd.endpoint) as ch:
+            kv, auth = rpc.KVStub(ch), rpc.AuthStub(ch)
+            for i in range(30):
+                kv.Put(pb.PutRequest(key=b"/registry/pods/ns/p%d" % i, value=b"v"), timeout=10)
+            auth.UserAdd(pb.AuthUserAddRequest(name="root", password="secret"), timeout=10)
+            auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user="root", role="root"), timeout=10)
+            auth.AuthEnable(pb.AuthEnableRequest(), timeout=10)
+
+        wrong = migrate("--from", etcd.url, "--user", "root:nope", "--data-dir", tmp_path / "w")
+        assert (wrong.returncode, wrong.stderr.strip()) == (1, "kvstore migrate: INVALID_ARGUMENT "
+                                                           "(3): etcdserver: authentication "
+                                                           "failed, invalid user ID or password")
+        unasked = migrate("--from", etcd.url, "--user", "root", "--data-dir", tmp_path / "w")
+        assert unasked.returncode == 2
+        assert unasked.stderr.strip() == ("kvstore migrate: --user root has no password: give "
+                                          "--user root:PASSWORD or --password")
+        assert not (tmp_path / "w" / MARKER).exists()
+
+        data_dir = tmp_path / "kv"
+        follower = start_migrate("--from", etcd.url, "--user", "root", "--password", "secret",
+                                 "--data-dir", data_dir)
+        time.sleep(2)  # copied, and following
+        with channel(etcd.endpoint) as ch:
+            token = rpc.AuthStub(ch).Authenticate(
+                pb.AuthenticateRequest(name="root", password="secret"), timeout=10).token
+            for i in range(20):  # over the watch, after the copy
+                rpc.KVStub(ch).Put(pb.PutRequest(key=b"/registry/pods/ns/q%d" % i, value=b"w"),
+                                   metadata=[("token", token)], timeout=10)
+        time.sleep(1)
+        out, _ = stop(follower)
+        assert "copied" in out and "following" in out, out
+        root = ("--user", "root:secret")
+        done = migrate("--from", etcd.url, *root, "--data-dir", data_dir, "--catch-up")
+        assert done.returncode == 0, done.stderr
+        verified = migrate("verify", "--from", etcd.url, *root, "--data-dir", data_dir)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "compared 50 keys" in verified.stdout and "0 differences" in verified.stdout

@@ -19,6 +19,7 @@ _KV = b"/etcdserverpb.KV/"
 _LEASE = b"/etcdserverpb.Lease/"
 _CLUSTER = b"/etcdserverpb.Cluster/"
 _MAINTENANCE = b"/etcdserverpb.Maintenance/"
+_AUTH = b"/etcdserverpb.Auth/"
 
 ResponseT = TypeVar("ResponseT")
 
@@ -34,6 +35,17 @@ class Client:
     async def _unary(self, path: bytes, request: Serializable, parse: Callable[[bytes], ResponseT],
                      timeout: float | None) -> ResponseT:
         return parse(await self.channel.unary(path, request.SerializeToString(), timeout))
+
+    # -- Auth ------------------------------------------------------------------------------------
+
+    async def authenticate(self, name: str, password: str, timeout: float | None = None) -> None:
+        """Logs in as etcd's users do: every call after it carries the token etcd gives (the
+        user's permissions apply to it). A simple token lives while it is used; log in again
+        on a new connection."""
+        answer = await self._unary(_AUTH + b"Authenticate",
+                                   pb.AuthenticateRequest(name=name, password=password),
+                                   pb.AuthenticateResponse.FromString, timeout)
+        self.channel.set_token(answer.token)
 
     # -- KV --------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from ..h2.client import H2ClientConnection
 from ..h2.hpack_select import HPACKError
 from ..h2.stream import Stream
 from .call import Callback, start_unary, unary_call
-from .headers import request_block, with_timeout
+from .headers import request_block, token_field, with_timeout
 from .stream import StreamingCall
 from .tls import TLSConfig
 from .unary_select import receive as _receive, window_updates_due as _window_updates_due
@@ -79,6 +79,7 @@ class Channel:
         self._authority = authority.encode("ascii")
         self._scheme = scheme.encode("ascii")
         self._blocks: dict[bytes, bytes] = {}  # method path -> its request header block
+        self._token = b""  # etcd's auth token, encoded, at the end of every block
         self._streams: weakref.WeakSet[StreamingCall] = weakref.WeakSet()  # to end at close
 
     @property
@@ -88,8 +89,14 @@ class Channel:
     def _block(self, path: bytes) -> bytes:
         block = self._blocks.get(path)
         if block is None:
-            block = self._blocks[path] = request_block(path, self._authority, self._scheme)
+            block = self._blocks[path] = request_block(
+                path, self._authority, self._scheme) + self._token
         return block
+
+    def set_token(self, token: str) -> None:
+        """etcd's auth token (Auth.Authenticate's), sent with every call from now on."""
+        self._token = token_field(token)
+        self._blocks.clear()
 
     def call(self, path: bytes, message: bytes, callback: Callback,
              timeout: float | None = None) -> Stream | None:

@@ -43,6 +43,12 @@ def request_block(path: bytes, authority: bytes, scheme: bytes = b"http") -> byt
     return Encoder(0).encode(request_headers(path, authority, scheme=scheme))
 
 
+def token_field(token: str) -> bytes:
+    """etcd's auth token as gRPC metadata ("token"), a literal without indexing to append to a
+    block (the name in 1 byte, the value's length in HPACK's 7-bit prefix integer)."""
+    return Encoder(0).encode([(b"token", token.encode("ascii"))])
+
+
 def with_timeout(block: bytes, timeout: float | None) -> bytes:
     if timeout is None:
         return block

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 
 from ..api import kv_pb2, rpc_pb2 as pb
 from ..client import Client, GrpcError
-from ..client.status import CANCELLED, UNAVAILABLE, UNKNOWN
+from ..client.status import CANCELLED, UNAUTHENTICATED, UNAVAILABLE, UNKNOWN
 from ..store.store import Store
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ WINDOW = 1000  # revisions proposed and not yet checked
 IDLE_CHECK = 0.05  # seconds without a response after which what is proposed is checked
 RETRY_FIRST, RETRY_MOST = 0.2, 5.0  # seconds between reconnections, doubling
 ALL_KEYS = (b"\0", b"\0")  # key, range_end: every key
-_RETRIED = (UNAVAILABLE, CANCELLED, UNKNOWN)  # a connection lost, not a refusal
+# A connection lost, not a refusal; or an auth token that expired (a new connection logs in).
+_RETRIED = (UNAVAILABLE, CANCELLED, UNKNOWN, UNAUTHENTICATED)
 
 
 class Diverged(Exception):

@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import logging
 import shutil
 import signal
 import sys
 from pathlib import Path
 
-from ..client import TLSConfig, connect
+from ..client import Client, TLSConfig, connect
 from ..client.status import GrpcError
 from ..log import DataDirInUse
 from ..migrate import (
@@ -54,6 +55,11 @@ def add_migrate_parser(sub) -> None:
                    help="stop once every revision the source has is applied (the cut-over)")
     p.add_argument("--revision", type=int, default=0,
                    help="verify: the revision to compare at (default: the older side's newest)")
+    g = p.add_argument_group("the source's credentials, where its auth is on (etcdctl's flags)")
+    g.add_argument("--user", default=None,
+                   help="USER[:PASSWORD]: log in as this user (root: the snapshot is root's); "
+                        "without a password, --password gives it, or a prompt asks")
+    g.add_argument("--password", default=None, help="the user's password")
     g = p.add_argument_group("the source's TLS (etcdctl's flags; https:// URLs use the "
                              "system's CAs without --cacert)")
     g.add_argument("--cacert", default=None, help="the CA that signs the source's certificate")
@@ -65,6 +71,11 @@ def add_migrate_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="kvstore migrate: %(message)s")
+    try:
+        args.credentials = _credentials(args)
+    except UsageError as e:
+        print(f"kvstore migrate: {e}", file=sys.stderr)
+        return 2
     if args.action == "verify":
         if (args.data_dir is None) == (args.to is None):
             print("kvstore migrate verify: give --data-dir or --to (one of them)", file=sys.stderr)
@@ -95,7 +106,7 @@ async def _migrate(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
 
     async def source():
-        return await connect(args.source, _source_tls(args))
+        return await _connect_source(args)
 
     marker = read_marker(data_dir)
     if marker is None:
@@ -131,6 +142,44 @@ async def _migrate(args: argparse.Namespace) -> int:
         await _copy(source, data_dir, args.source)
 
 
+class UsageError(Exception):
+    """The flags cannot work together (exit 2)."""
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(user, password) as etcdctl takes them: --user USER:PASSWORD, or --user USER with
+    --password, or a prompt on a terminal."""
+    if args.user is None:
+        if args.password is not None:
+            raise UsageError("--password needs --user")
+        return None
+    user, colon, password = args.user.partition(":")
+    if colon and args.password is not None:
+        raise UsageError("--user has a password and --password gives another: give one")
+    if not colon:
+        if args.password is not None:
+            password = args.password
+        elif sys.stdin.isatty():
+            password = getpass.getpass("Password: ")
+        else:
+            raise UsageError(f"--user {user} has no password: give --user {user}:PASSWORD "
+                             f"or --password")
+    return user, password
+
+
+async def _connect_source(args: argparse.Namespace) -> Client:
+    """A connection to the source, logged in when --user says so."""
+    client = await connect(args.source, _source_tls(args))
+    if args.credentials is not None:
+        try:
+            user, password = args.credentials
+            await client.authenticate(user, password, timeout=10)
+        except BaseException:
+            await client.close()
+            raise
+    return client
+
+
 def _source_tls(args: argparse.Namespace) -> TLSConfig | None:
     if args.cacert is None and args.cert is None and args.tls_key is None:
         return None  # plain, or an https:// URL with the system's CAs
@@ -153,7 +202,7 @@ async def _progress(mirror: Mirror) -> None:
 
 async def _verify(args: argparse.Namespace) -> int:
     try:
-        async with await connect(args.source, _source_tls(args)) as source, \
+        async with await _connect_source(args) as source, \
                 contextlib.AsyncExitStack() as stack:
             copy_range, copy_hash, copy_rev = await _copy_side(args, stack)
             source_rev = (await source.status()).header.revision
