@@ -44,8 +44,8 @@ def request_block(path: bytes, authority: bytes, scheme: bytes = b"http") -> byt
 
 
 def token_field(token: str) -> bytes:
-    """etcd's auth token as gRPC metadata ("token"), a literal without indexing to append to a
-    block (the name in 1 byte, the value's length in HPACK's 7-bit prefix integer)."""
+    """etcd's auth token as gRPC metadata ("token"), encoded as the blocks are (it leaves the
+    dynamic table alone), to append to one."""
     return Encoder(0).encode([(b"token", token.encode("ascii"))])
 
 
