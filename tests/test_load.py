@@ -30,6 +30,19 @@ def server(request, tmp_path_factory):
         yield s
 
 
+@pytest.fixture(scope="module", params=SERVER_KINDS)
+def auth_server(request, tmp_path_factory):
+    """A kvstore and an etcd with auth on, root's password "secret"."""
+    kind = KvstoreProcess if request.param == "kvstore" else EtcdProcess
+    with kind(tmp_path_factory.mktemp(f"{request.param}-auth") / "data") as s:
+        with channel(s.endpoint) as ch:
+            auth = rpc_pb2_grpc.AuthStub(ch)
+            auth.UserAdd(pb.AuthUserAddRequest(name="root", password="secret"), timeout=10)
+            auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user="root", role="root"), timeout=10)
+            auth.AuthEnable(pb.AuthEnableRequest(), timeout=10)
+        yield s
+
+
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     """A kvstore and an etcd at once, for --compare."""
@@ -47,7 +60,8 @@ def _env() -> dict:
 def load_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """python -m kvstore load ARGS, importing kvstore from this tree."""
     return subprocess.run([sys.executable, "-m", "kvstore", "load", *args], capture_output=True,
-                          text=True, env=_env(), cwd=str(REPO), timeout=timeout)
+                          text=True, env=_env(), cwd=str(REPO), timeout=timeout,
+                          stdin=subprocess.DEVNULL)  # no terminal: nothing prompts
 
 
 def load_here(*args: str) -> int:
@@ -247,3 +261,34 @@ def test_weighted_mix_interleaves_at_the_rates():
     assert (labels.count("lease"), labels.count("pod"), labels.count("event")) == (200, 20, 10)
     pods = [i for i, label in enumerate(labels[:23]) if label == "pod"]
     assert len(pods) == 2 and pods[1] - pods[0] >= 8  # spread out, not bunched
+
+
+def test_every_connection_logs_in_with_user(auth_server, tmp_path):
+    """etcd benchmark's --user: two worker processes, two connections each, all logged in; the
+    password is not in the results."""
+    out = tmp_path / "auth.json"
+    assert load_here("put", "--endpoints", auth_server.endpoint, "--user", "root:secret",
+                     "--procs", "2", "--conns", "4", "--clients", "8", "--total", "400",
+                     "--prefix", "/t-auth/", "--quiet", "--out", str(out)) == 0
+    document = results(out)
+    op = document["runs"][0]["ops"]["put"]
+    assert (op["ok"], op["errors"]) == (400, {})
+    assert document["options"]["user"] == "root" and "password" not in document["options"]
+    assert "secret" not in out.read_text()
+
+
+def test_no_login_a_wrong_password_or_none_stop_the_run_before_it_starts(auth_server):
+    anonymous = load_cli("put", "--endpoints", auth_server.endpoint, "--total", "10", "--quiet")
+    assert anonymous.returncode == 1  # the scenario's preparation is refused as etcd refuses it
+    assert anonymous.stderr.strip() == (f"kvstore load: preparing put on {auth_server.endpoint}: "
+                                        "INVALID_ARGUMENT (3): etcdserver: user name is empty")
+    wrong = load_cli("put", "--endpoints", auth_server.endpoint, "--user", "root:nope",
+                     "--total", "10", "--quiet")
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip() == (f"kvstore load: cannot connect to {auth_server.endpoint}: "
+                                    "INVALID_ARGUMENT (3): etcdserver: authentication failed, "
+                                    "invalid user ID or password")
+    unasked = load_cli("put", "--endpoints", auth_server.endpoint, "--user", "root",
+                       "--total", "10", "--quiet")
+    assert (unasked.returncode, unasked.stderr.strip()) == (
+        2, "kvstore load: --user root has no password: give --user root:PASSWORD or --password")

@@ -3,11 +3,13 @@ Cluster and Maintenance calls, Watch and LeaseKeepAlive streams, RangeStream (wi
 Range fallback), and Channel.call, a callback API for load generation."""
 from .client import Client, connect
 from .connection import Channel, open_channel
+from .credentials import Credentials, CredentialsError, credentials
 from .lease_keep_alive import LeaseKeepAliveStream
 from .status import GrpcError
 from .stream import StreamingCall
 from .tls import TLSConfig
 from .watch import WatchStream
 
-__all__ = ["Channel", "Client", "GrpcError", "LeaseKeepAliveStream", "StreamingCall",
-           "TLSConfig", "WatchStream", "connect", "open_channel"]
+__all__ = ["Channel", "Client", "Credentials", "CredentialsError", "GrpcError",
+           "LeaseKeepAliveStream", "StreamingCall", "TLSConfig", "WatchStream", "connect",
+           "credentials", "open_channel"]

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from ..api import rpc_pb2 as pb
 from .connection import Channel, open_channel
+from .credentials import Credentials
 from .lease_keep_alive import LEASE_KEEP_ALIVE, LeaseKeepAliveStream
 from .message_stream import Serializable
 from .range_stream import PAGE_SIZE, range_stream
@@ -146,9 +147,18 @@ class Client:
         await self.close()
 
 
-async def connect(targets: str | Sequence[str], tls: TLSConfig | None = None) -> Client:
+async def connect(targets: str | Sequence[str], tls: TLSConfig | None = None,
+                  credentials: Credentials | None = None, timeout: float = 10.0) -> Client:
     """A Client connected to the first of ``targets`` that accepts: "host:port", several
     comma-separated ("a:2379,b:2379") or a list, tried in order. Raises the last OSError if
     none accepts. Once connected it stays on that endpoint (no failover). TLS with ``tls``
-    (etcdctl's --cacert, --cert, --key), or for "https://" targets."""
-    return Client(await open_channel(targets, tls))
+    (etcdctl's --cacert, --cert, --key), or for "https://" targets. With ``credentials``
+    (user, password) it logs in (``timeout`` for that call) before it is returned."""
+    client = Client(await open_channel(targets, tls))
+    if credentials is not None:
+        try:
+            await client.authenticate(*credentials, timeout=timeout)
+        except BaseException:
+            await client.close()
+            raise
+    return client

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..client.credentials import credentials, user_name
 from .argtypes import positive_float, positive_int
 from .plan import RunPlan
 from .scenarios import SCENARIOS
@@ -54,6 +55,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "the system's without it)")
     g.add_argument("--cert", default=None, help="TLS: a client certificate, for servers that ask")
     g.add_argument("--key", dest="tls_key", default=None, help="TLS: the client certificate's key")
+    g.add_argument("--user", default=None,
+                   help="USER[:PASSWORD]: every connection logs in as this user, where the "
+                        "servers' auth is on; without a password, --password gives it, or a "
+                        "prompt asks (the password is never written to --out)")
+    g.add_argument("--password", default=None, help="the user's password")
     g.add_argument("--conns", type=positive_int, default=1,
                    help="connections to each endpoint, in total over --procs (default 1; each "
                         "worker has at least one)")
@@ -137,6 +143,7 @@ def main(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> tuple[list[tuple[str, list[str]]], RunPlan]:
     """The runs to make ((name, endpoints) each) and the plan they share."""
     scenario = SCENARIOS[args.scenario](args)  # a bad combination of its options: ValueError
+    args.credentials = credentials(args.user, args.password)  # asked once, for every worker
     rate = args.rate if args.rate is not None else scenario.default_rate()
     total = args.total
     if total is None and args.duration is None:
@@ -157,8 +164,13 @@ def _plan(args: argparse.Namespace) -> tuple[list[tuple[str, list[str]]], RunPla
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in sorted(vars(args).items())
-            if k != "command" and isinstance(v, str | int | float | bool | list | type(None))}
+    """What the run was asked, for results.json: never the password."""
+    options = {k: v for k, v in sorted(vars(args).items())
+               if k not in ("command", "password")
+               and isinstance(v, str | int | float | bool | list | type(None))}
+    if "user" in options:
+        options["user"] = user_name(args.user)
+    return options
 
 
 def _version() -> str:

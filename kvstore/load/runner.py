@@ -17,14 +17,14 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar, cast
 
 from ..api import rpc_pb2 as pb
-from ..client import Client, GrpcError, connect
+from ..client import Client, GrpcError
+from .connect import connect_for_run
 from .plan import RunPlan
 from .progress import Progress
 from .recorder import Recorder
 from .results import RunResults
 from .scenario import Context
 from .scenarios import SCENARIOS
-from .tls import tls_config
 from .worker import WorkerDone, worker_main
 
 READY_TIMEOUT = 60.0  # for the workers to connect and start their scenario
@@ -49,8 +49,8 @@ async def _prepare(plan: RunPlan) -> dict[str, str]:
     try:
         for endpoint in plan.endpoints:
             try:
-                clients.append(await connect(endpoint, tls_config(plan.options)))
-            except (OSError, ValueError) as e:
+                clients.append(await connect_for_run(endpoint, plan.options))
+            except (OSError, ValueError, GrpcError) as e:  # GrpcError: the login
                 raise LoadError(f"cannot connect to {endpoint}: {e}") from None
         versions = {ep: await _server_version(c) for ep, c in zip(plan.endpoints, clients)}
         scenario = SCENARIOS[plan.scenario](plan.options)

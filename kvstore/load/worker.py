@@ -8,6 +8,7 @@ monotonic clock, which all processes of the machine share; ("stop",) to end earl
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import signal
@@ -18,14 +19,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ..client import Client, TLSConfig, connect
+from ..client import Client, GrpcError
+from .connect import connect_for_run
 from .liveness import Liveness
 from .loops import CallLoop, ClosedLoop, Driver, OpenLoop
 from .plan import WorkerPlan
 from .recorder import Recorder, SecondReport
 from .scenario import Context, UnaryScenario
 from .scenarios import SCENARIOS
-from .tls import tls_config
 
 # Seconds in a row in which every answer was UNAVAILABLE (none OK) before the run is given up
 # as lost, though the server still accepts connections (ours are dead and stay so).
@@ -84,7 +85,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._go = loop.create_future()
         loop.add_reader(self.pipe.fileno(), self._on_message)
-        clients = await _connect_all(run.endpoints, plan.conns, tls_config(run.options))
+        clients = await _connect_all(run.endpoints, plan.conns, run.options)
         try:
             scenario = SCENARIOS[run.scenario](run.options)
             ctx = Context(endpoints=run.endpoints, clients=clients, recorder=self.recorder,
@@ -178,15 +179,16 @@ class Worker:
                 return
 
 
-async def _connect_all(endpoints: list[str], conns: int, tls: TLSConfig | None) -> list[Client]:
+async def _connect_all(endpoints: list[str], conns: int,
+                       options: argparse.Namespace) -> list[Client]:
     """``conns`` connections to each endpoint, interleaved (see Context.clients)."""
     clients: list[Client] = []
     try:
         for _ in range(conns):
             for endpoint in endpoints:
                 try:
-                    clients.append(await connect(endpoint, tls))
-                except (OSError, ValueError) as e:
+                    clients.append(await connect_for_run(endpoint, options))
+                except (OSError, ValueError, GrpcError) as e:  # GrpcError: the login
                     raise WorkerFailed(f"cannot connect to {endpoint}: {e}") from None
     except BaseException:
         await _close_all(clients)

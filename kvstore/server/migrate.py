@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import logging
 import shutil
 import signal
 import sys
 from pathlib import Path
 
-from ..client import Client, TLSConfig, connect
+from ..client import Client, CredentialsError, TLSConfig, connect, credentials
 from ..client.status import GrpcError
 from ..log import DataDirInUse
 from ..migrate import (
@@ -72,8 +71,8 @@ def add_migrate_parser(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="kvstore migrate: %(message)s")
     try:
-        args.credentials = _credentials(args)
-    except UsageError as e:
+        args.credentials = credentials(args.user, args.password)
+    except CredentialsError as e:
         print(f"kvstore migrate: {e}", file=sys.stderr)
         return 2
     if args.action == "verify":
@@ -142,42 +141,9 @@ async def _migrate(args: argparse.Namespace) -> int:
         await _copy(source, data_dir, args.source)
 
 
-class UsageError(Exception):
-    """The flags cannot work together (exit 2)."""
-
-
-def _credentials(args: argparse.Namespace) -> tuple[str, str] | None:
-    """(user, password) as etcdctl takes them: --user USER:PASSWORD, or --user USER with
-    --password, or a prompt on a terminal."""
-    if args.user is None:
-        if args.password is not None:
-            raise UsageError("--password needs --user")
-        return None
-    user, colon, password = args.user.partition(":")
-    if colon and args.password is not None:
-        raise UsageError("--user has a password and --password gives another: give one")
-    if not colon:
-        if args.password is not None:
-            password = args.password
-        elif sys.stdin.isatty():
-            password = getpass.getpass("Password: ")
-        else:
-            raise UsageError(f"--user {user} has no password: give --user {user}:PASSWORD "
-                             f"or --password")
-    return user, password
-
-
 async def _connect_source(args: argparse.Namespace) -> Client:
     """A connection to the source, logged in when --user says so."""
-    client = await connect(args.source, _source_tls(args))
-    if args.credentials is not None:
-        try:
-            user, password = args.credentials
-            await client.authenticate(user, password, timeout=10)
-        except BaseException:
-            await client.close()
-            raise
-    return client
+    return await connect(args.source, _source_tls(args), args.credentials)
 
 
 def _source_tls(args: argparse.Namespace) -> TLSConfig | None:
