@@ -379,6 +379,15 @@ def test_a_source_on_tls_that_takes_root_by_its_certificate(tmp_path):
         verified = migrate("verify", "--from", etcd.url, *as_root, "--data-dir", data_dir)
         assert verified.returncode == 0, verified.stdout + verified.stderr
         assert "compared 60 keys" in verified.stdout and "0 differences" in verified.stdout
+        # served as etcd was (TLS, client certificates, auth as copied), verified through it
+        kv = KvstoreProcess(data_dir, extra_args=["--transport", "h2", *tls_args(pki)])
+        kv.root_ca, kv.client_cert = etcd.root_ca, etcd.client_cert
+        with kv:
+            root_cert, root_key = cert(pki, "root")
+            served = migrate("verify", "--from", etcd.url, *as_root, "--to", kv.url,
+                             "--dest-cacert", ca, "--dest-cert", root_cert, "--dest-key", root_key)
+        assert served.returncode == 0, served.stdout + served.stderr
+        assert "compared 60 keys" in served.stdout and "0 differences" in served.stdout
 
 
 def test_a_source_with_auth_on_through_a_user_and_password(tmp_path):
@@ -423,3 +432,11 @@ def test_a_source_with_auth_on_through_a_user_and_password(tmp_path):
         verified = migrate("verify", "--from", etcd.url, *root, "--data-dir", data_dir)
         assert verified.returncode == 0, verified.stdout + verified.stderr
         assert "compared 50 keys" in verified.stdout and "0 differences" in verified.stdout
+        with KvstoreProcess(data_dir) as kv:  # served: the copy's auth is on, root's too
+            refused = migrate("verify", "--from", etcd.url, *root, "--to", kv.url)
+            served = migrate("verify", "--from", etcd.url, *root, "--to", kv.url,
+                             "--dest-user", "root", "--dest-password", "secret")
+        assert refused.returncode == 1, refused.stdout
+        assert "user name is empty" in refused.stderr, refused.stderr
+        assert served.returncode == 0, served.stdout + served.stderr
+        assert "compared 50 keys" in served.stdout and "0 differences" in served.stdout

@@ -66,12 +66,20 @@ def add_migrate_parser(sub) -> None:
                    help="a client certificate, for a source that verifies its clients "
                         "(--client-cert-auth); with auth enabled on it, root's")
     g.add_argument("--key", dest="tls_key", default=None, help="the client certificate's key")
+    g = p.add_argument_group("verify --to: the served copy's TLS and credentials (etcdctl "
+                             "make-mirror's --dest-* flags)")
+    g.add_argument("--dest-cacert", default=None, help="the CA that signs the copy's certificate")
+    g.add_argument("--dest-cert", default=None, help="a client certificate for the copy")
+    g.add_argument("--dest-key", default=None, help="that certificate's key")
+    g.add_argument("--dest-user", default=None, help="USER[:PASSWORD] on the copy, its auth on")
+    g.add_argument("--dest-password", default=None, help="that user's password")
 
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="kvstore migrate: %(message)s")
     try:
         args.credentials = credentials(args.user, args.password)
+        args.dest_credentials = credentials(args.dest_user, args.dest_password)
     except CredentialsError as e:
         print(f"kvstore migrate: {e}", file=sys.stderr)
         return 2
@@ -143,13 +151,14 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 async def _connect_source(args: argparse.Namespace) -> Client:
     """A connection to the source, logged in when --user says so."""
-    return await connect(args.source, _source_tls(args), args.credentials)
+    return await connect(args.source, _tls(args.cacert, args.cert, args.tls_key),
+                         args.credentials)
 
 
-def _source_tls(args: argparse.Namespace) -> TLSConfig | None:
-    if args.cacert is None and args.cert is None and args.tls_key is None:
+def _tls(cacert: str | None, cert: str | None, key: str | None) -> TLSConfig | None:
+    if cacert is None and cert is None and key is None:
         return None  # plain, or an https:// URL with the system's CAs
-    return TLSConfig(args.cacert, args.cert, args.tls_key)
+    return TLSConfig(cacert, cert, key)
 
 
 async def _copy(source, data_dir: Path, url: str) -> None:
@@ -190,7 +199,8 @@ async def _copy_side(args: argparse.Namespace,
     """The copy's Range and HashKV, and its revision: a running kvstore's (--to), or the data
     dir's, opened here (--data-dir)."""
     if args.to is not None:
-        other = await connect(args.to)
+        other = await connect(args.to, _tls(args.dest_cacert, args.dest_cert, args.dest_key),
+                              args.dest_credentials)
         stack.push_async_callback(other.close)
         return ((lambda r: other.range(r)), (lambda r: other.hash_kv(r)),
                 (await other.status()).header.revision)
