@@ -22,3 +22,11 @@ class TLSConfig:
         if self.cert is not None:
             ctx.load_cert_chain(self.cert, self.key)
         return ctx
+
+
+def tls_from_flags(cacert: str | None, cert: str | None, key: str | None) -> TLSConfig | None:
+    """etcdctl's --cacert, --cert, --key as given: None when none is (plaintext, or an
+    https:// target with the system's CAs)."""
+    if cacert is None and cert is None and key is None:
+        return None
+    return TLSConfig(cacert, cert, key)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import argparse
 
 from ..client import Client, TLSConfig, connect
+from ..client.tls import tls_from_flags
 
 
 def tls_config(options: argparse.Namespace) -> TLSConfig | None:
-    cacert, cert, key = (getattr(options, name, None) for name in ("cacert", "cert", "tls_key"))
-    if cacert is None and cert is None and key is None:
-        return None
-    return TLSConfig(cacert=cacert, cert=cert, key=key)
+    return tls_from_flags(*(getattr(options, name, None) for name in ("cacert", "cert", "tls_key")))
 
 
 async def connect_for_run(endpoint: str, options: argparse.Namespace) -> Client:

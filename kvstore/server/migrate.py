@@ -17,8 +17,9 @@ import signal
 import sys
 from pathlib import Path
 
-from ..client import Client, CredentialsError, TLSConfig, connect, credentials
+from ..client import Client, CredentialsError, connect, credentials
 from ..client.status import GrpcError
+from ..client.tls import tls_from_flags
 from ..log import DataDirInUse
 from ..migrate import (
     Compacted,
@@ -151,14 +152,8 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 async def _connect_source(args: argparse.Namespace) -> Client:
     """A connection to the source, logged in when --user says so."""
-    return await connect(args.source, _tls(args.cacert, args.cert, args.tls_key),
+    return await connect(args.source, tls_from_flags(args.cacert, args.cert, args.tls_key),
                          args.credentials)
-
-
-def _tls(cacert: str | None, cert: str | None, key: str | None) -> TLSConfig | None:
-    if cacert is None and cert is None and key is None:
-        return None  # plain, or an https:// URL with the system's CAs
-    return TLSConfig(cacert, cert, key)
 
 
 async def _copy(source, data_dir: Path, url: str) -> None:
@@ -199,8 +194,8 @@ async def _copy_side(args: argparse.Namespace,
     """The copy's Range and HashKV, and its revision: a running kvstore's (--to), or the data
     dir's, opened here (--data-dir)."""
     if args.to is not None:
-        other = await connect(args.to, _tls(args.dest_cacert, args.dest_cert, args.dest_key),
-                              args.dest_credentials)
+        dest_tls = tls_from_flags(args.dest_cacert, args.dest_cert, args.dest_key)
+        other = await connect(args.to, dest_tls, args.dest_credentials)
         stack.push_async_callback(other.close)
         return ((lambda r: other.range(r)), (lambda r: other.hash_kv(r)),
                 (await other.status()).header.revision)
