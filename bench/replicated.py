@@ -14,7 +14,10 @@ Reports requests/s, p99 latency, and the CPU-seconds of every server process of 
 (a)'s, and its requests per server CPU-second to (c)'s. Every setup's data dirs are in
 --workdir: one medium for all (it prints which).
 
-    python3 bench/replicated.py [--total 20000] [--clients 64,256] [--workloads put,txn-put]
+    python3 bench/replicated.py [--total 20000] [--clients 64,256] [--workloads put,txn-put,range]
+
+``range`` (not run by default) is linearizable Ranges of one key: each one needs a read index
+(etcd: ReadIndex, a heartbeat round; kvstore on JetStream: a barrier appended to the stream).
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ from nats_cluster import NatsCluster  # noqa: E402
 
 SETUPS = ("lmdb1", "js3", "etcd3")
 WORKLOADS = ("put", "txn-put")
+ALL_WORKLOADS = (*WORKLOADS, "range")  # range: linearizable reads of one key (a read index each)
 
 
 class Process:
@@ -187,6 +191,8 @@ def workload_args(workload: str, total: int) -> list[str]:
     common = [f"--total={total}", "--key-size=8", "--val-size=256", "--key-space-size=100000"]
     if workload == "put":
         return ["put", *common, "--sequential-keys=false"]
+    if workload == "range":
+        return ["range", "range-key", f"--total={total}", "--consistency=l"]
     return ["txn-put", *common]
 
 
@@ -213,7 +219,8 @@ def medium(path: Path) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--setups", default=",".join(SETUPS))
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--workloads", default=",".join(WORKLOADS),
+                    help=f"of {','.join(ALL_WORKLOADS)}")
     ap.add_argument("--clients", default="64,256")
     ap.add_argument("--total", type=int, default=20000, help="requests per run")
     ap.add_argument("--workdir", default=None, help="where the data dirs go (default: a temp dir)")

@@ -1,6 +1,7 @@
 """Real server processes for tests: kvstore and Debian's etcd, each on a free loopback port."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -126,6 +127,17 @@ class ServerProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """SIGSTOP for the block, then SIGCONT: alive to its peers' sockets, answering
+        nothing (a stalled process, a long GC pause), and resumed with its old view."""
+        assert self.proc is not None and self.proc.poll() is None
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield self
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -3,6 +3,7 @@ R3 streams), real kvstore member processes, grpcio clients."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 
@@ -11,6 +12,7 @@ import pytest
 
 from jetstream_members import Members
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
+from kvstore.log import LogUnavailable
 from linearizability import cas_outcome
 from nats_cluster import NatsCluster
 
@@ -190,6 +192,47 @@ async def test_a_write_on_one_member_is_read_at_once_on_another(nats3, tmp_path)
         finally:
             await a.close()
             await b.close()
+
+
+async def test_the_read_index_follows_writes_acked_while_its_server_was_paused(nats3):
+    """A member's NATS server led the stream and was paused; the other two elected a leader and
+    acknowledged writes. Read indexes asked through it, before and just after it resumes, are
+    past every acknowledged write. (Stream info's last sequence is not: the resumed server
+    answers it with its own state until it learns it was replaced.)"""
+    from kvstore.log.jetstream.log import JetStreamLog
+
+    cluster = "ri" + random.randbytes(4).hex()
+    first = JetStreamLog(nats3.urls, cluster=cluster)
+    await first.open()
+    stream = first.names.stream
+    old = nats3.stream_leader(stream)
+    others = [s.url for s in nats3.servers if s is not old]
+    writer = JetStreamLog(others, cluster=cluster)
+    reader = JetStreamLog([old.url], cluster=cluster)
+    try:
+        await writer.open()
+        await reader.open()
+        before = await first.append(b"before", "before")
+        assert await reader.read_index() >= before
+        with old.paused():
+            acked, deadline = 0, time.monotonic() + 30
+            while acked == 0:  # the others elect a leader (NATS: 4 to 9 s)
+                assert time.monotonic() < deadline, "no write was acknowledged"
+                with contextlib.suppress(LogUnavailable):
+                    acked = await writer.append(b"while paused", "paused-0")
+            for i in range(1, 5):
+                acked = await writer.append(b"while paused", f"paused-{i}")
+            reads = [asyncio.ensure_future(reader.read_index()) for _ in range(5)]
+            await asyncio.sleep(0.2)  # in the paused server's socket
+        for _ in range(10):  # and while it learns that it was replaced
+            reads.append(asyncio.ensure_future(reader.read_index()))
+            await asyncio.sleep(0.02)
+        indexes = await asyncio.gather(*reads)
+        assert min(indexes) >= acked, (indexes, acked)
+    finally:
+        for log in (first, writer, reader):
+            await log.close()
+        nats3.request(f"$JS.API.STREAM.DELETE.{stream}")
 
 
 async def test_leases_keepalive_on_any_member_and_expire_everywhere_at_one_revision(nats3, tmp_path):

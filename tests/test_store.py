@@ -67,6 +67,31 @@ async def test_recovery_replays_log(tmp_path):
         await s2.close()
 
 
+async def test_a_barrier_record_moves_the_applied_index_and_nothing_else(tmp_path):
+    """A log's barrier (an empty record: JetStream's read index) is followed like any record
+    and applied as nothing, live and when the log is replayed at start."""
+    from kvstore.log import BARRIER
+
+    s = await open_lmdb(tmp_path / "d")
+    try:
+        await s.put(pb.PutRequest(key=b"a", value=b"1"))
+        rev = s.mvcc.current_rev
+        index = await s.log.append(BARRIER, "barrier-1")
+        await s._apply_loop.wait_applied(index)
+        assert s._apply_loop.applied_index == index and s.mvcc.current_rev == rev
+        r = await s.put(pb.PutRequest(key=b"b", value=b"2"))
+        assert r.header.revision == rev + 1
+        before = values(s)
+    finally:
+        await s.close()
+    s2 = await open_lmdb(tmp_path / "d")
+    try:
+        assert values(s2) == before == {b"a": b"1", b"b": b"2"}
+        assert s2.mvcc.current_rev == rev + 1
+    finally:
+        await s2.close()
+
+
 async def test_snapshot_then_tail_replay(tmp_path):
     s = await open_lmdb(tmp_path / "d", snapshot_count=25)
     for i in range(60):

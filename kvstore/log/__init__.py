@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .base import (
+    BARRIER,
     Cluster,
     DataDirCorrupt,
     LeaderRequests,
@@ -87,6 +88,6 @@ def open_backend(value: str, data_dir: str | os.PathLike | None = None, **option
     return OPENERS[scheme](address, data_dir, options)
 
 
-__all__ = ["Backend", "BACKENDS", "Cluster", "DataDirCorrupt", "DataDirInUse", "LeaderRequests",
+__all__ = ["BARRIER", "Backend", "BACKENDS", "Cluster", "DataDirCorrupt", "DataDirInUse", "LeaderRequests",
            "LogFull", "LogUnavailable", "MemberInfo", "MemberStorage", "SharedLog", "Trimmed", "open_backend",
            "parse_log_url"]

@@ -21,6 +21,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol
 
+# A record of no bytes is the log's own: a barrier a replicated log appends to find its read
+# index (JetStreamLog.read_index). Followers deliver it like any record, so indexes stay dense;
+# it holds nothing to apply.
+BARRIER = b""
+
 
 class LogUnavailable(Exception):
     """The log cannot take or give records now (unreachable, no leader); it may come back."""
@@ -68,11 +73,13 @@ class SharedLog(Protocol):
 
     def follow(self, after: int) -> AsyncIterator[list[tuple[int, bytes]]]:
         """Every record with index > ``after``, in order, in batches, forever (new records as
-        they are appended). Raises Trimmed if ``after + 1`` is no longer in the log."""
+        they are appended), barriers (BARRIER) among them. Raises Trimmed if ``after + 1`` is
+        no longer in the log."""
 
     async def read_index(self) -> int:
-        """The index of the newest record in the log as of the call: a read that waits until
-        it is applied sees every write acknowledged before the call."""
+        """An index at or after the newest record in the log as of the call: a read that
+        waits until it is applied sees every write acknowledged before the call. A replicated
+        log may append a barrier to find it."""
 
     def held(self) -> tuple[int, int] | None:
         """(first, last) index of the records this member's own medium holds (first > last:

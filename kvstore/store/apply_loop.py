@@ -96,6 +96,9 @@ class ApplyLoop:
     def _apply_record(self, index: int, record: bytes) -> None:
         if index != self.applied_index + 1:  # the log's contract: no gap, no repeat
             raise errors.Corrupt(f"etcdserver: log record {index} follows {self.applied_index}")
+        if not record:  # a BARRIER, the log's own: nothing to apply
+            self.applied_index = index
+            return
         member, first = entry.record_origin(record)
         pending = self._waits.take(first) if member == self._member_id else None
         apply = self._machine.apply_entry

@@ -3,9 +3,14 @@ and follows it.
 
 The stream's sequence is the log index, so its order is the revision order on every member.
 Appends are pipelined (publisher.py); following is an ordered consumer of our own
-(follower.py). The read index is the stream's last sequence as its leader reports it: the
-leader answers stream info, and acks a message only once it is stored, so every acknowledged
-write is at or below it.
+(follower.py). The read index is the sequence of a barrier appended to the stream: the stream
+orders it after every record acknowledged before it was sent.
+
+Stream info's last sequence would be cheaper, and is not a read index. The stream leader is not
+the only server that answers it: for ten seconds after a stream is created its preferred
+server answers too, a member of a group it thinks leaderless answers, and a leader that was
+paused answers until it learns it was replaced. Each answers with its own state, which may be
+behind a record the leader acknowledged, and the first answer wins.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from ..base import LogUnavailable
+from ..base import BARRIER, LogUnavailable
 from .connection import connect
 from .follower import Follower
 from .names import Names
@@ -125,7 +130,9 @@ class JetStreamLog:
         return info
 
     async def read_index(self) -> int:
-        return (await self.stream_info())["state"]["last_seq"]
+        """A barrier's sequence (LogUnavailable past the publisher's deadline)."""
+        assert self._publisher is not None  # open() comes first
+        return await self._publisher.append(BARRIER, None)
 
     async def trim(self, through: int) -> None:
         """Purges the records below ``through + 1`` (JetStream keeps ``seq`` and after)."""

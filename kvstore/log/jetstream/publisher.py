@@ -32,7 +32,8 @@ CHECK_INTERVAL = 0.1
 class _Append:
     __slots__ = ("record", "msg_id", "future", "deadline", "resend_at")
 
-    def __init__(self, record: bytes, msg_id: str, future: asyncio.Future, deadline: float):
+    def __init__(self, record: bytes, msg_id: str | None, future: asyncio.Future,
+                 deadline: float):
         self.record = record
         self.msg_id = msg_id
         self.future = future
@@ -60,7 +61,9 @@ class Publisher:
         self._tasks = [loop.create_task(self._send_loop(), name="jetstream-publish"),
                        loop.create_task(self._timer_loop(), name="jetstream-acks")]
 
-    def append(self, record: bytes, msg_id: str) -> asyncio.Future[int]:
+    def append(self, record: bytes, msg_id: str | None) -> asyncio.Future[int]:
+        """The record's sequence once the stream acks it. Without ``msg_id`` a resend may
+        store a second copy (for a barrier, a harmless one: the stream keeps no id for it)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         token = str(next(self._tokens))
@@ -86,7 +89,7 @@ class Publisher:
                 a.resend_at = time.monotonic() + ACK_TIMEOUT
                 try:
                     await nc.publish(self._subject, a.record, reply=f"{self._inbox}.{token}",
-                                     headers={"Nats-Msg-Id": a.msg_id})
+                                     headers=None if a.msg_id is None else {"Nats-Msg-Id": a.msg_id})
                 except Exception as e:  # disconnected with a full buffer: the timer resends
                     logger.debug("publish of %s failed: %r", a.msg_id, e)
 
