@@ -69,10 +69,11 @@ async def test_recovery_replays_log(tmp_path):
 
 async def test_a_barrier_record_moves_the_applied_index_and_nothing_else(tmp_path):
     """A log's barrier (an empty record: JetStream's read index) is followed like any record
-    and applied as nothing, live and when the log is replayed at start."""
+    and applied as nothing, live and when the log is replayed at start. Barriers count toward
+    the next snapshot, as etcd's empty entries do: a log of reads alone is trimmed too."""
     from kvstore.log import BARRIER
 
-    s = await open_lmdb(tmp_path / "d")
+    s = await open_lmdb(tmp_path / "d", snapshot_count=20)
     try:
         await s.put(pb.PutRequest(key=b"a", value=b"1"))
         rev = s.mvcc.current_rev
@@ -81,13 +82,19 @@ async def test_a_barrier_record_moves_the_applied_index_and_nothing_else(tmp_pat
         assert s._apply_loop.applied_index == index and s.mvcc.current_rev == rev
         r = await s.put(pb.PutRequest(key=b"b", value=b"2"))
         assert r.header.revision == rev + 1
+        assert s.snapshot_index == 0
+        for i in range(30):
+            index = await s.log.append(BARRIER, f"barrier-{i}")
+        await s._apply_loop.wait_applied(index)
         before = values(s)
     finally:
-        await s.close()
-    s2 = await open_lmdb(tmp_path / "d")
+        await s.close()  # waits for a snapshot being written
+    assert s.snapshot_index >= 20
+    s2 = await open_lmdb(tmp_path / "d", snapshot_count=20)
     try:
         assert values(s2) == before == {b"a": b"1", b"b": b"2"}
         assert s2.mvcc.current_rev == rev + 1
+        assert s2.log.first_index() == s.snapshot_index + 1  # the barriers were trimmed
     finally:
         await s2.close()
 

@@ -97,6 +97,9 @@ class ApplyLoop:
         if index != self.applied_index + 1:  # the log's contract: no gap, no repeat
             raise errors.Corrupt(f"etcdserver: log record {index} follows {self.applied_index}")
         if not record:  # a BARRIER, the log's own: nothing to apply
+            # counted, as etcd counts its empty entries: a log of reads alone is still
+            # snapshotted and trimmed
+            self.applied_entries += 1
             self.applied_index = index
             return
         member, first = entry.record_origin(record)
