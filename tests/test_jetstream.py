@@ -383,6 +383,10 @@ async def test_members_without_the_log_answer_as_etcd_without_a_leader_and_recov
         assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader")
         got = kv.Range(pb.RangeRequest(key=b"o/", range_end=b"o0", serializable=True), timeout=5)
         assert len(got.kvs) == 10
+        with pytest.raises(grpc.RpcError) as e:  # a linearizable read needs the log's read index
+            kv.Range(pb.RangeRequest(key=b"o/1"), timeout=30)
+        assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNAVAILABLE,
+                                                       "etcdserver: request timed out")
         for s in nats.servers:
             s.start(wait_jetstream=False)
         nats.wait_ready()
@@ -401,6 +405,11 @@ async def test_members_without_the_log_answer_as_etcd_without_a_leader_and_recov
             got = kvp.Range(pb.RangeRequest(key=b"o/", range_end=b"o0"))
             assert [kv.value for kv in got.kvs if kv.value == b"before"] == [b"before"] * 10
         await check_converged(m.endpoints)
+        nats.kill()  # a member stops by itself, in time, with its log unreachable
+        t0 = time.monotonic()
+        m[0].proc.terminate()
+        assert m[0].proc.wait(15) == 0, m[0].log()
+        print(f"stopped without NATS in {time.monotonic() - t0:.2f}s")
 
 
 async def test_new_and_wiped_members_start_from_the_shared_snapshot(nats3, tmp_path):

@@ -303,9 +303,11 @@ class Store:
             apply_loop = self._apply_loop
             assert apply_loop is not None  # started before the proposer
             if apply_loop.failure is None:  # and answered, once applied
-                try:
-                    await asyncio.wait_for(apply_loop.wait_applied(
-                        await self.log.read_index()), CLOSE_TIMEOUT)
+                async def applied_all() -> None:
+                    await apply_loop.wait_applied(await self.log.read_index())
+
+                try:  # the read index too within the timeout: the log may be unreachable
+                    await asyncio.wait_for(applied_all(), CLOSE_TIMEOUT)
                 except (TimeoutError, LogUnavailable):
                     pass
         if self.cluster is not None:

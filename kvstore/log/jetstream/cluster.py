@@ -28,7 +28,7 @@ import nats.js.errors
 from ... import errors
 from ..base import LeaderRequests, MemberInfo
 from . import buckets
-from .election import TTL as ELECTION_TTL, Election
+from .election import GOODBYE_TIMEOUT, TTL as ELECTION_TTL, Election
 from .log import JetStreamLog
 
 if TYPE_CHECKING:
@@ -214,7 +214,8 @@ class JetStreamCluster:
         if self.election is not None:
             await self.election.stop()
         if self._members_kv is not None and self.me is not None:
-            try:
-                await self._members_kv.delete(f"{self.me.member_id:x}")
+            try:  # bounded: at shutdown NATS may be unreachable (the record expires anyway)
+                await asyncio.wait_for(self._members_kv.delete(f"{self.me.member_id:x}"),
+                                       GOODBYE_TIMEOUT)
             except Exception:
                 pass

@@ -29,6 +29,9 @@ TTL = 3.0
 RENEW = 0.5
 MARGIN = 1.0
 KEY = "leader"
+# A stopping member's last word (its leadership, its member record), bounded: NATS may be out
+# of reach, and a TTL ends both anyway.
+GOODBYE_TIMEOUT = 1.0
 
 
 class Election:
@@ -121,8 +124,8 @@ class Election:
     async def stop(self) -> None:
         await cancelled(self._task)
         if self.term:  # let another member take over now rather than after the TTL
-            try:
-                await self._kv.delete(KEY, last=self._revision)
+            try:  # bounded: at shutdown NATS may be unreachable (the key's TTL ends it anyway)
+                await asyncio.wait_for(self._kv.delete(KEY, last=self._revision), GOODBYE_TIMEOUT)
             except Exception:
                 pass
             self.term = 0
