@@ -3,7 +3,10 @@
 #
 #   bench/profile_server.sh [options]
 #     --transport T     kvstore serve --transport (h2 | grpcio; default h2)
-#     --workload W      put | range | txn-put (default put)
+#     --workload W      put | range | txn-put | watch (default put); watch: 1,000 watchers on 10
+#                       streams, 10 on each of 100 keys, while --clients put those keys (as
+#                       etcd_side_by_side.py's --watch-streams 10 --watch-per-stream 100
+#                       --watch-keys 100); raise --warmup past the watchers' creation
 #     --clients N       benchmark --clients (default 64); --conns is N/4 as in etcd_side_by_side.py
 #     --total N         requests the load generator sends (default 300000; it is stopped once the
 #                       profile is taken, so make it long enough to outlast warmup + duration)
@@ -45,7 +48,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
-case $workload in put|range|txn-put) ;; *) echo "--workload: put, range or txn-put" >&2; exit 2 ;; esac
+case $workload in put|range|txn-put|watch) ;; *) echo "--workload: put, range, txn-put or watch" >&2; exit 2 ;; esac
 command -v py-spy >/dev/null || { echo "py-spy not found" >&2; exit 1; }
 if [ -z "$bench_bin" ]; then
   bench_bin=$(bash "$repo/../shared/tools/build-etcd-benchmark.sh" | tail -n1)
@@ -109,6 +112,8 @@ case $workload in
     bench 16 4 put --key-size=1 --val-size=256 --sequential-keys --key-space-size=64 --total=64 >/dev/null 2>&1
     bench 16 4 put --key-size=8 --val-size=256 --sequential-keys --key-space-size=10000 --total=10000 >/dev/null 2>&1
     sub=(range r --total="$total" --consistency=s) ;;
+  watch) sub=(watch --streams=10 --watch-per-stream=100 --watched-key-total=100 --sequential-keys
+              --key-space-size=100 --put-total="$total" --put-rate=1000000000) ;;
 esac
 load_cmd=("${on1[@]}" "$bench_bin" --endpoints="127.0.0.1:$port" --conns="$conns" --clients="$clients" --precise "${sub[@]}")
 echo "load: ${load_cmd[*]}" >&2
