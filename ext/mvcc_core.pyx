@@ -462,18 +462,22 @@ def decode_keys(data):
     return _decode_keys(<const char*>v.buf.buf, v.buf.len, NULL)
 
 
-def encode_history(History history):
+def encode_history(History history, Py_ssize_t start=0, stop=None):
+    """The history's records from position ``start`` (0: its oldest revision) to ``stop``
+    (exclusive; None: its end): slices encoded in turn concatenate to the whole."""
     cdef Py_ssize_t size = 0, i
+    cdef Py_ssize_t end = history._n if stop is None else min(<Py_ssize_t>stop, history._n)
     cdef tuple changes
     cdef KeyValue kv
-    for i in range(history._n):
+    start = max(start, 0)
+    for i in range(start, end):
         changes = history._changes_at(i)
         size += 12
         for kv in changes:
             size += 4 + len(kv.key)
     out = PyBytes_FromStringAndSize(NULL, size)
     cdef char* p = PyBytes_AS_STRING(out)
-    for i in range(history._n):
+    for i in range(start, end):
         changes = history._changes_at(i)
         p = _put_i64(p, history._revs[history._start + i])
         p = _put_u32(p, len(changes))

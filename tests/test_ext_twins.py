@@ -140,6 +140,12 @@ def test_snapshot_codec_twins_agree(seed):
     assert keys == compiled.encode_keys(cy_kis)
     history = py_codec.encode_history(py_hist)
     assert history == compiled.encode_history(cy_hist)
+    n = len(py_hist)  # slices (a snapshot encodes it a slice per turn) concatenate to the whole
+    cuts = sorted(random.Random(seed).sample(range(n + 1), min(3, n + 1)))
+    bounds = list(zip([0, *cuts], [*cuts, n]))
+    for codec, hist in ((py_codec, py_hist), (compiled, cy_hist)):
+        assert b"".join(codec.encode_history(hist, a, b) for a, b in bounds) == history
+        assert codec.encode_history(hist, n, n + 5) == b"" == codec.encode_history(hist, 2, 1)
     for codec in (py_codec, compiled):  # each decodes what both encode, to the same state
         kis = codec.decode_keys(keys)
         assert [(k.key, [as_tuples(g) for g in k.generations]) for k in kis] == \

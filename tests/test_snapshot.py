@@ -40,6 +40,7 @@ async def collect(capture, mvcc) -> list[bytes]:
 @pytest.mark.parametrize("seed", range(12))
 async def test_capture_is_the_state_at_its_revision(seed, monkeypatch):
     monkeypatch.setattr(snapshot, "SLICE_KEYS", 3)  # many turns of the loop for writes to land in
+    monkeypatch.setattr(snapshot, "SLICE_REVISIONS", 4)
     rng = random.Random(seed)
     mvcc = MVCCStore()
     for _ in range(rng.randrange(20, 120)):
@@ -65,8 +66,11 @@ async def test_capture_is_the_state_at_its_revision(seed, monkeypatch):
     assert restored.kept_subs == expected_subs
 
 
-async def test_a_compaction_during_capture_abandons_it(monkeypatch):
-    monkeypatch.setattr(snapshot, "SLICE_KEYS", 3)
+@pytest.mark.parametrize("slices", [(3, 1000), (1000, 3)], ids=["keys", "history"])
+async def test_a_compaction_during_capture_abandons_it(slices, monkeypatch):
+    """Whether it lands while the keys are encoded or while the history is."""
+    monkeypatch.setattr(snapshot, "SLICE_KEYS", slices[0])
+    monkeypatch.setattr(snapshot, "SLICE_REVISIONS", slices[1])
     mvcc = MVCCStore()
     rng = random.Random(1)
     for _ in range(60):

@@ -53,8 +53,8 @@ _FULL = ("No space left on device", "Disk quota exceeded", "File too large")
 # less than this much (beyond the record) is free.
 _FULL_MARGIN = 1 << 20
 # Records a snapshot covers are deleted this many per write transaction, so an append never
-# waits behind the deletion of a whole snapshot's worth.
-DROP_SLICE = 5_000
+# waits behind the deletion of a whole snapshot's worth: about 1 ms of the writer a slice.
+DROP_SLICE = 1_000
 DEFRAG_DIR = "log-defrag"  # beside log/: where defragment writes the compacted copy
 # How long the writer waits for the next append before it syncs the last commit's meta page
 # alone (under load the next commit's sync covers it; idle, this bounds the wait for an ack).

@@ -68,9 +68,13 @@ def decode_keys(data) -> list:
     return out
 
 
-def encode_history(history) -> bytes:
+def encode_history(history, start: int = 0, stop: int | None = None) -> bytes:
+    """The history's records from position ``start`` (0: its oldest revision) to ``stop``
+    (exclusive; None: its end): slices encoded in turn concatenate to the whole."""
     out = bytearray()
-    for rev, changes in history:
+    end = len(history) if stop is None else min(stop, len(history))
+    for i in range(max(start, 0), end):
+        rev, changes = history[i]
         out += _REV.pack(rev, len(changes))
         for kv in changes:
             out += _U32.pack(len(kv.key))

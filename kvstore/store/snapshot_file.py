@@ -44,8 +44,8 @@ class Sections(NamedTuple):
         self.history.release()
 
 
-class KeysChecksum:
-    """The keys section's length and CRC-32, kept up as its parts are made."""
+class SectionChecksum:
+    """A section's length and CRC-32, kept up as its parts are made."""
 
     __slots__ = ("length", "crc")
 
@@ -58,10 +58,11 @@ class KeysChecksum:
         self.crc = zlib.crc32(part, self.crc)
 
 
-def tail(fields: dict[str, Any], keys: KeysChecksum, history: bytes, key_count: int) -> bytes:
+def tail(fields: dict[str, Any], keys: SectionChecksum, history: SectionChecksum,
+         key_count: int) -> bytes:
     """The envelope and trailer that end a file whose sections were ``keys`` and ``history``."""
     envelope = msgpack.packb({**fields, "keys_len": keys.length, "keys_crc": keys.crc,
-                              "history_len": len(history), "history_crc": zlib.crc32(history),
+                              "history_len": history.length, "history_crc": history.crc,
                               "key_count": key_count})
     return envelope + _TRAILER.pack(len(envelope), zlib.crc32(envelope), MAGIC)
 
