@@ -582,7 +582,8 @@ cdef PyObject* _table_find(_RevTable* t, int64_t rev, const char* key, Py_ssize_
 cdef bint _history_bounds(const char* base, Py_ssize_t end, int64_t* first, int64_t* last,
                           Py_ssize_t* revisions, Py_ssize_t* changes) noexcept:
     """Walks a history section's records: its lowest and highest revision, how many
-    revisions and changes; False if the records do not fill it exactly."""
+    revisions and changes; False if the records do not fill it exactly, or name a revision
+    below 1 (damaged: ``last - first`` could then overflow and size the table wrong)."""
     cdef Py_ssize_t pos = 0, n, i, klen
     cdef int64_t rev
     revisions[0] = changes[0] = 0
@@ -592,6 +593,8 @@ cdef bint _history_bounds(const char* base, Py_ssize_t end, int64_t* first, int6
         rev = _get_i64(base + pos)
         n = _get_u32(base + pos + 8)
         pos += 12
+        if rev < 1:
+            return False
         if revisions[0] == 0 or rev < first[0]:
             first[0] = rev
         if revisions[0] == 0 or rev > last[0]:

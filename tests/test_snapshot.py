@@ -3,8 +3,12 @@ revision, whatever writes land while the keys are being encoded."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -110,6 +114,22 @@ def test_every_flipped_bit_of_a_snapshot_is_refused():
             damaged[i] ^= 1 << bit
             with pytest.raises(snapshot.SnapshotCorrupt):
                 snapshot.parse(bytes(damaged))
+
+
+def test_every_flipped_bit_is_refused_without_a_write_outside_memory():
+    """The test above again, under Python's debug allocator, which aborts at a write outside an
+    allocation. Sections are decoded beside their checksums, so a damaged one is decoded before
+    it is refused, and the decoder must stay within its memory whatever it reads. (A history
+    revision with its sign bit flipped overflowed the compiled decoder's revision span: it
+    wrote before its table, and CI crashed tests later.)"""
+    code = ("import test_snapshot as t; t.test_every_flipped_bit_of_a_snapshot_is_refused(); "
+            "print('refused')")
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONMALLOC": "debug",
+           "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "refused", r.stderr[-3000:]
 
 
 def test_snapshot_status_reads_the_envelope():
