@@ -13,12 +13,16 @@ serve: install
 # those of the h2 transport itself run it whatever the pass, the image's (podman) has its own,
 # the in-process ones use none, and the transport_free ones test etcd or the migration from it:
 # once is enough); then the in-process tests on their
-# pure-Python twins (KVSTORE_NO_EXT=1).
+# pure-Python twins (KVSTORE_NO_EXT=1); then the in-process tests of the compiled modules under
+# Python's debug allocator, which aborts at a write outside an allocation (a stray write of
+# the Cython code shows there, not as a crash somewhere later; --capture=sys leaves the
+# allocator's report on the terminal).
 test: install-test
 	$(MAKE) --no-print-directory lint
 	KVSTORE_TEST_TRANSPORT=h2 $(PYTHON) -m pytest -q
 	KVSTORE_TEST_TRANSPORT=grpcio $(PYTHON) -m pytest -q -m "not jetstream and not h2_transport and not inprocess and not container and not transport_free"
 	KVSTORE_NO_EXT=1 $(PYTHON) -m pytest -q -m inprocess
+	PYTHONMALLOC=debug $(PYTHON) -m pytest -q --capture=sys -m inprocess
 
 # ruff (rules in pyproject.toml) over the code and its tests, benchmarks and tools; mypy over
 # kvstore; stubtest holds the stubs of the compiled modules (kvstore/_ext/*.pyi) to the built
