@@ -1,22 +1,27 @@
 """Reads an strace of a kvstore server and checks that no write was acknowledged before it was
 durable: for every marked write, the send that acknowledges it starts after a sync that covers
-both its log record and the LMDB meta page that makes that record's transaction current.
+its log record (in a write-ahead file, or in LMDB's file together with the LMDB meta page that
+makes that record's transaction current).
 
 The trace is made with ``strace -f -ttt -T -yy -s BIG -o FILE`` (every thread; start time in
 seconds; duration; file descriptors annotated with their path or socket). A marked write is a
 request whose bytes hold a unique marker that its response echoes (a Txn that puts a value and
-reads it back), so the marker appears in the log's page write and in the acknowledgement.
+reads it back), so the marker appears in the log's write and in the acknowledgement.
 
-What counts, on the log's data file (``.../log/data.mdb``):
+What counts, on the log's write-ahead files (``.../log/wal.0``, ``.../log/wal.1``):
+- a *write-ahead write*: any write call;
+- a sync of that file: fsync/fdatasync on it.
+On LMDB's data file (``.../log/data.mdb``):
 - a *data write*: pwrite64/pwritev at an offset past LMDB's two meta pages, or write/writev;
 - a *meta write*: pwrite64 at an offset within the first two pages (LMDB's meta pages);
 - a *sync*: fsync/fdatasync on the file (msync: any), or a write on a descriptor opened with
   O_DSYNC or O_SYNC (LMDB's meta-page descriptor when meta sync is on), which syncs itself.
 
-For marker m: W is the first data write holding m; M the first meta write that starts after W
-ends (that commit's meta page); S the first sync that starts after M ends (or M itself on a
-syncing descriptor); A the first send on a TCP socket holding m. The check: A starts after S
-ends.
+For marker m, A is the first send on a TCP socket holding m, and W the first write holding m
+on either file. On a write-ahead file, S is the first sync of that file that starts after W
+ends. On LMDB's file, M is the first meta write that starts after W ends (that commit's meta
+page) and S the first sync that starts after M ends (or M itself on a syncing descriptor). The
+check: A starts after S ends.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ _RESULT = re.compile(r"\)\s*=\s*(?P<ret>-?\d+)")
 _UNFINISHED = "<unfinished ...>"
 
 DATA_FILE_SUFFIX = "/log/data.mdb"
+WAL_FILE_SUFFIXES = ("/log/wal.0", "/log/wal.1")
 WRITES = {"write", "pwrite64", "writev", "pwritev", "pwritev2"}
 SYNCS = {"fsync", "fdatasync", "msync"}
 SENDS = {"sendto", "sendmsg", "write", "writev", "send", "sendmmsg"}
@@ -102,7 +108,9 @@ def parse(lines) -> list[Call]:
 
 @dataclass
 class Durability:
-    """The log file's writes and syncs, and the sends on sockets, from one trace."""
+    """The log files' writes and syncs, and the sends on sockets, from one trace."""
+    wal_writes: list[Call] = field(default_factory=list)
+    wal_syncs: list[Call] = field(default_factory=list)
     data_writes: list[Call] = field(default_factory=list)
     meta_writes: list[Call] = field(default_factory=list)
     syncs: list[Call] = field(default_factory=list)
@@ -122,6 +130,12 @@ class Durability:
                 syncing_fds.discard(c.fd)
                 continue
             if not c.ok:
+                continue
+            if c.path.endswith(WAL_FILE_SUFFIXES):
+                if c.name in WRITES:
+                    d.wal_writes.append(c)
+                elif c.name in SYNCS:
+                    d.wal_syncs.append(c)
                 continue
             on_data_file = c.path.endswith(DATA_FILE_SUFFIX)
             if on_data_file and c.name in WRITES:
@@ -143,13 +157,22 @@ class Durability:
         durability."""
         out = []
         for m in markers:
-            w = next((c for c in self.data_writes if m in c.text), None)
+            w = min((c for c in (*self.wal_writes, *self.data_writes) if m in c.text),
+                    key=lambda c: c.start, default=None)
             a = next((c for c in self.sends if m in c.text), None)
             if a is None:
                 out.append(f"{m}: never acknowledged")
                 continue
             if w is None:
                 out.append(f"{m}: acknowledged at {a.start:.6f}, never written to the log")
+                continue
+            if w in self.wal_writes:
+                sync = next((c for c in self.wal_syncs
+                             if c.path == w.path and c.start >= w.end), None)
+                if sync is None or a.start < sync.end:
+                    when = "never" if sync is None else f"at {sync.end:.6f}"
+                    out.append(f"{m}: acknowledged at {a.start:.6f}, but its write-ahead record "
+                               f"written at {w.start:.6f} was synced {when}")
                 continue
             meta = next((c for c in self.meta_writes if c.start >= w.end), None)
             if meta is None:

@@ -11,6 +11,7 @@ import lmdb
 
 import kvstore
 from kvstore.api import rpc_pb2 as pb
+from kvstore.log.wal_file import FILES as WAL_FILES
 
 PUTS = 350
 SNAPSHOT_COUNT = 100  # snapshots at 100, 200, 300 entries: the log keeps what follows the last
@@ -116,8 +117,11 @@ def flip_log_record_bit(d: Path) -> None:
 
 
 def delete_log_head(d: Path) -> None:
-    """The newest records, gone (after a clean stop that had applied them)."""
+    """The newest records, gone (after a clean stop that had applied them): from LMDB and from
+    the write-ahead files, which still hold the last ones appended."""
     _delete_records(d, log_records(d)[-5:])
+    for name in WAL_FILES:
+        (d / "log" / name).unlink()
 
 
 def delete_log_tail(d: Path) -> None:

@@ -1,9 +1,9 @@
 """No acknowledgement leaves before its write is durable: proved on a real server's system calls.
 
-The LMDB log syncs once per commit and leaves each commit's meta page to the next commit's sync
-(or to a sync of its own when idle): a write is acknowledged only after the sync covering both
-its record and the meta page naming it. ``strace -f`` records every thread's writes, syncs and
-sends; ack_trace.py checks the order for every write, under concurrent load and when idle.
+The LMDB log appends each record to a write-ahead file and syncs it (one write, one fdatasync),
+and acknowledges the record only after that sync; LMDB takes the records later, in checkpoints.
+``strace -f`` records every thread's writes, syncs and sends; ack_trace.py checks the order for
+every write, under concurrent load and when idle.
 """
 from __future__ import annotations
 
@@ -74,16 +74,20 @@ async def load(endpoint: str, concurrent: int, idle: int) -> list[str]:
     return [marker(i) for i in range(concurrent + 40 + idle)]
 
 
-def test_every_acknowledgement_follows_the_sync_of_its_record_and_meta_page(tmp_path):
+def test_every_acknowledgement_follows_the_sync_of_its_record(tmp_path):
     trace = tmp_path / "server.strace"
     with TracedKvstore(tmp_path / "kv", trace) as server:
         markers = asyncio.run(load(server.endpoint, concurrent=160, idle=10))
     with open(trace, errors="replace") as f:
         durability = Durability.of(parse(f))
-    assert durability.data_writes and durability.meta_writes and durability.syncs
+    assert durability.wal_writes and durability.wal_syncs
     assert durability.violations(markers) == []
-    # one sync a commit: the meta pages went to the data file's own descriptor, unsynced there
-    assert not any(c in durability.syncs for c in durability.meta_writes)
+    # every record was made durable in a write-ahead file first, and later went to LMDB's file
+    for m in markers:
+        first = min((c for c in (*durability.wal_writes, *durability.data_writes) if m in c.text),
+                    key=lambda c: c.start)
+        assert first in durability.wal_writes, m
+    assert any(markers[0] in c.text for c in durability.data_writes)  # a checkpoint took it
 
 
 # The checker itself, on made-up traces: it must catch an early acknowledgement.
@@ -104,6 +108,24 @@ WRITE = f'pwrite64({DATA}, "..M1..", 4096, 65536) = 4096'
 META = f'pwrite64({DATA}, "meta", 120, 32) = 120'
 SYNC = f"fdatasync({DATA}) = 0"
 SEND = f'sendto({SOCK}, "..M1..", 40, 0, NULL, 0) = 40'
+WAL = "6</d/log/wal.1>"
+WAL_WRITE = f'pwrite64({WAL}, "..M1..", 64, 128) = 64'
+WAL_SYNC = f"fdatasync({WAL}) = 0"
+OTHER_WAL_SYNC = "fdatasync(5</d/log/wal.0>) = 0"
+
+
+@pytest.mark.inprocess
+def test_checker_accepts_an_ack_after_the_sync_of_its_write_ahead_record():
+    assert _check(WAL_WRITE, WAL_SYNC, SEND) == []
+    assert _check(WAL_WRITE, WAL_SYNC, SEND, WRITE, SYNC, META, SYNC) == []  # checkpoint later
+
+
+@pytest.mark.inprocess
+def test_checker_refuses_an_ack_before_its_write_ahead_record_is_synced():
+    assert "was synced never" in _check(WAL_WRITE, SEND)[0]
+    assert "was synced at" in _check(WAL_WRITE, SEND, WAL_SYNC)[0]
+    assert "was synced never" in _check(WAL_WRITE, OTHER_WAL_SYNC, SEND)[0]  # the other file
+    assert "was synced never" in _check(WAL_SYNC, WAL_WRITE, SEND)[0]  # a sync before it
 
 
 @pytest.mark.inprocess

@@ -1,22 +1,17 @@
-"""The embedded durable log: records in an LMDB database in the member's data dir.
+"""The embedded durable log: records in an LMDB database in the member's data dir, behind two
+write-ahead files.
 
-Every append is one LMDB write transaction on a single writer thread, so the event loop keeps
-accepting proposals while the disk works (that is what makes group commit batch). Trimming keeps
-the newest record, so the index goes on from it after a restart even when a snapshot covers
-everything.
+A record is durable once it is appended to the active write-ahead file and synced (one write,
+one fdatasync: wal_file.py says why not an LMDB commit per record). Records reach LMDB in
+batches, a *checkpoint* about every CHECKPOINT_INTERVAL, as etcd's backend commits behind its
+WAL; a restart puts the records the files hold beyond LMDB's newest into LMDB before anything
+reads the log. Every write (append, checkpoint, trim) runs on a single writer thread, so the
+event loop keeps accepting proposals while the disk works (that is what makes group commit
+batch). Trimming keeps LMDB's newest record, so the index goes on from it after a restart even
+when a snapshot covers everything.
 
-One sync per append, not two. A commit writes its pages, fdatasyncs them, then writes its meta
-page (the page that makes the transaction the current one). LMDB's default syncs that meta page
-too (a second sync); here it is left to the next commit's fdatasync, which covers it
-(MDB_NOMETASYNC), and when no append follows within SYNC_IDLE the writer syncs it alone. So a
-record is durable (its pages and the meta page naming them on stable storage) only after the
-*next* sync: ``append``'s future says the record is written, and followers, hence the apply
-loop and every acknowledgement, see it only once it is durable. A crash before that sync loses
-at most unacknowledged records: LMDB falls back to the previous meta page, intact.
-
-Each append is timed (etcd's disk histograms on /metrics): the commit, which writes the pages
-and fsyncs, as etcd times its WAL's fsync; the whole write transaction as etcd times its
-backend's commit. Three clock reads a record, whatever the entries in it.
+Each append is timed (etcd's disk histograms on /metrics): the append and its sync, as etcd times
+its WAL's fsync; each checkpoint's transaction, as etcd times its backend's commit.
 
 Each record is stored behind its CRC-32 and checked whenever it is read back; the file's length
 is checked before it is mapped (lmdb_file.py). Damage is a DataDirCorrupt naming the file.
@@ -24,9 +19,9 @@ is checked before it is mapped (lmdb_file.py). Damage is a DataDirCorrupt naming
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import queue
-import resource
 import shutil
 import struct
 import threading
@@ -38,34 +33,34 @@ from pathlib import Path
 
 import lmdb
 
-from .base import DataDirCorrupt, LogFull
+from .base import DataDirCorrupt
 from .durations import DurationHistogram
 from .lmdb_file import check_data_file
 from .local import LocalLog
+from .wal_file import FILES as WAL_FILES, WalFiles, recover
 
+logger = logging.getLogger(__name__)
 _INDEX = struct.Struct(">Q")
 _CRC = struct.Struct("<I")
 # The records' layout, kept in the "meta" database: 2 is each record behind its CRC-32.
 FORMAT = b"2"
-# What LMDB says when the medium takes no more (py-lmdb gives the strerror, not the errno).
-_FULL = ("No space left on device", "Disk quota exceeded", "File too large")
-# A page write cut short by a full disk comes back as EIO; it is taken for a full medium when
-# less than this much (beyond the record) is free.
-_FULL_MARGIN = 1 << 20
 # Records a snapshot covers are deleted this many per write transaction, so an append never
 # waits behind the deletion of a whole snapshot's worth: about 1 ms of the writer a slice.
 DROP_SLICE = 1_000
 DEFRAG_DIR = "log-defrag"  # beside log/: where defragment writes the compacted copy
-# How long the writer waits for the next append before it syncs the last commit's meta page
-# alone (under load the next commit's sync covers it; idle, this bounds the wait for an ack).
-SYNC_IDLE = 0.001
+# Records appended to the write-ahead file reach LMDB at most this long after the first of them
+# (etcd's backend batch interval), or sooner when the file passes wal_file.SWITCH_BYTES.
+CHECKPOINT_INTERVAL = 0.1
 # The newest records appended are kept in memory too: the apply loop, which follows right
 # behind, takes them from here instead of reading them back through a transaction of its own.
 RECENT = 256
 
 
 class LmdbLog(LocalLog):
-    def __init__(self, data_dir: str | os.PathLike, map_size: int = 1 << 38):
+    def __init__(self, data_dir: str | os.PathLike, map_size: int = 1 << 38,
+                 read_only: bool = False):
+        """``read_only`` (kvstore check): records the write-ahead files hold beyond LMDB are
+        read from memory instead of being put into LMDB, and nothing can be appended."""
         super().__init__()
         self.dir = Path(data_dir) / "log"
         self.name = str(self.dir / "data.mdb")
@@ -73,29 +68,41 @@ class LmdbLog(LocalLog):
         check_data_file(self.dir / "data.mdb")  # before the map: a short file is a SIGBUS
         shutil.rmtree(self.dir.parent / DEFRAG_DIR, ignore_errors=True)  # a defrag cut short
         self._map_size = map_size
+        self.fsync_durations = DurationHistogram()  # etcd_disk_wal_fsync_duration_seconds
+        self.commit_durations = DurationHistogram()  # etcd_disk_backend_commit_duration_seconds
         try:
             self._open_env()
             with self._env.begin(db=self._records_db) as txn:
                 cur = txn.cursor()
                 self._durable_last = _INDEX.unpack(cur.key())[0] if cur.last() else 0
             self._check_format()
+            recovered = recover(WalFiles.read_all(self.dir), self._durable_last, str(self.dir))
+            if recovered and not read_only:  # durable, acknowledged perhaps: into LMDB first
+                self._put_records(recovered)
         except lmdb.Error as e:
             raise DataDirCorrupt(f"{self.name}: {e}") from None
+        if recovered:
+            self._durable_last = recovered[-1][0]
         self._next = self._durable_last + 1
         self._recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)  # consecutive indexes
+        # Appended and not yet in LMDB (consecutive): reads find them here until the checkpoint.
+        self._unflushed: deque[tuple[int, bytes]] = deque(recovered if read_only else ())
         self._first: int | None = None  # first_index, until a trim changes it
         self._trims = 0  # trims finished: a first_index read across one is not kept
         self._trimming = False
-        self.fsync_durations = DurationHistogram()  # etcd_disk_wal_fsync_duration_seconds
-        self.commit_durations = DurationHistogram()  # etcd_disk_backend_commit_duration_seconds
+        self._checkpoint_failures = 0  # in a row: the first is logged
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None  # the appenders', for the writer
-        self._writer = threading.Thread(target=self._writer_thread, name="lmdb-log", daemon=True)
-        self._writer.start()
+        self._writer: threading.Thread | None = None
+        if not read_only:
+            self._wal = WalFiles(self.dir)
+            self._writer = threading.Thread(target=self._writer_thread, name="lmdb-log",
+                                            daemon=True)
+            self._writer.start()
 
     def _open_env(self) -> None:
         self._env = lmdb.open(str(self.dir), map_size=self._map_size, max_dbs=4,
-                              subdir=True, sync=True, metasync=False, lock=True)
+                              subdir=True, sync=True, metasync=True, lock=True)
         self._records_db = self._env.open_db(b"entries")
         self._meta_db = self._env.open_db(b"meta")
 
@@ -111,41 +118,48 @@ class LmdbLog(LocalLog):
                 raise DataDirCorrupt(f"{self.name}: record format {found!r} is not {FORMAT!r}")
 
     def append(self, record: bytes, record_id: str = "") -> asyncio.Future[int]:
-        """The future is done once the record is written (committed); followers see it once it
-        is durable, after the sync that covers its meta page."""
+        """The future is done once the record is durable (in the write-ahead file, synced)."""
         index = self._next
         self._next += 1
         self._recent.append((index, record))
+        self._unflushed.append((index, record))
         return self._on_writer(self._write, index, record)
 
     def _write(self, index: int, record: bytes) -> int:
-        clock = time.monotonic
-        try:
-            began = clock()
-            with self._env.begin(write=True, db=self._records_db) as txn:
-                txn.put(_INDEX.pack(index), _CRC.pack(zlib.crc32(record)) + record, append=True)
-                put = clock()
-            done = clock()  # committed: the pages written and synced
-        except lmdb.MapFullError:
-            raise LogFull(f"{self.name}: the map is full") from None
-        except lmdb.Error as e:  # the transaction was aborted: nothing of it is in the file
-            what = str(e).split(": ", 1)[-1]
-            if what in _FULL:
-                raise LogFull(f"{self.name}: {what}") from None
-            if what == "Input/output error" and self._no_room(len(record)):
-                raise LogFull(f"{self.name}: no space left (a page write was cut short)") from None
-            raise
-        self.fsync_durations.observe(done - put)
-        self.commit_durations.observe(done - began)
+        began = time.monotonic()
+        self._wal.append(index, record)  # LogFull when the medium takes no more
+        self.fsync_durations.observe(time.monotonic() - began)
         return index
 
-    def _no_room(self, record_bytes: int) -> bool:
-        """Whether the disk, or this process's file-size limit, leaves no room for a record."""
-        need = record_bytes + _FULL_MARGIN
-        st = os.statvfs(self.dir)
-        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        return (st.f_bavail * st.f_frsize < need or limit != resource.RLIM_INFINITY
-                and os.path.getsize(self.name) + need > limit)
+    def _put_records(self, records: list[tuple[int, bytes]]) -> None:
+        """Commits records to LMDB in one transaction (synced: LMDB's two syncs)."""
+        began = time.monotonic()
+        with self._env.begin(write=True, db=self._records_db) as txn:
+            put, pack, crc_of, crc32 = txn.put, _INDEX.pack, _CRC.pack, zlib.crc32
+            for index, record in records:
+                put(pack(index), crc_of(crc32(record)) + record, append=True)
+        self.commit_durations.observe(time.monotonic() - began)
+
+    def _checkpoint(self, pending: list[tuple[int, bytes]]) -> bool:
+        """Moves the records only the active write-ahead file holds into LMDB, then switches
+        files. False if LMDB took none (a full medium: they stay where they are, durable)."""
+        try:
+            self._put_records(pending)
+        except lmdb.Error as e:  # MapFull, or the medium: the file goes on; a later one retries
+            if self._checkpoint_failures == 0:
+                logger.warning("%s: records stay in the write-ahead file: %s", self.name, e)
+            self._checkpoint_failures += 1
+            return False
+        self._checkpoint_failures = 0
+        self._wal.switch()
+        assert self._loop is not None  # set by the appends being checkpointed
+        self._loop.call_soon_threadsafe(self._flushed, pending[-1][0])
+        return True
+
+    def _flushed(self, through: int) -> None:
+        unflushed = self._unflushed
+        while unflushed and unflushed[0][0] <= through:
+            unflushed.popleft()
 
     def first_index(self) -> int:
         first = self._first
@@ -153,7 +167,9 @@ class LmdbLog(LocalLog):
             trims = self._trims
             with self._env.begin(db=self._records_db) as txn:
                 cur = txn.cursor()
-                first = _INDEX.unpack(cur.key())[0] if cur.first() else self._durable_last + 1
+                first = _INDEX.unpack(cur.key())[0] if cur.first() else None
+            if first is None:  # nothing in LMDB yet: not kept, the first checkpoint changes it
+                return self._unflushed[0][0] if self._unflushed else self._durable_last + 1
             if trims == self._trims and not self._trimming:  # no trim ran meanwhile
                 self._first = first
         return first
@@ -165,6 +181,10 @@ class LmdbLog(LocalLog):
         if recent and recent[0][0] <= start <= recent[-1][0]:  # just written: no transaction
             skip = start - recent[0][0]
             return list(islice(recent, skip, skip + limit))
+        unflushed = self._unflushed
+        if unflushed and unflushed[0][0] <= start <= unflushed[-1][0]:  # not in LMDB yet
+            skip = start - unflushed[0][0]
+            return list(islice(unflushed, skip, skip + limit))
         out: list[tuple[int, bytes]] = []
         with self._env.begin(db=self._records_db, buffers=True) as txn:
             cur = txn.cursor()
@@ -210,8 +230,12 @@ class LmdbLog(LocalLog):
             return bool(cur.key()) and _INDEX.unpack(cur.key())[0] <= through
 
     def size_bytes(self) -> int:
+        """LMDB's files, not the write-ahead files: etcd's dbSize is its backend's file, not
+        its WAL (the write-ahead files stay about wal_file.SWITCH_BYTES each)."""
         total = 0
         for p in self.dir.iterdir():
+            if p.name in WAL_FILES:
+                continue
             try:
                 total += p.stat().st_size
             except FileNotFoundError:
@@ -277,58 +301,55 @@ class LmdbLog(LocalLog):
 
     def _writer_thread(self) -> None:
         jobs = self._jobs
-        unsynced = 0  # the newest record written whose meta page may not be on stable storage
+        wal = self._wal
+        pending: list[tuple[int, bytes]] = []  # in the active write-ahead file, not in LMDB
+        due = 0.0  # when pending goes to LMDB
+
+        def checkpoint() -> None:
+            nonlocal pending, due
+            if self._checkpoint(pending):
+                pending = []
+            else:  # the medium is full: try again in a while, the records are durable
+                due = time.monotonic() + CHECKPOINT_INTERVAL
+
         while True:
-            if unsynced:
+            if pending:
                 try:
-                    job = jobs.get(timeout=SYNC_IDLE)
-                except queue.Empty:  # idle: sync the meta page alone
-                    self._sync_meta(unsynced)
-                    unsynced = 0
+                    job = jobs.get(timeout=max(0.0, due - time.monotonic()))
+                except queue.Empty:
+                    checkpoint()
                     continue
             else:
                 job = jobs.get()
             if job is None:
-                if unsynced:
-                    self._sync_meta(unsynced)
+                if pending:
+                    self._checkpoint(pending)
                 return
             loop, fut, func, args = job
-            if unsynced and func != self._write:  # trims and copies come after a durable log
-                self._sync_meta(unsynced)
-                unsynced = 0
+            if pending and (func != self._write or wal.full(len(args[1]))):
+                checkpoint()  # trims and copies see every record in LMDB; a full file switches
             try:
                 result = func(*args)
-            except BaseException as e:  # an aborted commit synced nothing: unsynced stays so
-                loop.call_soon_threadsafe(self._settle, fut, func, args, None, e, 0)
+            except BaseException as e:
+                loop.call_soon_threadsafe(self._settle, fut, func, args, None, e)
                 continue
-            durable = 0
             if func == self._write:
-                durable = unsynced  # this commit's fdatasync covered the previous meta page
-                unsynced = result
-            loop.call_soon_threadsafe(self._settle, fut, func, args, result, None, durable)
+                if not pending:
+                    due = time.monotonic() + CHECKPOINT_INTERVAL
+                pending.append(args)
+            loop.call_soon_threadsafe(self._settle, fut, func, args, result, None)
+            if pending and time.monotonic() >= due:
+                checkpoint()  # after the acknowledgement has gone
 
-    def _sync_meta(self, last: int) -> None:
-        """Syncs the data file, the last commit's meta page with it: ``last`` is durable."""
-        began = time.monotonic()
-        try:
-            self._env.sync(True)
-        except BaseException as e:  # nothing more can be called durable: the member stops
-            assert self._loop is not None  # set by the append being synced
-            self._loop.call_soon_threadsafe(self._broken, DataDirCorrupt(
-                f"{self.name}: sync failed: {e}"))
-            return
-        self.fsync_durations.observe(time.monotonic() - began)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._made_durable, last)
-
-    def _settle(self, fut: asyncio.Future, func, args, result, exc, durable: int) -> None:
-        if durable:
-            self._made_durable(durable)
-        if func == self._write and exc is not None:
-            self._next = args[0]  # not appended: the next append takes its index
-            recent = self._recent
-            while recent and recent[-1][0] >= self._next:
-                recent.pop()
+    def _settle(self, fut: asyncio.Future, func, args, result, exc) -> None:
+        if func == self._write:
+            if exc is None:
+                self._made_durable(result)
+            else:
+                self._next = args[0]  # not appended: the next append takes its index
+                for held in (self._recent, self._unflushed):
+                    while held and held[-1][0] >= self._next:
+                        held.pop()
         if fut.cancelled():
             return
         if exc is not None:
@@ -337,8 +358,10 @@ class LmdbLog(LocalLog):
             fut.set_result(result)
 
     async def close(self) -> None:
-        self._jobs.put(None)
-        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        if self._writer is not None:
+            self._jobs.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._wal.close()
         self._env.close()
 
 

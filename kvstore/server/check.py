@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -121,7 +122,7 @@ async def check_log(data_dir: Path, snapshot_index: int, stop: recovery.Stop,
         else:
             report.ok(f"{log_file}: none yet")
         return
-    log = report.opened(LmdbLog, data_dir)
+    log = report.opened(partial(LmdbLog, read_only=True), data_dir)
     if log is None:
         return
     try:
