@@ -1,5 +1,5 @@
-"""Group commit: concurrent proposals share one log record (one LMDB transaction and fsync, or
-one JetStream message).
+"""Group commit: concurrent proposals share one log record (one write-ahead append and fsync on
+the LMDB log, or one JetStream message).
 
 Proposals queue while earlier records are being appended; the proposer takes everything queued
 as the next record, registers its entries in the wait table under the record's first request
