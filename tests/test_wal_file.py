@@ -202,3 +202,39 @@ async def test_check_reads_records_from_the_files_and_changes_nothing(tmp_path):
     assert report.problems == 0, out.getvalue()
     assert "records 1 to 30, each checksum intact, each entry decoded" in out.getvalue()
     assert {name: (d / "log" / name).read_bytes() for name in kept} == files
+
+
+async def test_reads_find_records_before_and_after_their_checkpoint(tmp_path, monkeypatch):
+    """A record is read from memory until its checkpoint and from LMDB after it (the newest
+    RECENT stay in memory too): a read gives the records from its start on, at least one and
+    at most its limit (LMDB's and memory's part come in separate reads), the same bytes
+    whichever holds them."""
+    monkeypatch.setattr(wal_file, "SWITCH_BYTES", 4096)  # a checkpoint every ~30 records
+    monkeypatch.setattr(lmdb_log, "CHECKPOINT_INTERVAL", 3600)
+    monkeypatch.setattr(lmdb_log, "RECENT", 8)
+    log = LmdbLog(tmp_path / "d")
+    expected = [(i + 1, b"r%03d" % i + b"." * 100) for i in range(300)]
+
+    def check_reads(last: int) -> None:
+        for start, limit in ((1, 1000), (1, 10), (150, 5), (295, 100), (300, 1), (290, 3)):
+            if start > last:
+                assert log.read(start, limit) == []
+                continue
+            got = log.read(start, limit)
+            assert 1 <= len(got) <= limit and got == expected[start - 1:start - 1 + len(got)]
+        got, start = [], 1
+        while start <= last:  # as a follower reads
+            got += log.read(start, 1000)
+            start = got[-1][0] + 1
+        assert got == expected[:last]
+
+    try:
+        for i in range(300):
+            await log.append(expected[i][1])
+            if i % 37 == 0:  # mid-way through the appends, as the apply loop reads
+                check_reads(i + 1)
+        await asyncio.sleep(0.05)  # the last checkpoint's callback
+        check_reads(300)
+        assert sum(log.commit_durations.counts) >= 8
+    finally:
+        await log.close()

@@ -51,8 +51,9 @@ DEFRAG_DIR = "log-defrag"  # beside log/: where defragment writes the compacted 
 # Records appended to the write-ahead file reach LMDB at most this long after the first of them
 # (etcd's backend batch interval), or sooner when the file passes wal_file.SWITCH_BYTES.
 CHECKPOINT_INTERVAL = 0.1
-# The newest records appended are kept in memory too: the apply loop, which follows right
-# behind, takes them from here instead of reading them back through a transaction of its own.
+# Records appended are kept in memory until their checkpoint, and the newest RECENT of them
+# after it too: the apply loop, which follows right behind, takes them from memory instead of
+# reading them back through a transaction of its own.
 RECENT = 256
 
 
@@ -84,9 +85,8 @@ class LmdbLog(LocalLog):
         if recovered:
             self._durable_last = recovered[-1][0]
         self._next = self._durable_last + 1
-        self._recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)  # consecutive indexes
-        # Appended and not yet in LMDB (consecutive): reads find them here until the checkpoint.
-        self._unflushed: deque[tuple[int, bytes]] = deque(recovered if read_only else ())
+        # The newest records (consecutive): all LMDB lacks, and at least RECENT.
+        self._in_memory: deque[tuple[int, bytes]] = deque(recovered if read_only else ())
         self._first: int | None = None  # first_index, until a trim changes it
         self._trims = 0  # trims finished: a first_index read across one is not kept
         self._trimming = False
@@ -121,8 +121,7 @@ class LmdbLog(LocalLog):
         """The future is done once the record is durable (in the write-ahead file, synced)."""
         index = self._next
         self._next += 1
-        self._recent.append((index, record))
-        self._unflushed.append((index, record))
+        self._in_memory.append((index, record))
         return self._on_writer(self._write, index, record)
 
     def _write(self, index: int, record: bytes) -> int:
@@ -157,9 +156,9 @@ class LmdbLog(LocalLog):
         return True
 
     def _flushed(self, through: int) -> None:
-        unflushed = self._unflushed
-        while unflushed and unflushed[0][0] <= through:
-            unflushed.popleft()
+        held = self._in_memory
+        while len(held) > RECENT and held[0][0] <= through:
+            held.popleft()
 
     def first_index(self) -> int:
         first = self._first
@@ -169,22 +168,23 @@ class LmdbLog(LocalLog):
                 cur = txn.cursor()
                 first = _INDEX.unpack(cur.key())[0] if cur.first() else None
             if first is None:  # nothing in LMDB yet: not kept, the first checkpoint changes it
-                return self._unflushed[0][0] if self._unflushed else self._durable_last + 1
+                return self._in_memory[0][0] if self._in_memory else self._durable_last + 1
             if trims == self._trims and not self._trimming:  # no trim ran meanwhile
                 self._first = first
         return first
 
     def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
         """Raises DataDirCorrupt for a record that fails its checksum."""
-        recent = self._recent
+        held = self._in_memory
         start = max(start, self.first_index())  # as the cursor's set_range below would
-        if recent and recent[0][0] <= start <= recent[-1][0]:  # just written: no transaction
-            skip = start - recent[0][0]
-            return list(islice(recent, skip, skip + limit))
-        unflushed = self._unflushed
-        if unflushed and unflushed[0][0] <= start <= unflushed[-1][0]:  # not in LMDB yet
-            skip = start - unflushed[0][0]
-            return list(islice(unflushed, skip, skip + limit))
+        if held and held[0][0] <= start <= held[-1][0]:  # no transaction
+            last = held[-1][0]
+            if last - start < limit:  # up to the newest (a follower's usual read): from the end
+                newest = list(islice(reversed(held), last - start + 1))
+                newest.reverse()
+                return newest
+            skip = start - held[0][0]
+            return list(islice(held, skip, skip + limit))
         out: list[tuple[int, bytes]] = []
         with self._env.begin(db=self._records_db, buffers=True) as txn:
             cur = txn.cursor()
@@ -347,9 +347,9 @@ class LmdbLog(LocalLog):
                 self._made_durable(result)
             else:
                 self._next = args[0]  # not appended: the next append takes its index
-                for held in (self._recent, self._unflushed):
-                    while held and held[-1][0] >= self._next:
-                        held.pop()
+                held = self._in_memory
+                while held and held[-1][0] >= self._next:
+                    held.pop()
         if fut.cancelled():
             return
         if exc is not None:
