@@ -499,6 +499,9 @@ class CheckedStream:
         self.call = rpc.WatchStub(self.channel).Watch()
         self.ended: Exception | None = None
         self.last_response = asyncio.get_running_loop().time()  # with events, or a create request
+        # grpcio's stream takes one write at a time: another one started meanwhile (a progress
+        # ping beside a create request) fails with GRPC_CALL_ERROR_TOO_MANY_OPERATIONS
+        self._writing = asyncio.Lock()
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -518,12 +521,14 @@ class CheckedStream:
     async def watch(self, key: bytes, range_end: bytes = b"", start: int = 0, **kw) -> WatchChecker:
         w = self.checker.add(WatchChecker(key, range_end, start))
         self.last_response = asyncio.get_running_loop().time()
-        await self.call.write(pb.WatchRequest(create_request=pb.WatchCreateRequest(
-            key=key, range_end=range_end, start_revision=start, **kw)))
+        async with self._writing:
+            await self.call.write(pb.WatchRequest(create_request=pb.WatchCreateRequest(
+                key=key, range_end=range_end, start_revision=start, **kw)))
         return w
 
     async def progress(self) -> None:
-        await self.call.write(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
+        async with self._writing:
+            await self.call.write(pb.WatchRequest(progress_request=pb.WatchProgressRequest()))
 
     async def settle(self, upto: int, timeout: float = 60.0) -> None:
         """Waits until every watch of the stream has covered ``upto`` (or ended), asking for
