@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from datadir_damage import log_records  # the indexes LMDB holds (the log closed)
 from kvstore.log import DataDirCorrupt, lmdb as lmdb_log, wal_file
 from kvstore.log.lmdb import LmdbLog
 from kvstore.log.wal_file import encode, recover, scan
@@ -82,16 +83,6 @@ def test_one_record_two_ways_is_refused():
 
 # The log on a real directory.
 
-def _lmdb_records(d: Path) -> list[int]:
-    import lmdb  # the only LMDB user of the process while the log is closed
-    env = lmdb.open(str(d / "log"), max_dbs=4)
-    try:
-        with env.begin(db=env.open_db(b"entries")) as txn:
-            return [int.from_bytes(k, "big") for k, _ in txn.cursor()]
-    finally:
-        env.close()
-
-
 CRASHING_APPENDER = textwrap.dedent("""
     import asyncio, os, sys
     from kvstore.log import lmdb as lmdb_log
@@ -131,7 +122,7 @@ def read_all(log: LmdbLog) -> list[tuple[int, bytes]]:
 async def test_records_acknowledged_before_a_crash_are_recovered_into_lmdb(tmp_path):
     d = tmp_path / "d"
     crash_after_appending(d, 50)
-    assert _lmdb_records(d) == []  # only the write-ahead file has them
+    assert log_records(d) == []  # only the write-ahead file has them
     log = LmdbLog(d)
     try:
         assert read_all(log) == [(i + 1, b"acked %d" % i) for i in range(50)]
@@ -139,7 +130,7 @@ async def test_records_acknowledged_before_a_crash_are_recovered_into_lmdb(tmp_p
         assert await log.append(b"after") == 51
     finally:
         await log.close()
-    assert _lmdb_records(d) == list(range(1, 52))
+    assert log_records(d) == list(range(1, 52))
 
 
 async def test_a_torn_append_at_the_crash_is_dropped_and_damage_refused(tmp_path):
@@ -181,7 +172,7 @@ async def test_a_full_file_is_checkpointed_and_the_other_one_takes_appends(tmp_p
     finally:
         await log.close()
     assert all(size <= 4096 + 128 for size in file_sizes(d / "log", wal_file.FILES))
-    assert _lmdb_records(d) == list(range(1, 401))  # close checkpoints the rest
+    assert log_records(d) == list(range(1, 401))  # close checkpoints the rest
     log = LmdbLog(d)
     try:
         assert len(read_all(log)) == 400 and log.held() == (1, 400)

@@ -37,6 +37,7 @@ from .base import DataDirCorrupt
 from .durations import DurationHistogram
 from .lmdb_file import check_data_file
 from .local import LocalLog
+from .storage import fsync_dir
 from .wal_file import FILES as WAL_FILES, WalFiles, recover
 
 logger = logging.getLogger(__name__)
@@ -265,11 +266,7 @@ class LmdbLog(LocalLog):
             await copied
             self._env.close()
             os.replace(tmp / "data.mdb", self.dir / "data.mdb")
-            fd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(self.dir)
             self._open_env()
         finally:
             swapped.set()

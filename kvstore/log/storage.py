@@ -41,7 +41,8 @@ class DataDirInUse(RuntimeError):
     pass
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Makes the names in ``path`` (created, renamed) survive a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -56,7 +57,7 @@ def _write_durably(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class DirStorage:
@@ -129,7 +130,7 @@ class DirStorage:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self.put_meta(SNAPSHOT_KEY, _U64.pack(index))
         for old in self._snapshot_paths()[:-1]:
             old.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ import zlib
 from pathlib import Path
 
 from .base import DataDirCorrupt, LogFull
+from .storage import fsync_dir
 
 HEADER = struct.Struct("<IIQ")  # crc, length, index
 _INDEX = struct.Struct("<Q")
@@ -73,13 +74,14 @@ def scan(buf: bytes | memoryview) -> list[tuple[int, bytes]]:
 def _holds_intact(buf: bytes | memoryview, index: int) -> bool:
     """Whether an intact record numbered ``index`` is anywhere in ``buf`` (at an 8-byte
     boundary: every record starts at one)."""
+    data = bytes(buf)
     key = _INDEX.pack(index)
-    at = bytes(buf).find(key)
+    at = data.find(key)
     while at != -1:
         pos = at - 8
-        if pos >= 0 and pos % 8 == 0 and (found := _record_at(buf, pos)) and found[0] == index:
+        if pos >= 0 and pos % 8 == 0 and (found := _record_at(data, pos)) and found[0] == index:
             return True
-        at = bytes(buf).find(key, at + 1)
+        at = data.find(key, at + 1)
     return False
 
 
@@ -115,11 +117,7 @@ class WalFiles:
         new = not all((directory / name).exists() for name in FILES)
         self._fds = [os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o600) for name in FILES]
         if new:  # the files' names must survive a crash too
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(directory)
         self._active = 0
         self._pos = 0
 
