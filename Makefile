@@ -30,6 +30,7 @@ test: install-test
 # dependency, installed beside this Python's scripts) over the image's Dockerfile.
 HADOLINT ?= $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint
 STUBBED = kvstore._ext.mvcc_core kvstore._ext.hpack kvstore._ext.h2frames kvstore._ext.unary_client \
+	kvstore._ext.wal_writer \
 	kvstore._ext.latency kvstore._ext.bbolt_pages
 lint:
 	$(PYTHON) -m ruff check kvstore tests bench tools

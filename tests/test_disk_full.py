@@ -1,6 +1,6 @@
 """A full disk under the log: writes fail with etcd's "database space exceeded" and raise the
 NOSPACE alarm, reads go on, nothing acknowledged is lost, and writes work again once space is
-freed. The medium is a 3 MiB tmpfs where root may mount one, else a file-size limit."""
+freed. The medium is a 4 MiB tmpfs where root may mount one, else a file-size limit."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kvstore.api import rpc_pb2 as pb, rpc_pb2_grpc as rpc
-from procs import KvstoreProcess, channel
+from procs import KvstoreProcess
 
 VALUE = b"x" * 8192
 
@@ -40,11 +40,14 @@ def medium(request, tmp_path):
     root = tmp_path / "mnt"
     root.mkdir()
     mounted = request.param == "tmpfs" and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(root)], capture_output=True).returncode == 0
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)], capture_output=True).returncode == 0
     if mounted:
         m = Medium(root, "tmpfs")
-        ballast = root / "ballast"  # what the operator deletes to free space
-        ballast.write_bytes(b"\0" * (1 << 20))
+        # What the operator deletes to free space. Writes go on once LMDB can take what the
+        # write-ahead files hold beyond it: up to two files of about wal_file.SWITCH_BYTES
+        # (1 MiB), and LMDB stores an 8 KiB value in three 4 KiB pages.
+        ballast = root / "ballast"
+        ballast.write_bytes(b"\0" * (2 << 20))
         m.free = lambda server: ballast.unlink()
         yield m
         subprocess.run(["umount", "-l", str(root)], check=True)
@@ -55,6 +58,11 @@ def medium(request, tmp_path):
             server.proc.pid, resource.RLIMIT_FSIZE, (2 << 20, resource.RLIM_INFINITY))
         m.free = lambda server: resource.prlimit(server.proc.pid, resource.RLIMIT_FSIZE, unlimited)
         yield m
+
+
+def channel(endpoint: str) -> grpc.Channel:
+    """A channel that takes a range of every value written (more than grpc's 4 MiB default)."""
+    return grpc.insecure_channel(endpoint, options=[("grpc.max_receive_message_length", 64 << 20)])
 
 
 def health(server) -> tuple[int, dict]:

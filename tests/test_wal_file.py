@@ -93,6 +93,8 @@ CRASHING_APPENDER = textwrap.dedent("""
         if sys.argv[3] == "entries":
             put = pb.PutRequest(key=b"k%d" % i, value=b"v").SerializeToString()
             return entry.encode_record(1, i + 1, [entry.encode_entry(entry.PUT, put)])
+        if sys.argv[3] == "large":
+            return b"acked %d " % i + b"x" * 2000
         return b"acked %d" % i
     async def main():
         log = lmdb_log.LmdbLog(sys.argv[1])
@@ -104,8 +106,8 @@ CRASHING_APPENDER = textwrap.dedent("""
 """)
 
 
-def crash_after_appending(d: Path, n: int, as_entries: bool = False) -> None:
-    kind = "entries" if as_entries else "bytes"
+def crash_after_appending(d: Path, n: int, as_entries: bool = False, large: bool = False) -> None:
+    kind = "entries" if as_entries else "large" if large else "bytes"
     out = subprocess.run([sys.executable, "-c", CRASHING_APPENDER, str(d), str(n), kind],
                          capture_output=True, text=True, timeout=60)
     assert out.stdout == "acked\n", out.stderr
@@ -128,6 +130,30 @@ async def test_records_acknowledged_before_a_crash_are_recovered_into_lmdb(tmp_p
         assert read_all(log) == [(i + 1, b"acked %d" % i) for i in range(50)]
         assert log.held() == (1, 50)
         assert await log.append(b"after") == 51
+    finally:
+        await log.close()
+    assert log_records(d) == list(range(1, 52))
+
+
+async def test_records_lmdb_cannot_take_at_a_restart_stay_in_the_files(tmp_path):
+    """A full medium at the restart: LMDB (here a 64 KiB map) cannot take the 100 KiB of
+    records only the files hold. The log starts anyway, reads them from memory, and appends
+    after them in the same file; a later start with room puts them all into LMDB."""
+    d = tmp_path / "d"
+    crash_after_appending(d, 50, large=True)
+    acked = [(i + 1, b"acked %d " % i + b"x" * 2000) for i in range(50)]
+    log = LmdbLog(d, map_size=64 << 10)
+    try:
+        assert read_all(log) == acked
+        assert await log.append(b"after") == 51
+        await asyncio.sleep(0.05)  # its checkpoint fails too: no switch to the other file
+    finally:
+        await log.close()  # and so does the last one
+    assert log_records(d) == []
+    assert wal_file.scan((d / "log" / "wal.0").read_bytes()) == acked + [(51, b"after")]
+    log = LmdbLog(d)
+    try:
+        assert read_all(log) == acked + [(51, b"after")]
     finally:
         await log.close()
     assert log_records(d) == list(range(1, 52))

@@ -5,7 +5,9 @@ A record is durable once it is appended to the active write-ahead file and synce
 one fdatasync: wal_file.py says why not an LMDB commit per record). Records reach LMDB in
 batches, a *checkpoint* about every CHECKPOINT_INTERVAL, as etcd's backend commits behind its
 WAL; a restart puts the records the files hold beyond LMDB's newest into LMDB before anything
-reads the log. Every write (append, checkpoint, trim) runs on a single writer thread, so the
+reads the log (if LMDB cannot take them, a full medium, they stay in the files and memory, and
+appends go on after them). Appends run on the write-ahead files' own thread (wal_writer.py),
+one at a time; checkpoints, trims and defragment's copy on the writer thread, in order. So the
 event loop keeps accepting proposals while the disk works (that is what makes group commit
 batch). Trimming keeps LMDB's newest record, so the index goes on from it after a restart even
 when a snapshot covers everything.
@@ -38,7 +40,7 @@ from .durations import DurationHistogram
 from .lmdb_file import check_data_file
 from .local import LocalLog
 from .storage import fsync_dir
-from .wal_file import FILES as WAL_FILES, WalFiles, recover
+from .wal_file import FILES as WAL_FILES, WalFiles, chain_end, recover
 
 logger = logging.getLogger(__name__)
 _INDEX = struct.Struct(">Q")
@@ -78,25 +80,43 @@ class LmdbLog(LocalLog):
                 cur = txn.cursor()
                 self._durable_last = _INDEX.unpack(cur.key())[0] if cur.last() else 0
             self._check_format()
-            recovered = recover(WalFiles.read_all(self.dir), self._durable_last, str(self.dir))
-            if recovered and not read_only:  # durable, acknowledged perhaps: into LMDB first
-                self._put_records(recovered)
         except lmdb.Error as e:
             raise DataDirCorrupt(f"{self.name}: {e}") from None
+        wal_contents = WalFiles.read_all(self.dir)
+        recovered = recover(wal_contents, self._durable_last, str(self.dir))
+        lacking: list[tuple[int, bytes]] = []  # recovered, and not in LMDB
+        if recovered and not read_only:  # durable, acknowledged perhaps: into LMDB first
+            try:
+                self._put_records(recovered)
+            except lmdb.Error as e:  # a full medium: they stay in the files, LMDB takes them later
+                logger.warning("%s: records stay in the write-ahead files: %s", self.name, e)
+                lacking = recovered
         if recovered:
             self._durable_last = recovered[-1][0]
         self._next = self._durable_last + 1
         # The newest records (consecutive): all LMDB lacks, and at least RECENT.
-        self._in_memory: deque[tuple[int, bytes]] = deque(recovered if read_only else ())
+        self._in_memory: deque[tuple[int, bytes]] = deque(
+            recovered if read_only or lacking else ())
         self._first: int | None = None  # first_index, until a trim changes it
         self._trims = 0  # trims finished: a first_index read across one is not kept
         self._trimming = False
         self._checkpoint_failures = 0  # in a row: the first is logged
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._loop: asyncio.AbstractEventLoop | None = None  # the appenders', for the writer
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()  # for the writer thread
+        self._loop: asyncio.AbstractEventLoop | None = None  # the appenders'
+        # Appends queued, the first one in flight: (index, record, future).
+        self._appends: deque[tuple[int, bytes, asyncio.Future[int]]] = deque()
+        # Records LMDB lacks: in the active write-ahead file (pending), and those a checkpoint
+        # is putting into LMDB or failed to (unflushed: maybe in the other file; that file is
+        # not reused until they are in LMDB).
+        self._pending: list[tuple[int, bytes]] = []
+        self._unflushed: list[tuple[int, bytes]] = lacking
+        self._checkpoint_job: asyncio.Future | None = None
+        self._due = bool(lacking)  # a checkpoint is due, once the append in flight is done
         self._writer: threading.Thread | None = None
         if not read_only:
-            self._wal = WalFiles(self.dir)
+            # Appends go on after the records LMDB lacks, in the file holding the newest.
+            self._wal = WalFiles(self.dir, *(chain_end(wal_contents, lacking[-1][0])
+                                             if lacking else (0, 0)))
             self._writer = threading.Thread(target=self._writer_thread, name="lmdb-log",
                                             daemon=True)
             self._writer.start()
@@ -123,13 +143,104 @@ class LmdbLog(LocalLog):
         index = self._next
         self._next += 1
         self._in_memory.append((index, record))
-        return self._on_writer(self._write, index, record)
+        loop = self._loop or self._bind_loop()
+        fut = loop.create_future()
+        self._appends.append((index, record, fut))
+        if len(self._appends) == 1:
+            self._submit()
+        return fut
 
-    def _write(self, index: int, record: bytes) -> int:
-        began = time.monotonic()
-        self._wal.append(index, record)  # LogFull when the medium takes no more
-        self.fsync_durations.observe(time.monotonic() - began)
-        return index
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        """The appenders' loop (one loop appends): it hears of finished appends."""
+        loop = self._loop = asyncio.get_running_loop()
+        loop.add_reader(self._wal.fileno(), self._on_appended)
+        if self._due:  # records recovered at the start are not in LMDB yet
+            loop.call_soon(self._checkpoint_due)
+        return loop
+
+    def _submit(self) -> None:
+        """Starts the first queued append (none is in flight)."""
+        index, record, _ = self._appends[0]
+        if self._wal.full(len(record)) and self._checkpoint_job is None:
+            self._start_checkpoint()
+        self._wal.submit(index, record)
+
+    def _on_appended(self) -> None:
+        try:
+            seconds = self._wal.take()
+        except BaseException as e:  # LogFull, or a failed sync: nothing queued is appended
+            failed = list(self._appends)
+            self._appends.clear()
+            self._next = failed[0][0]  # the next append takes the first one's index
+            held = self._in_memory
+            while held and held[-1][0] >= self._next:
+                held.pop()
+            for _, _, fut in failed:
+                if not fut.cancelled():
+                    fut.set_exception(e)
+            return
+        if seconds is None:
+            return
+        self.fsync_durations.observe(seconds)
+        index, record, fut = self._appends.popleft()
+        if not self._pending:
+            assert self._loop is not None
+            self._loop.call_later(CHECKPOINT_INTERVAL, self._checkpoint_due)
+        self._pending.append((index, record))
+        self._made_durable(index)
+        if not fut.cancelled():
+            fut.set_result(index)
+        if self._due and self._checkpoint_job is None:
+            self._start_checkpoint()
+        if self._appends:
+            self._submit()
+
+    def _checkpoint_due(self) -> None:
+        self._due = True
+        if not self._appends and self._checkpoint_job is None:  # else once the append is done
+            self._start_checkpoint()
+
+    def _start_checkpoint(self) -> None:
+        """Hands the records LMDB lacks to the writer thread (no append is in flight). The other
+        file takes the appends from here on if everything it holds is in LMDB."""
+        self._due = False
+        if not self._pending and not self._unflushed:
+            return
+        if not self._unflushed:
+            self._wal.switch()
+            self._unflushed, self._pending = self._pending, []
+        else:  # the last checkpoint failed: the other file still holds records LMDB lacks
+            self._unflushed += self._pending
+            self._pending = []
+        job = self._checkpoint_job = self._on_writer(self._checkpoint, list(self._unflushed))
+        job.add_done_callback(self._checkpointed)
+
+    def _checkpoint(self, records: list[tuple[int, bytes]]) -> bool:
+        """On the writer thread: False if LMDB took none (a full medium: they stay where they
+        are, durable)."""
+        try:
+            self._put_records(records)
+        except lmdb.Error as e:  # MapFull, or the medium: a later checkpoint retries
+            if self._checkpoint_failures == 0:
+                logger.warning("%s: records stay in the write-ahead files: %s", self.name, e)
+            self._checkpoint_failures += 1
+            return False
+        self._checkpoint_failures = 0
+        return True
+
+    def _checkpointed(self, job: asyncio.Future) -> None:
+        self._checkpoint_job = None
+        if not job.cancelled() and job.exception() is None and job.result():
+            through = self._unflushed[-1][0]
+            self._unflushed = []
+            held = self._in_memory
+            while len(held) > RECENT and held[0][0] <= through:
+                held.popleft()
+            if self._due and not self._appends:  # came due meanwhile
+                self._start_checkpoint()
+        else:
+            assert self._loop is not None
+            self._loop.call_later(CHECKPOINT_INTERVAL, self._checkpoint_due)
 
     def _put_records(self, records: list[tuple[int, bytes]]) -> None:
         """Commits records to LMDB in one transaction (synced: LMDB's two syncs)."""
@@ -139,27 +250,6 @@ class LmdbLog(LocalLog):
             for index, record in records:
                 put(pack(index), crc_of(crc32(record)) + record, append=True)
         self.commit_durations.observe(time.monotonic() - began)
-
-    def _checkpoint(self, pending: list[tuple[int, bytes]]) -> bool:
-        """Moves the records only the active write-ahead file holds into LMDB, then switches
-        files. False if LMDB took none (a full medium: they stay where they are, durable)."""
-        try:
-            self._put_records(pending)
-        except lmdb.Error as e:  # MapFull, or the medium: the file goes on; a later one retries
-            if self._checkpoint_failures == 0:
-                logger.warning("%s: records stay in the write-ahead file: %s", self.name, e)
-            self._checkpoint_failures += 1
-            return False
-        self._checkpoint_failures = 0
-        self._wal.switch()
-        assert self._loop is not None  # set by the appends being checkpointed
-        self._loop.call_soon_threadsafe(self._flushed, pending[-1][0])
-        return True
-
-    def _flushed(self, through: int) -> None:
-        held = self._in_memory
-        while len(held) > RECENT and held[0][0] <= through:
-            held.popleft()
 
     def first_index(self) -> int:
         first = self._first
@@ -204,8 +294,22 @@ class LmdbLog(LocalLog):
     async def trim(self, through: int) -> None:
         """Deletes the records up to ``through`` (but the newest) in slices, each one write
         job between appends."""
+        await self._checkpoint_through(through)
         while await self._on_writer(self._drop_through, through, DROP_SLICE):
             pass
+
+    async def _checkpoint_through(self, through: int) -> None:
+        """Puts the records up to ``through`` into LMDB (a trim deletes from LMDB)."""
+        while (lacking := self._unflushed or self._pending) and lacking[0][0] <= through:
+            if self._checkpoint_job is None:
+                self._checkpoint_due()  # now, or once the append in flight is done
+            job = self._checkpoint_job
+            if job is None:
+                await asyncio.wait([self._appends[0][2]])
+                continue
+            await asyncio.wait([job])
+            if job.cancelled() or job.exception() is not None or not job.result():
+                return  # LMDB takes no more now: trim what it holds
 
     def _drop_through(self, through: int, limit: int) -> bool:
         """Deletes up to ``limit`` records <= through; True if more remain."""
@@ -255,7 +359,7 @@ class LmdbLog(LocalLog):
 
     async def defragment(self) -> None:
         """Rewrites data.mdb without its free pages (LMDB's compacting copy) and puts the copy
-        in its place. Appends wait meanwhile, as etcd's writes wait for its defragmentation:
+        in its place. Checkpoints wait meanwhile (appends go on into the write-ahead files):
         the writer thread makes the copy, then waits while the event loop swaps the files."""
         loop = asyncio.get_running_loop()
         copied = loop.create_future()
@@ -287,84 +391,47 @@ class LmdbLog(LocalLog):
         swapped.wait()  # no write job runs until the copy is in place
 
     # -- the writer thread ---------------------------------------------------------------------
-    # One thread does every write, in the order asked, so the event loop never waits for the
-    # disk. A plain queue and call_soon_threadsafe cost less per batch than an executor.
+    # Checkpoints, trims and defragment's copy run on one thread, in the order asked, so the
+    # event loop never waits for LMDB. (Appends run on the write-ahead files' own thread.)
 
     def _on_writer(self, func, *args) -> asyncio.Future:
-        loop = self._loop = asyncio.get_running_loop()  # only one loop appends
+        loop = self._loop or self._bind_loop()
         fut = loop.create_future()
         self._jobs.put((loop, fut, func, args))
         return fut
 
     def _writer_thread(self) -> None:
         jobs = self._jobs
-        wal = self._wal
-        pending: list[tuple[int, bytes]] = []  # in the active write-ahead file, not in LMDB
-        due = 0.0  # when pending goes to LMDB
-
-        def checkpoint() -> None:
-            nonlocal pending, due
-            if self._checkpoint(pending):
-                pending = []
-            else:  # the medium is full: try again in a while, the records are durable
-                due = time.monotonic() + CHECKPOINT_INTERVAL
-
-        while True:
-            if pending:
-                try:
-                    job = jobs.get(timeout=max(0.0, due - time.monotonic()))
-                except queue.Empty:
-                    checkpoint()
-                    continue
-            else:
-                job = jobs.get()
-            if job is None:
-                if pending:
-                    self._checkpoint(pending)
-                return
+        while (job := jobs.get()) is not None:
             loop, fut, func, args = job
-            if pending and (func != self._write or wal.full(len(args[1]))):
-                checkpoint()  # trims and copies see every record in LMDB; a full file switches
             try:
                 result = func(*args)
             except BaseException as e:
-                loop.call_soon_threadsafe(self._settle, fut, func, args, None, e)
-                continue
-            if func == self._write:
-                if not pending:
-                    due = time.monotonic() + CHECKPOINT_INTERVAL
-                pending.append(args)
-            loop.call_soon_threadsafe(self._settle, fut, func, args, result, None)
-            if pending and time.monotonic() >= due:
-                checkpoint()  # after the acknowledgement has gone
-
-    def _settle(self, fut: asyncio.Future, func, args, result, exc) -> None:
-        if func == self._write:
-            if exc is None:
-                self._made_durable(result)
+                loop.call_soon_threadsafe(_settle_future, fut, e)
             else:
-                self._next = args[0]  # not appended: the next append takes its index
-                held = self._in_memory
-                while held and held[-1][0] >= self._next:
-                    held.pop()
-        if fut.cancelled():
-            return
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
+                loop.call_soon_threadsafe(_settle_future, fut, None, result)
 
     async def close(self) -> None:
+        """Finishes the appends queued and puts every record into LMDB (what a full medium
+        refuses stays in the write-ahead files: the next start takes it from there)."""
         if self._writer is not None:
+            while self._appends:
+                await asyncio.wait([self._appends[-1][2]])
+            if self._checkpoint_job is not None:
+                await asyncio.wait([self._checkpoint_job])
+            if self._pending or self._unflushed:
+                await self._on_writer(self._checkpoint, self._unflushed + self._pending)
             self._jobs.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            if self._loop is not None:
+                self._loop.remove_reader(self._wal.fileno())
             self._wal.close()
         self._env.close()
 
 
-def _settle_future(fut: asyncio.Future, exc: BaseException | None) -> None:
+def _settle_future(fut: asyncio.Future, exc: BaseException | None, result=None) -> None:
     if not fut.done():
         if exc is None:
-            fut.set_result(None)
+            fut.set_result(result)
         else:
             fut.set_exception(exc)

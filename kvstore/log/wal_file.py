@@ -7,12 +7,13 @@ machine that costs about twice the CPU of a sync after one appended write (bench
 write, one fdatasync: durable, acknowledged), as etcd's WAL does, and records reach LMDB in
 batches (a *checkpoint*, etcd's backend commit), about every 100 ms.
 
-Two files, ``wal.0`` and ``wal.1``. Appends go to the active one; a checkpoint commits every
-record written since the last one to LMDB, syncs it, and then makes the other file active from
-offset 0: everything that file held is in LMDB by then. So the records LMDB lacks are all in the
-active file, in order from its start. A file is reused, not emptied, so past its newest record
-it may hold older ones: recovery follows records from offset 0 while each is intact and its
-index is one more than the last, and stops at the first that is not.
+Two files, ``wal.0`` and ``wal.1``. Appends go to the active one. A checkpoint starts by
+making the other file active from offset 0, then commits the records the file it left holds to
+LMDB and syncs it; the next switch waits for that commit, so a file is written over only once
+everything it held is in LMDB. So the records LMDB lacks are in at most both files, each run in
+order from its file's start. A file is reused, not emptied, so past its newest record it may
+hold older ones: recovery follows records from offset 0 while each is intact and its index is
+one more than the last, stops at the first that is not, and joins the two files' runs.
 
 A record: u32 CRC-32 (of the rest of the header and the record), u32 length, u64 index, the
 record, zero bytes up to a multiple of 8.
@@ -32,13 +33,16 @@ from pathlib import Path
 
 from .base import DataDirCorrupt, LogFull
 from .storage import fsync_dir
+from .wal_writer_select import OK, WRITE_FAILED, WRITE_SHORT, WalWriter
 
 HEADER = struct.Struct("<IIQ")  # crc, length, index
 _INDEX = struct.Struct("<Q")
 FILES = ("wal.0", "wal.1")
-# Past this many bytes the active file is checkpointed and switched before the next append, so
-# the files stay about this size (a record larger than that alone goes in whole).
-SWITCH_BYTES = 4 << 20
+# Past this many bytes the active file is switched and checkpointed before the next append, so
+# the files stay about this size (a record larger than that alone goes in whole; a file grows
+# past it while LMDB cannot take the other file's records). It bounds what LMDB must take after
+# a full medium is freed, before writes go on (tests/test_disk_full.py).
+SWITCH_BYTES = 1 << 20
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -109,17 +113,36 @@ def recover(contents: dict[str, bytes], durable_last: int, where: str) -> list[t
     return out
 
 
-class WalFiles:
-    """The two files, open for appends: used by the log's writer thread alone."""
+def chain_end(contents: dict[str, bytes], index: int) -> tuple[int, int]:
+    """(file number, offset past it) of the file whose records from offset 0 end at record
+    ``index``: where appends go on after a recovery that left records in the files."""
+    for number, name in enumerate(FILES):
+        records = scan(contents.get(name, b""))
+        if records and records[-1][0] == index:
+            return number, sum(_encoded_size(len(record)) for _, record in records)
+    raise ValueError(f"no write-ahead file ends at record {index}")
 
-    def __init__(self, directory: Path):
+
+def _encoded_size(record_bytes: int) -> int:
+    return HEADER.size + record_bytes + (-(HEADER.size + record_bytes) % 8)
+
+
+class WalFiles:
+    """The two files, open for appends, and the thread that writes them (wal_writer.py): an
+    append is submitted from the event loop, runs on that thread, and is taken back when the
+    writer's fileno() is readable. One append in flight at a time."""
+
+    def __init__(self, directory: Path, active: int = 0, pos: int = 0):
+        """Appends go to file ``active`` from ``pos`` on."""
         self.dir = directory
         new = not all((directory / name).exists() for name in FILES)
         self._fds = [os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o600) for name in FILES]
         if new:  # the files' names must survive a crash too
             fsync_dir(directory)
-        self._active = 0
-        self._pos = 0
+        self._active = active
+        self._pos = pos
+        self._writing = 0  # bytes of the append in flight
+        self._writer = WalWriter()
 
     @staticmethod
     def read_all(directory: Path) -> dict[str, bytes]:
@@ -131,35 +154,47 @@ class WalFiles:
                 pass
         return out
 
+    def fileno(self) -> int:
+        """Readable when the append in flight is finished."""
+        return self._writer.fileno()
+
     def full(self, record_bytes: int) -> bool:
         """Whether the active file should be switched before a record of this size."""
         return self._pos > 0 and self._pos + HEADER.size + record_bytes > SWITCH_BYTES
 
-    def append(self, index: int, record: bytes) -> None:
-        """Writes the record and syncs it: durable on return. Raises LogFull when the medium
-        takes no more (nothing is durable then; the next append writes at the same place)."""
+    def submit(self, index: int, record: bytes) -> None:
+        """Starts appending the record to the active file (write and sync); ``take`` says when
+        it is durable."""
         data = encode(index, record)
-        fd = self._fds[self._active]
-        try:
-            written = os.pwrite(fd, data, self._pos)
-        except OSError as e:
-            if e.errno in _FULL_ERRNOS:  # nothing written
-                raise LogFull(f"{self.dir / FILES[self._active]}: {e.strerror}") from None
-            raise
-        if written != len(data):  # cut short by a full medium: unmake what was written, since
-            # the index goes to the next record (an OSError here stops the member)
-            os.pwrite(fd, bytes(min(written, HEADER.size)), self._pos)
-            raise LogFull(f"{self.dir / FILES[self._active]}: {os.strerror(errno.ENOSPC)}")
-        os.fdatasync(fd)  # a failure here stops the member: the record may or may not be durable
-        self._pos += len(data)
+        self._writer.submit(self._fds[self._active], data, self._pos)
+        self._writing = len(data)
+
+    def take(self) -> float | None:
+        """Seconds the finished append took (its write and sync): the record is durable. None
+        while it is in flight. Raises LogFull when the medium took none of it (the next append
+        writes at the same place), OSError when its sync failed (the record may or may not be
+        durable: the member stops)."""
+        result = self._writer.take()
+        if result is None:
+            return None
+        outcome, err, seconds = result
+        if outcome == OK:
+            self._pos += self._writing
+            return seconds
+        where = self.dir / FILES[self._active]
+        if outcome == WRITE_SHORT or (outcome == WRITE_FAILED and err in _FULL_ERRNOS):
+            # a write cut short was unmade (its header zeroed): its index goes to the next record
+            raise LogFull(f"{where}: {os.strerror(err or errno.ENOSPC)}")
+        raise OSError(err, os.strerror(err), str(where))
 
     def switch(self) -> None:
-        """Every record in the active file is in LMDB: the other file takes appends from its
-        start (the file just left holds nothing LMDB lacks)."""
+        """Every record in the other file is in LMDB: it takes appends from its start (not
+        while an append is in flight)."""
         self._active ^= 1
         self._pos = 0
 
     def close(self) -> None:
+        self._writer.close()
         for fd in self._fds:
             os.close(fd)
         self._fds = []
