@@ -45,6 +45,9 @@ from .wal_file import FILES as WAL_FILES, WalFiles, chain_end, recover
 logger = logging.getLogger(__name__)
 _INDEX = struct.Struct(">Q")
 _CRC = struct.Struct("<I")
+# What LMDB raises for a file it cannot trust, not for a medium that takes no more.
+_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.PanicError,
+           lmdb.VersionMismatchError, lmdb.InvalidError, lmdb.BadChecksumError)
 # The records' layout, kept in the "meta" database: 2 is each record behind its CRC-32.
 FORMAT = b"2"
 # Records a snapshot covers are deleted this many per write transaction, so an append never
@@ -88,6 +91,8 @@ class LmdbLog(LocalLog):
         if recovered and not read_only:  # durable, acknowledged perhaps: into LMDB first
             try:
                 self._put_records(recovered)
+            except _DAMAGE as e:
+                raise DataDirCorrupt(f"{self.name}: {e}") from None
             except lmdb.Error as e:  # a full medium: they stay in the files, LMDB takes them later
                 logger.warning("%s: records stay in the write-ahead files: %s", self.name, e)
                 lacking = recovered
