@@ -13,7 +13,7 @@ The thread runs as SCHED_BATCH: when the disk wakes it (a sync has finished) it 
 preempt the event loop's thread, it runs when that one waits (for the network, or at the next
 tick). Woken with the ordinary policy, it preempted the loop at every step of every sync: with
 the server on one core, 19,000 involuntary context switches of the loop's thread in 40,000
-puts at 16 clients, against 200 as SCHED_BATCH, and 10-15% more puts per CPU-second.
+puts at 16 clients, against 200 as SCHED_BATCH, and about a tenth more puts per CPU-second.
 
 One write in flight at a time (the log takes one append at a time): ``submit`` while one is in
 flight is a RuntimeError.
@@ -153,7 +153,7 @@ cdef void* _thread(void* arg) noexcept nogil:
     sigfillset(&all_signals)  # signals go to Python's threads, never interrupt a write here
     pthread_sigmask(SIG_SETMASK, &all_signals, NULL)
     param.sched_priority = 0
-    sched_setscheduler(0, SCHED_BATCH, &param)  # see the module's docstring
+    sched_setscheduler(0, SCHED_BATCH, &param)  # see the module's docstring; a refusal is harmless
     pthread_mutex_lock(&s.lock)
     while True:
         while not s.has_job and not s.stop:

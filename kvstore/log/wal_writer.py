@@ -76,8 +76,11 @@ class WalWriter:
 
     def _run(self) -> None:
         # Woken by the disk, the thread waits for the event loop's thread instead of preempting
-        # it (ext/wal_writer.pyx says why); 0 is the calling thread.
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        # it (ext/wal_writer.pyx says why); 0 is the calling thread. A refusal is harmless.
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        except OSError:
+            pass
         while True:
             with self._wake:
                 while self._job is None and not self._stop:
