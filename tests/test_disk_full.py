@@ -43,9 +43,10 @@ def medium(request, tmp_path):
         ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)], capture_output=True).returncode == 0
     if mounted:
         m = Medium(root, "tmpfs")
-        # What the operator deletes to free space. Writes go on once LMDB can take what the
-        # write-ahead files hold beyond it: up to two files of about wal_file.SWITCH_BYTES
-        # (1 MiB), and LMDB stores an 8 KiB value in three 4 KiB pages.
+        # What the operator deletes to free space. It must hold what LMDB then takes from the
+        # write-ahead files (up to two files of about wal_file.SWITCH_BYTES, 1 MiB; LMDB stores
+        # an 8 KiB value in three 4 KiB pages), or LMDB's checkpoints fill the medium again
+        # and the restart below finds no room for its own writes.
         ballast = root / "ballast"
         ballast.write_bytes(b"\0" * (2 << 20))
         m.free = lambda server: ballast.unlink()
