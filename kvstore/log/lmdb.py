@@ -87,7 +87,8 @@ class LmdbLog(LocalLog):
             raise DataDirCorrupt(f"{self.name}: {e}") from None
         wal_contents = WalFiles.read_all(self.dir)
         recovered = recover(wal_contents, self._durable_last, str(self.dir))
-        lacking: list[tuple[int, bytes]] = []  # recovered, and not in LMDB
+        self._in_lmdb = self._durable_last  # LMDB's newest record
+        lacking = False  # recovered records LMDB could not take
         if recovered and not read_only:  # durable, acknowledged perhaps: into LMDB first
             try:
                 self._put_records(recovered)
@@ -95,9 +96,11 @@ class LmdbLog(LocalLog):
                 raise DataDirCorrupt(f"{self.name}: {e}") from None
             except lmdb.Error as e:  # a full medium: they stay in the files, LMDB takes them later
                 logger.warning("%s: records stay in the write-ahead files: %s", self.name, e)
-                lacking = recovered
+                lacking = True
         if recovered:
             self._durable_last = recovered[-1][0]
+            if not lacking and not read_only:
+                self._in_lmdb = self._durable_last
         self._next = self._durable_last + 1
         # The newest records (consecutive): all LMDB lacks, and at least RECENT.
         self._in_memory: deque[tuple[int, bytes]] = deque(
@@ -110,17 +113,17 @@ class LmdbLog(LocalLog):
         self._loop: asyncio.AbstractEventLoop | None = None  # the appenders'
         # Appends queued, the first one in flight: (index, record, future).
         self._appends: deque[tuple[int, bytes, asyncio.Future[int]]] = deque()
-        # Records LMDB lacks: in the active write-ahead file (pending), and those a checkpoint
-        # is putting into LMDB or failed to (unflushed: maybe in the other file; that file is
-        # not reused until they are in LMDB).
-        self._pending: list[tuple[int, bytes]] = []
-        self._unflushed: list[tuple[int, bytes]] = lacking
+        # The records LMDB lacks are those after _in_lmdb (all in _in_memory). The active
+        # write-ahead file holds those from _switched_at on; the ones before it may be in the
+        # other file, which is not written over until LMDB holds them.
+        self._switched_at = self._durable_last + 1
         self._checkpoint_job: asyncio.Future | None = None
-        self._due = bool(lacking)  # a checkpoint is due, once the append in flight is done
+        self._timer = False  # a checkpoint is timed
+        self._due = lacking  # a checkpoint is due, once the append in flight is done
         self._writer: threading.Thread | None = None
         if not read_only:
             # Appends go on after the records LMDB lacks, in the file holding the newest.
-            self._wal = WalFiles(self.dir, *(chain_end(wal_contents, lacking[-1][0])
+            self._wal = WalFiles(self.dir, *(chain_end(wal_contents, self._durable_last)
                                              if lacking else (0, 0)))
             self._writer = threading.Thread(target=self._writer_thread, name="lmdb-log",
                                             daemon=True)
@@ -187,11 +190,9 @@ class LmdbLog(LocalLog):
         if seconds is None:
             return
         self.fsync_durations.observe(seconds)
-        index, record, fut = self._appends.popleft()
-        if not self._pending:
-            assert self._loop is not None
-            self._loop.call_later(CHECKPOINT_INTERVAL, self._checkpoint_due)
-        self._pending.append((index, record))
+        index, _, fut = self._appends.popleft()
+        if not self._timer:
+            self._time_checkpoint()
         self._made_durable(index)
         if not fut.cancelled():
             fut.set_result(index)
@@ -200,7 +201,13 @@ class LmdbLog(LocalLog):
         if self._appends:
             self._submit()
 
+    def _time_checkpoint(self) -> None:
+        assert self._loop is not None
+        self._timer = True
+        self._loop.call_later(CHECKPOINT_INTERVAL, self._checkpoint_due)
+
     def _checkpoint_due(self) -> None:
+        self._timer = False
         self._due = True
         if not self._appends and self._checkpoint_job is None:  # else once the append is done
             self._start_checkpoint()
@@ -209,43 +216,46 @@ class LmdbLog(LocalLog):
         """Hands the records LMDB lacks to the writer thread (no append is in flight). The other
         file takes the appends from here on if everything it holds is in LMDB."""
         self._due = False
-        if not self._pending and not self._unflushed:
+        last = self._durable_last
+        if self._in_lmdb >= last:
             return
-        if not self._unflushed:
-            self._wal.switch()
-            self._unflushed, self._pending = self._pending, []
-        else:  # the last checkpoint failed: the other file still holds records LMDB lacks
-            self._unflushed += self._pending
-            self._pending = []
-        job = self._checkpoint_job = self._on_writer(self._checkpoint, list(self._unflushed))
+        if self._in_lmdb >= self._switched_at - 1:  # else a checkpoint failed: the other file
+            self._wal.switch()                       # still holds records LMDB lacks
+            self._switched_at = last + 1
+        job = self._checkpoint_job = self._on_writer(self._checkpoint, self._lacking())
         job.add_done_callback(self._checkpointed)
 
-    def _checkpoint(self, records: list[tuple[int, bytes]]) -> bool:
-        """On the writer thread: False if LMDB took none (a full medium: they stay where they
-        are, durable)."""
+    def _lacking(self) -> list[tuple[int, bytes]]:
+        """The durable records LMDB lacks (not those of appends still queued)."""
+        held = self._in_memory
+        skip = self._in_lmdb + 1 - held[0][0]
+        return list(islice(held, skip, skip + self._durable_last - self._in_lmdb))
+
+    def _checkpoint(self, records: list[tuple[int, bytes]]) -> int:
+        """On the writer thread: the newest record put into LMDB, or 0 if LMDB took none (a
+        full medium: they stay where they are, durable)."""
         try:
             self._put_records(records)
         except lmdb.Error as e:  # MapFull, or the medium: a later checkpoint retries
             if self._checkpoint_failures == 0:
                 logger.warning("%s: records stay in the write-ahead files: %s", self.name, e)
             self._checkpoint_failures += 1
-            return False
+            return 0
         self._checkpoint_failures = 0
-        return True
+        return records[-1][0]
 
     def _checkpointed(self, job: asyncio.Future) -> None:
         self._checkpoint_job = None
-        if not job.cancelled() and job.exception() is None and job.result():
-            through = self._unflushed[-1][0]
-            self._unflushed = []
+        through = 0 if job.cancelled() or job.exception() is not None else job.result()
+        if through:
+            self._in_lmdb = through
             held = self._in_memory
             while len(held) > RECENT and held[0][0] <= through:
                 held.popleft()
             if self._due and not self._appends:  # came due meanwhile
                 self._start_checkpoint()
-        else:
-            assert self._loop is not None
-            self._loop.call_later(CHECKPOINT_INTERVAL, self._checkpoint_due)
+        elif not self._timer:  # try again later
+            self._time_checkpoint()
 
     def _put_records(self, records: list[tuple[int, bytes]]) -> None:
         """Commits records to LMDB in one transaction (synced: LMDB's two syncs)."""
@@ -309,7 +319,7 @@ class LmdbLog(LocalLog):
 
     async def _checkpoint_through(self, through: int) -> None:
         """Puts the records up to ``through`` into LMDB (a trim deletes from LMDB)."""
-        while (lacking := self._unflushed or self._pending) and lacking[0][0] <= through:
+        while self._in_lmdb < min(through, self._durable_last):
             if self._checkpoint_job is None:
                 self._checkpoint_due()  # now, or once the append in flight is done
             job = self._checkpoint_job
@@ -428,8 +438,8 @@ class LmdbLog(LocalLog):
                 await asyncio.wait([self._appends[-1][2]])
             if self._checkpoint_job is not None:
                 await asyncio.wait([self._checkpoint_job])
-            if self._pending or self._unflushed:
-                await self._on_writer(self._checkpoint, self._unflushed + self._pending)
+            if self._in_lmdb < self._durable_last:
+                await self._on_writer(self._checkpoint, self._lacking())
             self._jobs.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
             if self._loop is not None:
