@@ -65,14 +65,20 @@ def _record_at(buf: bytes | memoryview, pos: int) -> tuple[int, bytes, int] | No
 
 def scan(buf: bytes | memoryview) -> list[tuple[int, bytes]]:
     """The records from offset 0 on, while each is intact and follows the one before."""
+    return _run_from_start(buf)[0]
+
+
+def _run_from_start(buf: bytes | memoryview) -> tuple[list[tuple[int, bytes]], int]:
+    """``scan``'s records, and the offset past the last of them."""
     out: list[tuple[int, bytes]] = []
-    pos = 0
-    while (found := _record_at(buf, pos)) is not None:
-        index, record, pos = found
+    end = 0
+    while (found := _record_at(buf, end)) is not None:
+        index, record, after = found
         if out and index != out[-1][0] + 1:
             break
         out.append((index, record))
-    return out
+        end = after
+    return out, end
 
 
 def _holds_intact(buf: bytes | memoryview, index: int) -> bool:
@@ -117,14 +123,10 @@ def chain_end(contents: dict[str, bytes], index: int) -> tuple[int, int]:
     """(file number, offset past it) of the file whose records from offset 0 end at record
     ``index``: where appends go on after a recovery that left records in the files."""
     for number, name in enumerate(FILES):
-        records = scan(contents.get(name, b""))
+        records, end = _run_from_start(contents.get(name, b""))
         if records and records[-1][0] == index:
-            return number, sum(_encoded_size(len(record)) for _, record in records)
+            return number, end
     raise ValueError(f"no write-ahead file ends at record {index}")
-
-
-def _encoded_size(record_bytes: int) -> int:
-    return HEADER.size + record_bytes + (-(HEADER.size + record_bytes) % 8)
 
 
 class WalFiles:
