@@ -86,6 +86,7 @@ cdef class KeyValue:
 
 
 include "kv_wire.pxi"
+include "watch_fanout.pxi"
 
 
 cdef inline Py_ssize_t _last_at_or_before(PyObject** revs, Py_ssize_t n, long long rev) noexcept:

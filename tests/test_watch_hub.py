@@ -39,10 +39,10 @@ async def test_slow_stream_goes_unsynced_and_catches_up_in_order():
         n = watch_stream.MAX_QUEUED * 3
         for i in range(n):
             await s.put(pb.PutRequest(key=b"k%d" % i, value=b"v"))
-            while fast._queue:  # the fast reader keeps up
+            while fast.queue:  # the fast reader keeps up
                 fast_events.extend(ev.kv.mod_revision for ev in (await fast.next()).events)
         # the slow stream's queue is full: its watcher was moved to the unsynced group
-        assert len(slow._queue) == watch_stream.MAX_QUEUED
+        assert len(slow.queue) == watch_stream.MAX_QUEUED
         assert s.watch_hub.unsynced_count == 1 and s.watch_hub.synced_count == 1
         assert fast_events == list(range(2, n + 2))
         slow_events = [ev.kv.mod_revision for r in await drain(slow) for ev in r.events]

@@ -14,6 +14,7 @@ from . import (
     kv as _py_kv,
     ordered_keys as _py_ordered,
     state_codec as _py_codec,
+    watch_fanout as _py_fanout,
     wire as _py_wire,
 )
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         OrderedKeys,
         collect_visible,
         deleted,
+        deliver_change,
         encode_records,
         kept_revisions,
     )
@@ -42,6 +44,7 @@ elif _compiled is not None:
     deleted = _compiled.deleted
     kept_revisions = _compiled.kept_revisions
     encode_records = _compiled.encode_records
+    deliver_change = _compiled.deliver_change
     codec = _compiled
     wire = _compiled
 else:
@@ -53,10 +56,11 @@ else:
     deleted = _py_key_index.deleted
     kept_revisions = _py_key_index.kept_revisions
     encode_records = _py_key_index.encode_records
+    deliver_change = _py_fanout.deliver_change
     codec = _py_codec  # encode_keys, decode_keys, encode_history, decode_history, decode_state
     wire = _py_wire  # encode_header, range_response, range_stream_response, kv_bytes
 
 COMPILED = _compiled is not None
 
 __all__ = ["KeyValue", "KeyIndex", "History", "OrderedKeys", "collect_visible", "deleted", "kept_revisions",
-           "encode_records", "codec", "wire", "COMPILED"]
+           "encode_records", "deliver_change", "codec", "wire", "COMPILED"]

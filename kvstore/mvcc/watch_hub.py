@@ -7,9 +7,12 @@ when its stream drains. Nothing is buffered per watcher beyond the stream's boun
 a slow reader costs bounded memory and never blocks writes or other watchers. A watcher that
 needs history that was compacted is told the compaction revision and removed.
 
-Delivery goes to the watcher's sink (its stream), which owns encoding: ``has_room()``,
-``deliver(w, rev, events) -> bool``, ``deliver_one(watchers, rev, kv, prev) -> int`` (a
-revision of one change to several of its watchers: how many, from the first, got it),
+Delivery goes to the watcher's sink (its stream), which owns encoding. A revision of one change
+(nearly every write) goes through ``deliver_change(watchers, rev, kv, prev)``, which the store
+gives the hub: it appends the serialized responses to the sinks' queues itself
+(mvcc/watch_fanout.py says how, and what a sink has for it: ``queue``, ``closed``, ``woken``,
+``wake()``) and returns the watchers whose queue was full. Everything else goes through the
+sink's methods: ``has_room()``, ``deliver(w, rev, events) -> bool``,
 ``deliver_compacted(w, compact_rev)``, ``synced(w)``. An event is a (kv, prev) pair; kv is a
 tombstone for a delete; prev is the revision it replaced (None for a create, or when it is not
 at hand).
@@ -27,20 +30,22 @@ BATCH_BYTES = 1 << 20
 
 
 class Watcher:
-    __slots__ = ("id", "key", "end", "min_rev", "no_put", "no_delete", "sink", "synced",
-                 "removed", "data")
+    __slots__ = ("id", "key", "end", "min_rev", "no_put", "no_delete", "prev_kv", "sink",
+                 "synced", "removed", "sent", "data")
 
     def __init__(self, watch_id: int, key: bytes, end: bytes | None, start_rev: int,
-                 sink, no_put: bool = False, no_delete: bool = False):
+                 sink, no_put: bool = False, no_delete: bool = False, prev_kv: bool = False):
         self.id = watch_id
         self.key = key
         self.end = end  # None: the single key; b"": every key >= key; else [key, end)
         self.min_rev = start_rev  # the next revision this watcher needs
         self.no_put = no_put
         self.no_delete = no_delete
+        self.prev_kv = prev_kv  # its events carry the KeyValue the change replaced
         self.sink = sink
         self.synced = False
         self.removed = False
+        self.sent = False  # an event was queued for it since its sink last cleared this
         self.data: Any = None  # the sink's own per-watcher state
 
     def covers(self, key: bytes) -> bool:
@@ -54,8 +59,10 @@ class Watcher:
 
 
 class WatchHub:
-    def __init__(self, mvcc):
+    def __init__(self, mvcc, deliver_change):
         self.mvcc = mvcc
+        # (watchers, rev, kv, prev) -> the watchers left behind, or None (see the docstring)
+        self._deliver_change = deliver_change
         self._single: dict[bytes, set[Watcher]] = {}
         self._ranges: set[Watcher] = set()
         self._unsynced: set[Watcher] = set()
@@ -166,28 +173,18 @@ class WatchHub:
                 self._to_unsynced(w)
 
     def _notify_one(self, rev: int, kv, prev) -> None:
-        """A revision of one change: each stream gets its watchers of it in one call."""
+        """A revision of one change, to its key's watchers and the ranges covering it."""
         key = kv.key
-        ws = self._single.get(key)
-        targets = list(ws) if ws else []
+        targets = self._single.get(key)
         if self._ranges:
-            targets += [w for w in self._ranges if w.covers(key)]
+            covering = [w for w in self._ranges if w.covers(key)]
+            if covering:
+                targets = [*targets, *covering] if targets else covering
         if not targets:
             return
-        deleted = kv.version == 0
-        by_sink: dict[Any, list[Watcher]] = {}
-        for w in targets:
-            if not (w.no_delete if deleted else w.no_put) and rev >= w.min_rev:
-                group = by_sink.get(w.sink)
-                if group is None:
-                    by_sink[w.sink] = [w]
-                else:
-                    group.append(w)
-        for sink, group in by_sink.items():
-            sent = sink.deliver_one(group, rev, kv, prev)  # the first ``sent`` got it
-            for w in group[:sent]:
-                w.min_rev = rev + 1
-            for w in group[sent:]:  # slow reader: catch up from history once it drains
+        behind = self._deliver_change(targets, rev, kv, prev)
+        if behind:
+            for w in behind:  # slow reader: catch up from history once it drains
                 w.min_rev = rev
                 self._remove_synced(w)
                 self._to_unsynced(w)

@@ -106,6 +106,7 @@ class Store:
         self.leases = LeaseTable(config.min_lease_ttl)
         self.watch_streams: set[WatchStream] = set()
         self.watch_hub: WatchHub | None = None
+        self.watch_delivery = DeliveryCache(self.header_bytes)
         self._set_state(MVCCStore(), self.leases)
         # The leader of the current term, as the log says (LEADER entries); and the term this
         # member won itself (0: none), which it leads once its LEADER entry is applied.
@@ -125,7 +126,6 @@ class Store:
         self._apply_loop: ApplyLoop | None = None
         self._reads: ReadIndex | None = None
         self._timers: list[asyncio.Task] = []
-        self.watch_delivery = DeliveryCache(self.header_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._header_cache: tuple[int, int, bytes] = (-1, -1, b"")
         # Done (with the error) once the member has stopped applying the log: it must stop.
@@ -160,7 +160,7 @@ class Store:
         self.leases = leases
         mvcc.observers.append(leases.on_commit)
         old_hub = self.watch_hub
-        self.watch_hub = WatchHub(mvcc)
+        self.watch_hub = WatchHub(mvcc, self.watch_delivery.deliver_change)
         if old_hub is not None:
             old_hub.move_to(self.watch_hub)
         self.applier = Applier(mvcc, leases)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from ..api import rpc_pb2 as pb
 from ..limits import with_overhead
-from ..mvcc.core import wire
+from ..mvcc.core import deliver_change, wire
 from ..mvcc.watch_hub import Watcher
 from .auth.caller import CALLER
 from .ranges import range_end
@@ -29,27 +30,31 @@ ERR_DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 
 
 class WatchOptions:
-    """What the stream remembers per watcher (etcd keeps these maps in serverWatchStream)."""
+    """What the stream remembers per watcher (etcd keeps these maps in serverWatchStream;
+    prev_kv is the Watcher's own, as the hub's delivery reads it)."""
 
-    __slots__ = ("prev_kv", "fragment", "progress_notify", "sent_since_tick")
+    __slots__ = ("fragment", "progress_notify")
 
-    def __init__(self, prev_kv: bool, fragment: bool, progress_notify: bool):
-        self.prev_kv = prev_kv
+    def __init__(self, fragment: bool, progress_notify: bool):
         self.fragment = fragment
         self.progress_notify = progress_notify
-        self.sent_since_tick = False
 
 
 class WatchStream:
     def __init__(self, store):
         self._store = store
         self._cache: DeliveryCache = store.watch_delivery
-        self._queue: deque[bytes] = deque()  # serialized WatchResponses
+        # serialized WatchResponses; the hub's deliver_change appends to it too
+        self.queue: deque[bytes] = deque()
         # a future the reader waits on when the queue is empty (asyncio.Event would look the
         # loop up on every wait: a getpid() system call on Python 3.11)
         self._wakeup: asyncio.Future | None = None
         self._room: asyncio.Future | None = None  # the request reader's, while the queue is full
-        self._closed = False
+        # a sender that takes the queue when told (on_ready) instead of awaiting it
+        self._on_ready: Callable[[], None] | None = None
+        self.closed = False
+        # a wake() since the responses were last taken: the sender knows there are some
+        self.woken = False
         self._next_id = 0
         self._progress_pending = False
         self.watchers: dict[int, Watcher] = {}
@@ -70,7 +75,7 @@ class WatchStream:
     async def room(self) -> None:
         """Until the queue has room: the client's requests wait while their answers would
         overflow it (a client that never reads cannot grow it with control responses)."""
-        while not self._closed and len(self._queue) >= MAX_QUEUED:
+        while not self.closed and len(self.queue) >= MAX_QUEUED:
             self._room = self._store.loop.create_future()
             await self._room
             self._room = None
@@ -109,8 +114,8 @@ class WatchStream:
             return
         filters = set(c.filters)
         w = Watcher(watch_id, key, end, c.start_revision, self,
-                    no_put=_NOPUT in filters, no_delete=_NODELETE in filters)
-        w.data = WatchOptions(c.prev_kv, c.fragment, c.progress_notify)
+                    no_put=_NOPUT in filters, no_delete=_NODELETE in filters, prev_kv=c.prev_kv)
+        w.data = WatchOptions(c.fragment, c.progress_notify)
         self.watchers[watch_id] = w
         self._push(pb.WatchResponse(header=self._header(current), watch_id=watch_id, created=True))
         self._hub.add(w)
@@ -149,64 +154,31 @@ class WatchStream:
         sent no events since the last tick."""
         rev = self._store.mvcc.current_rev
         for w in self.watchers.values():
-            opts = w.data
-            if opts.progress_notify:
-                if not opts.sent_since_tick and w.synced:
+            if w.data.progress_notify:
+                if not w.sent and w.synced:
                     self._push(pb.WatchResponse(header=self._header(rev), watch_id=w.id))
-                opts.sent_since_tick = False
+                w.sent = False
 
     # -- the hub's sink interface --------------------------------------------------------------
 
     def has_room(self) -> bool:
-        return not self._closed and len(self._queue) < MAX_QUEUED
+        return not self.closed and len(self.queue) < MAX_QUEUED
 
     def deliver(self, w: Watcher, rev: int, events: list) -> bool:
         if not self.has_room():
-            return self._closed  # a closed stream drops everything
-        opts = w.data
+            return self.closed  # a closed stream drops everything
         cache = self._cache
         event = cache.event
-        encoded = [event(kv, prev, opts.prev_kv, rev) for kv, prev in events]
+        encoded = [event(kv, prev, w.prev_kv, rev) for kv, prev in events]
         header = cache.header_bytes(rev)
-        opts.sent_since_tick = True
-        if (opts.fragment and len(encoded) > 1 and wire.watch_response_size(
+        w.sent = True
+        if (w.data.fragment and len(encoded) > 1 and wire.watch_response_size(
                 header, w.id, encoded, False) >= self.max_fragment_bytes):
             for part in _fragments(header, w.id, encoded, self.max_fragment_bytes):
                 self._push_encoded(part)
         else:
             self._push_encoded(wire.watch_response(header, w.id, encoded, False))
         return True
-
-    def deliver_one(self, watchers: list, rev: int, kv, prev) -> int:
-        """A revision of one change to several of this stream's watchers (``deliver`` for each,
-        with the header and the event looked up once): how many, from the first, got it. A
-        closed stream takes (drops) them all."""
-        if self._closed:
-            return len(watchers)
-        queue = self._queue
-        room = MAX_QUEUED - len(queue)
-        if room <= 0:
-            return 0
-        cache = self._cache
-        header = cache.header_bytes(rev)
-        plain = with_prev = None
-        response = wire.watch_response
-        sent = 0
-        for w in watchers[:room]:
-            opts = w.data
-            if opts.prev_kv:
-                if with_prev is None:
-                    with_prev = [cache.event(kv, prev, True, rev)]
-                events = with_prev
-            else:
-                if plain is None:
-                    plain = [cache.event(kv, prev, False, rev)]
-                events = plain
-            opts.sent_since_tick = True
-            queue.append(response(header, w.id, events, False))
-            sent += 1
-        self._wake()
-        return sent
 
     def deliver_compacted(self, w: Watcher, compact_rev: int) -> None:
         self.watchers.pop(w.id, None)
@@ -228,12 +200,19 @@ class WatchStream:
         self._push_encoded(resp.SerializeToString())
 
     def _push_encoded(self, resp: bytes) -> None:
-        if self._closed:
+        if self.closed:
             return
-        self._queue.append(resp)
-        self._wake()
+        self.queue.append(resp)
+        self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Tells the sender there are responses (or the end), once until it takes them."""
+        if self.woken:
+            return
+        self.woken = True
+        if self._on_ready is not None:
+            self._on_ready()
+            return
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
@@ -247,8 +226,9 @@ class WatchStream:
         """The next response to send, serialized (the fast path of ``next``)."""
         if not await self._queued():
             return None
-        resp = self._queue.popleft()
-        if len(self._queue) <= _DRAINED:
+        self.woken = False
+        resp = self.queue.popleft()
+        if len(self.queue) <= _DRAINED:
             self._drained()
         return resp
 
@@ -257,7 +237,27 @@ class WatchStream:
         once the stream is closed. A sender writes them together."""
         if not await self._queued():
             return None
-        queue = self._queue
+        self.woken = False
+        queue = self.queue
+        batch = list(queue)
+        queue.clear()
+        self._drained()
+        return batch
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """``callback()`` whenever ``take`` has something new (responses, or the end), once
+        until the next take: the sender takes the queue then, with no task waiting on it."""
+        self._on_ready = callback
+        if self.queue or self.closed:
+            self.wake()
+
+    def take(self) -> list[bytes] | None:
+        """Every response queued, serialized, in order ([] for none); None once the stream is
+        closed with none."""
+        self.woken = False
+        queue = self.queue
+        if not queue:
+            return None if self.closed else []
         batch = list(queue)
         queue.clear()
         self._drained()
@@ -265,9 +265,10 @@ class WatchStream:
 
     async def _queued(self) -> bool:
         """Until a response is queued; False once the stream is closed with none."""
-        while not self._queue:
-            if self._closed:
+        while not self.queue:
+            if self.closed:
                 return False
+            self.woken = False
             self._wakeup = self._store.loop.create_future()
             await self._wakeup
             self._wakeup = None
@@ -282,15 +283,15 @@ class WatchStream:
             room.set_result(None)
 
     def close(self) -> None:
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         for w in self.watchers.values():
             self._hub.remove(w)
         self.watchers.clear()
         self._compacted_ids.clear()
-        self._queue.clear()
-        self._wake()
+        self.queue.clear()
+        self.wake()
         if self._room is not None and not self._room.done():
             self._room.set_result(None)
         self._store.watch_streams.discard(self)
@@ -301,7 +302,8 @@ class DeliveryCache:
     the revision being delivered (a put on a key with N watchers encodes its Event once, not N
     times) and its header (the store keeps the last one). Events are keyed by id(kv): a
     revision's KeyValues stay alive in the history while it is delivered, and the cache holds
-    one revision at a time."""
+    one revision at a time. A revision of one change goes to its watchers' queues at once
+    (``deliver_change``, the hub's fast path)."""
 
     def __init__(self, header_bytes):
         self.header_bytes = header_bytes  # revision -> serialized ResponseHeader
@@ -310,6 +312,10 @@ class DeliveryCache:
 
     def header(self, rev: int) -> pb.ResponseHeader:
         return pb.ResponseHeader.FromString(self.header_bytes(rev))
+
+    def deliver_change(self, watchers, rev: int, kv, prev) -> list | None:
+        """The hub's deliver_change for WatchStreams: the watchers left behind, or None."""
+        return deliver_change(watchers, rev, kv, prev, self.header_bytes(rev), MAX_QUEUED)
 
     def event(self, kv, prev, with_prev: bool, rev: int) -> bytes:
         if rev != self._events_rev:

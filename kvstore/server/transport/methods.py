@@ -20,6 +20,10 @@ class ServiceMethod(NamedTuple):
     # A bidi method's answer to one request given on the spot, when it can be (None: not now),
     # as the service's ``<Name>_at_once``: a transport that can answers there, with no task.
     at_once: object = None
+    # A streaming method's responses as a ResponseFeed (services/feed.py), as the service's
+    # ``<Name>_feed``: a transport that can sends them when the feed says it has some, with
+    # no task per batch (None: the method's async iterator).
+    feed: object = None
 
     @property
     def path(self) -> bytes:
@@ -87,5 +91,6 @@ def service_methods(services) -> list[ServiceMethod]:
             kind = "bidi" if m.client_streaming else "server_stream" if m.server_streaming else "unary"
             out.append(ServiceMethod(service.service_name, m.name, func,
                                      GetMessageClass(m.input_type), GetMessageClass(m.output_type),
-                                     kind, getattr(service, f"{m.name}_at_once", None)))
+                                     kind, getattr(service, f"{m.name}_at_once", None),
+                                     getattr(service, f"{m.name}_feed", None)))
     return out

@@ -84,15 +84,18 @@ def parse_timeout(value: bytes) -> float | None:
 class Method:
     """A service method as the transport calls it, and what is counted of its calls."""
 
-    __slots__ = ("func", "decode", "kind", "counts", "at_once")
+    __slots__ = ("func", "decode", "kind", "counts", "at_once", "feed")
 
-    def __init__(self, func, decode, kind: str, counts: CallCounts | None = None, at_once=None):
+    def __init__(self, func, decode, kind: str, counts: CallCounts | None = None, at_once=None,
+                 feed=None):
         self.func = func
         self.decode = decode  # bytes -> request message
         self.kind = kind  # "unary", "server_stream", "bidi"
         self.counts = counts or CallCounts("", "", kind)
         # bidi: request -> serialized response, or None when it must wait for the method
         self.at_once = at_once
+        # bidi: requests -> ResponseFeed (services/feed.py), sent when it says it has some
+        self.feed = feed
 
 
 # Where a call refused before it found its method counts (nobody reads it): the calls of an
@@ -162,7 +165,8 @@ class RequestStream:
 class GrpcCall:
     __slots__ = ("conn", "stream", "method", "max_receive", "_buf", "_requests", "_task",
                  "_timer", "_gzip", "_sent_headers", "_done", "_unary_request", "_headers",
-                 "_intercept", "_end_pending", "_counts", "_intercepted")
+                 "_intercept", "_end_pending", "_counts", "_intercepted", "_feed",
+                 "_feed_due", "_feed_held")
 
     def __init__(self, conn, stream, headers, methods: dict[bytes, Method], max_receive: int, intercept=None):
         self.conn = conn
@@ -180,6 +184,9 @@ class GrpcCall:
         self._unary_request = None
         self._end_pending = False
         self._intercepted = False  # the interceptor ran for an answer given at once
+        self._feed = None  # the method's ResponseFeed, when it has one
+        self._feed_due = False  # a _pump is scheduled
+        self._feed_held = False  # the feed waits for the client to read (a task waits)
         self.method: Method | None = None  # None: the call was refused (answered at once)
         self._counts = _UNCOUNTED
         path = content_type = None
@@ -211,7 +218,9 @@ class GrpcCall:
         counts.started += 1
         if method.kind == "bidi":
             self._requests = RequestStream(self._backlog)
-            if method.at_once is None:  # else the method starts with the first request not
+            if method.feed is not None:
+                self._start_feed()
+            elif method.at_once is None:  # else the method starts with the first request not
                 self._start(self._run_bidi())  # answered at once
         if timeout is not None:
             self._timer = conn.loop.call_later(timeout, self._deadline)
@@ -298,7 +307,7 @@ class GrpcCall:
 
     def _on_message(self, message) -> None:
         if self._requests is not None:
-            if self._task is None:  # answering at once so far
+            if self._task is None and self._feed is None:  # answering at once so far
                 if self._answer_at_once(message):
                     return
                 self._start(self._run_bidi())
@@ -333,7 +342,8 @@ class GrpcCall:
     def end_of_stream(self) -> None:
         if self._done or self.method is None:
             return
-        if self._requests is not None and self._task is None:  # all answered at once
+        if self._requests is not None and self._task is None and self._feed is None:
+            # all answered at once
             self._finish(OK)
             return
         if self._requests is not None:
@@ -361,6 +371,8 @@ class GrpcCall:
             self._task.cancel()
         if self._requests is not None:
             self._requests.end()
+        if self._feed is not None:
+            self._feed.close()
 
     # -- running the method --------------------------------------------------------------------
 
@@ -483,6 +495,56 @@ class GrpcCall:
                 await responses.aclose()
         self._finish(OK)
 
+    # -- a feed's responses, sent when it has some ----------------------------------------------
+
+    def _start_feed(self) -> None:
+        """The method as a ResponseFeed: its request reader is made in the caller's context
+        (the interceptor's setting), which is reset right after, as for a unary call."""
+        assert self.method is not None
+        caller = None
+        try:
+            if self._intercept is not None:
+                caller = self._intercept("stream", self._headers, self.conn.peer_cn)
+            self._feed = self.method.feed(self._requests)
+        except Exception as e:
+            self._failed(e)
+            return
+        finally:
+            if caller is not None:
+                caller.var.reset(caller)
+        self._feed.start(self._feed_ready)
+
+    def _feed_ready(self) -> None:
+        # a turn's responses go out together, after the turn queued them
+        if not self._feed_due:
+            self._feed_due = True
+            self.conn.loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._feed_due = False
+        if self._done or self._feed_held:
+            return  # a held feed is taken once the client has read
+        assert self._feed is not None
+        responses = self._feed.take()
+        if responses is None:
+            self._finish(OK)
+            return
+        if not responses:
+            return
+        conn = self.conn
+        if (not self._send_streamed(ResponseBatch(responses)) or conn._write_paused
+                or conn.output_waiting()):
+            self._feed_held = True
+            self._start(self._until_writable())
+
+    async def _until_writable(self) -> None:
+        try:
+            await self.conn.writable(self.stream)
+        except asyncio.CancelledError:
+            return
+        self._feed_held = False
+        self._pump()
+
     # -- ending --------------------------------------------------------------------------------
 
     def _deadline(self) -> None:
@@ -501,6 +563,8 @@ class GrpcCall:
             self._timer.cancel()
         if self._requests is not None:
             self._requests.end()
+        if self._feed is not None:
+            self._feed.close()
         block = TRAILERS_OK if code == OK and not message else status_block(code, message)
         if not self._sent_headers:  # trailers-only response
             block = RESPONSE_HEADERS + block

@@ -19,7 +19,8 @@ from .server_connection import H2ServerConnection
 
 def method_table(services) -> dict[bytes, Method]:
     """b"/etcdserverpb.KV/Range" -> Method, for every method a service object defines."""
-    return {m.path: Method(m.func, request_decoder(m.request), m.kind, m.counts(), m.at_once)
+    return {m.path: Method(m.func, request_decoder(m.request), m.kind, m.counts(), m.at_once,
+                         m.feed)
             for m in service_methods(services)}
 
 
