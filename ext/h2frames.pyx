@@ -200,3 +200,37 @@ cdef class FrameReader:
 
 
 __all__ = ["FrameReader", "FrameError", "HEADER_SIZE"]
+
+
+def grpc_data_frame(uint32_t stream_id, messages, Py_ssize_t size):
+    """Twin of kvstore/h2/frames.py's: one DATA frame (no flags) whose payload is each message
+    behind its gRPC length prefix; ``size`` is that payload's length. ``messages`` is a list
+    or a subclass of one (a ResponseBatch)."""
+    cdef Py_ssize_t total = 0, n
+    cdef bytes m
+    for m in messages:
+        total += 5 + len(m)
+    if total != size or size > MAX_LENGTH:
+        raise ValueError(f"grpc_data_frame: the messages take {total} bytes, not {size}")
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, HDR + size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    p[0] = (size >> 16) & 0xFF
+    p[1] = (size >> 8) & 0xFF
+    p[2] = size & 0xFF
+    p[3] = 0  # DATA
+    p[4] = 0
+    p[5] = (stream_id >> 24) & 0x7F
+    p[6] = (stream_id >> 16) & 0xFF
+    p[7] = (stream_id >> 8) & 0xFF
+    p[8] = stream_id & 0xFF
+    p += HDR
+    for m in messages:
+        n = len(m)
+        p[0] = 0
+        p[1] = (n >> 24) & 0xFF
+        p[2] = (n >> 16) & 0xFF
+        p[3] = (n >> 8) & 0xFF
+        p[4] = n & 0xFF
+        memcpy(p + 5, PyBytes_AS_STRING(m), n)
+        p += 5 + n
+    return out

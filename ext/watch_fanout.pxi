@@ -1,5 +1,41 @@
-# Live delivery of one change to the watchers of its key (included by mvcc_core.pyx, after
-# kv_wire.pxi). Twin: kvstore/mvcc/watch_fanout.py, whose docstring says what it does.
+# A watcher, and the live delivery of one change to the watchers of its key (included by
+# mvcc_core.pyx, after kv_wire.pxi). Twin: kvstore/mvcc/watch_fanout.py, whose docstrings say
+# what they do.
+
+
+cdef class Watcher:
+    cdef public long long id
+    cdef public bytes key
+    cdef public object end
+    cdef public long long min_rev
+    cdef public bint no_put, no_delete, prev_kv
+    cdef public object sink
+    cdef public bint synced, removed, sent
+    cdef public object data
+
+    def __init__(self, long long watch_id, bytes key, end, long long start_rev, sink,
+                 bint no_put=False, bint no_delete=False, bint prev_kv=False):
+        self.id = watch_id
+        self.key = key
+        self.end = end
+        self.min_rev = start_rev
+        self.no_put = no_put
+        self.no_delete = no_delete
+        self.prev_kv = prev_kv
+        self.sink = sink
+        self.synced = False
+        self.removed = False
+        self.sent = False
+        self.data = None
+
+    def covers(self, bytes key):
+        end = self.end
+        if end is None:
+            return key == self.key
+        return key >= self.key and (end == b"" or key < end)
+
+    def wants(self, KeyValue kv):
+        return not (self.no_delete if kv.version == 0 else self.no_put)
 
 
 cdef bytes _one_event_response(bytes header, long long watch_id, bytes ev):
@@ -20,6 +56,7 @@ def deliver_change(watchers, long long rev, KeyValue kv, prev, bytes header,
     cdef bytes plain = None, with_prev = None, ev
     cdef list behind = None
     cdef object sink, queue
+    cdef Watcher w
     for w in watchers:
         if (w.no_delete if deleted else w.no_put) or rev < w.min_rev:
             continue

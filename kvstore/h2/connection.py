@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 
 from . import frames as f
 from .config import H2Configuration
-from .frame_reader_select import FrameReader
+from .frame_reader_select import FrameReader, grpc_data_frame
 from .hpack_select import Decoder, HPACKError
 from .settings import ACK_THRESHOLD, OUR_MAX_FRAME, OUR_MAX_HEADER_LIST, our_settings
 from .stream import Stream, StreamHandler
@@ -537,6 +537,20 @@ class H2Connection(asyncio.Protocol, ABC):
         stream.pending_end = end_stream
         self._blocked[stream.id] = stream
         return False
+
+    def send_grpc_messages(self, stream: Stream, messages: list[bytes], size: int) -> bool:
+        """Consecutive gRPC messages (uncompressed) as DATA, ``size`` being their bytes with
+        the 5-byte prefixes: one frame built at once when it fits the windows and a frame,
+        else as send_data. Returns True if everything was written."""
+        if (size <= self._conn_send_window and size <= stream.send_window
+                and size <= self.peer_max_frame and not stream.pending and not stream.closed
+                and not self._closed):
+            self._conn_send_window -= size
+            stream.send_window -= size
+            self._sent_since_ping = True
+            self._write(grpc_data_frame(stream.id, messages, size))
+            return True
+        return self.send_data(stream, f.grpc_payload(messages))  # cut to the windows and frames
 
     def _write_data(self, stream: Stream, data, end_stream: bool):
         """Writes what fits; returns the unsent remainder or None."""

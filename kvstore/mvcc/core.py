@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         KeyIndex,
         KeyValue,
         OrderedKeys,
+        Watcher,
         collect_visible,
         deleted,
         deliver_change,
@@ -45,6 +46,7 @@ elif _compiled is not None:
     kept_revisions = _compiled.kept_revisions
     encode_records = _compiled.encode_records
     deliver_change = _compiled.deliver_change
+    Watcher = _compiled.Watcher
     codec = _compiled
     wire = _compiled
 else:
@@ -57,10 +59,11 @@ else:
     kept_revisions = _py_key_index.kept_revisions
     encode_records = _py_key_index.encode_records
     deliver_change = _py_fanout.deliver_change
+    Watcher = _py_fanout.Watcher
     codec = _py_codec  # encode_keys, decode_keys, encode_history, decode_history, decode_state
     wire = _py_wire  # encode_header, range_response, range_stream_response, kv_bytes
 
 COMPILED = _compiled is not None
 
-__all__ = ["KeyValue", "KeyIndex", "History", "OrderedKeys", "collect_visible", "deleted", "kept_revisions",
+__all__ = ["KeyValue", "KeyIndex", "Watcher", "History", "OrderedKeys", "collect_visible", "deleted", "kept_revisions",
            "encode_records", "deliver_change", "codec", "wire", "COMPILED"]

@@ -22,40 +22,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .core import Watcher
+
 BATCH_REVS = 1000  # etcd's watchBatchMaxRevs
 # Catch-up responses also stop growing past this many key+value bytes (whole revisions only):
 # unlike etcd, which bounds only revisions, so that clients with a 4 MiB receive limit (the
 # gRPC default outside Go) are not sent 1000 revisions of large values in one message.
 BATCH_BYTES = 1 << 20
-
-
-class Watcher:
-    __slots__ = ("id", "key", "end", "min_rev", "no_put", "no_delete", "prev_kv", "sink",
-                 "synced", "removed", "sent", "data")
-
-    def __init__(self, watch_id: int, key: bytes, end: bytes | None, start_rev: int,
-                 sink, no_put: bool = False, no_delete: bool = False, prev_kv: bool = False):
-        self.id = watch_id
-        self.key = key
-        self.end = end  # None: the single key; b"": every key >= key; else [key, end)
-        self.min_rev = start_rev  # the next revision this watcher needs
-        self.no_put = no_put
-        self.no_delete = no_delete
-        self.prev_kv = prev_kv  # its events carry the KeyValue the change replaced
-        self.sink = sink
-        self.synced = False
-        self.removed = False
-        self.sent = False  # an event was queued for it since its sink last cleared this
-        self.data: Any = None  # the sink's own per-watcher state
-
-    def covers(self, key: bytes) -> bool:
-        end = self.end
-        if end is None:
-            return key == self.key
-        return key >= self.key and (end == b"" or key < end)
-
-    def wants(self, kv) -> bool:
-        return not (self.no_delete if kv.version == 0 else self.no_put)
 
 
 class WatchHub:

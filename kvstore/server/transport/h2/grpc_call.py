@@ -457,21 +457,26 @@ class GrpcCall:
         await self._stream_responses(self.method.func(self._requests))
 
     def _send_streamed(self, response) -> bool:
-        """One response of a stream (or a ResponseBatch of them, consecutive messages in one
-        write), the response headers first; False when flow control holds it back."""
-        conn, stream, counts = self.conn, self.stream, self._counts
-        if not self._sent_headers:
-            conn.send_headers(stream, RESPONSE_HEADERS)
-            self._sent_headers = True
+        """One response of a stream (or a ResponseBatch of them), the response headers first;
+        False when flow control holds it back."""
         if type(response) is ResponseBatch:
-            counts.sent_bytes += sum(map(len, response))
-            data = b"".join([part for body in response
-                             for part in (_PREFIX.pack(0, len(body)), body)])
-        else:
-            body = serialize(response)
-            counts.sent_bytes += len(body)
-            data = _PREFIX.pack(0, len(body)) + body
-        return conn.send_data(stream, data)
+            return self._send_messages(response)
+        if not self._sent_headers:
+            self.conn.send_headers(self.stream, RESPONSE_HEADERS)
+            self._sent_headers = True
+        body = serialize(response)
+        self._counts.sent_bytes += len(body)
+        return self.conn.send_data(self.stream, _PREFIX.pack(0, len(body)) + body)
+
+    def _send_messages(self, messages: list[bytes]) -> bool:
+        """Consecutive serialized responses of a stream, in one write (one DATA frame when
+        they fit), the response headers first; False when flow control holds some back."""
+        if not self._sent_headers:
+            self.conn.send_headers(self.stream, RESPONSE_HEADERS)
+            self._sent_headers = True
+        size = sum(map(len, messages))
+        self._counts.sent_bytes += size
+        return self.conn.send_grpc_messages(self.stream, messages, size + 5 * len(messages))
 
     async def _stream_responses(self, responses) -> None:
         conn, stream = self.conn, self.stream
@@ -525,17 +530,20 @@ class GrpcCall:
         if self._done or self._feed_held:
             return  # a held feed is taken once the client has read
         assert self._feed is not None
-        responses = self._feed.take()
-        if responses is None:
-            self._finish(OK)
-            return
-        if not responses:
-            return
-        conn = self.conn
-        if (not self._send_streamed(ResponseBatch(responses)) or conn._write_paused
-                or conn.output_waiting()):
-            self._feed_held = True
-            self._start(self._until_writable())
+        try:
+            responses = self._feed.take()
+            if responses is None:
+                self._finish(OK)
+                return
+            if not responses:
+                return
+            conn = self.conn
+            if (not self._send_messages(responses) or conn._write_paused
+                    or conn.output_waiting()):
+                self._feed_held = True
+                self._start(self._until_writable())
+        except Exception as e:  # a bug: said, and the call ends (the server goes on)
+            self._failed(e)
 
     async def _until_writable(self) -> None:
         try:
