@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from . import frames as f
 from .config import H2Configuration
@@ -72,6 +73,9 @@ class H2Connection(asyncio.Protocol, ABC):
         # Frames queued in this turn of the loop, written together by _flush (scheduled once):
         # the responses a group commit completes become one send per connection.
         self._out: list[bytes] = []
+        self._flush_due = False  # a _flush is scheduled
+        # what runs right before the next _flush writes (before_flush)
+        self._before_flush: list[Callable[[], None]] = []
         self._out_bytes = 0
         self._out_views = False  # _out holds views of large payloads (see _write_views)
         self._going_away = False
@@ -448,7 +452,8 @@ class H2Connection(asyncio.Protocol, ABC):
     # -- frames out ----------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        if not self._out:
+        if not self._flush_due:
+            self._flush_due = True
             self.loop.call_soon(self._flush)
         self._out.append(data)
         self._out_bytes += len(data)
@@ -456,13 +461,27 @@ class H2Connection(asyncio.Protocol, ABC):
     def _write_views(self, parts: list) -> None:
         """Frames whose payloads are views of a large message: written with what is pending,
         in order, by writelines (the transport keeps the views; nothing is joined)."""
-        if not self._out:
+        if not self._flush_due:
+            self._flush_due = True
             self.loop.call_soon(self._flush)
         self._out.extend(parts)
         self._out_bytes += sum(map(len, parts))
         self._out_views = True
 
+    def before_flush(self, callback: Callable[[], None]) -> None:
+        """``callback()`` runs right before this turn's write to the socket (one is scheduled
+        if none is yet): what it sends goes out in that same write."""
+        if not self._flush_due:
+            self._flush_due = True
+            self.loop.call_soon(self._flush)
+        self._before_flush.append(callback)
+
     def _flush(self) -> None:
+        if self._before_flush:
+            callbacks, self._before_flush = self._before_flush, []
+            for callback in callbacks:
+                callback()
+        self._flush_due = False
         out = self._out
         if out and not self._closed:
             transport = self._transport()

@@ -520,10 +520,11 @@ class GrpcCall:
         self._feed.start(self._feed_ready)
 
     def _feed_ready(self) -> None:
-        # a turn's responses go out together, after the turn queued them
+        # a turn's responses go out together, after the turn queued them, in the write that
+        # carries the connection's other frames of the turn
         if not self._feed_due:
             self._feed_due = True
-            self.conn.loop.call_soon(self._pump)
+            self.conn.before_flush(self._pump)
 
     def _pump(self) -> None:
         self._feed_due = False
