@@ -199,7 +199,7 @@ cdef class FrameReader:
             PyBuffer_Release(&view)
 
 
-__all__ = ["FrameReader", "FrameError", "HEADER_SIZE"]
+__all__ = ["FrameReader", "FrameError", "HEADER_SIZE", "grpc_data_frame"]
 
 
 def grpc_data_frame(uint32_t stream_id, messages, Py_ssize_t size):

@@ -417,3 +417,86 @@ def test_deleted_twins_agree(seed):
     assert [ki.key for ki in compiled.deleted(cy_kis)] == want
     assert all(a is b for a, b in zip(compiled.deleted(cy_kis),
                                       (ki for ki in cy_kis if ki.current() is None), strict=True))
+
+
+class _Sink:
+    """A sink as deliver_change sees one: its queue, closed, woken, wake()."""
+
+    def __init__(self, rng):
+        self.queue = [b"queued"] * rng.randint(0, 6)
+        self.closed = rng.random() < 0.15
+        self.woken = rng.random() < 0.3
+        self.wakes = 0
+
+    def wake(self):
+        self.woken = True
+        self.wakes += 1
+
+
+def _deliver_scenario(seed, impl_kv, watcher_class, deliver_change):
+    """One change to random watchers (filters, min_rev, prev_kv) over random sinks (closed,
+    full, woken): what every sink, watcher and the call end up with."""
+    rng = random.Random(seed)
+    sinks = [_Sink(rng) for _ in range(rng.randint(1, 5))]
+    watchers = [watcher_class(i, b"k", None, rng.randint(0, 12), rng.choice(sinks),
+                              no_put=rng.random() < 0.2, no_delete=rng.random() < 0.2,
+                              prev_kv=rng.random() < 0.5) for i in range(rng.randint(0, 14))]
+    rev = 10
+    kv = (impl_kv.KeyValue.tombstone(b"k", rev) if rng.random() < 0.3
+          else impl_kv.KeyValue(b"k", 3, rev, 4, b"value %d" % seed, rng.choice([0, 9])))
+    prev = impl_kv.KeyValue(b"k", 3, 7, 3, b"old", 0) if rng.random() < 0.7 else None
+    header = b"\x08\x01\x18\x0a"
+    behind = deliver_change(watchers, rev, kv, prev, header, 5)
+    return ([s.queue for s in sinks], [s.wakes for s in sinks],
+            [(w.min_rev, w.sent) for w in watchers], None if behind is None else [w.id for w in behind])
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_deliver_change_twins_agree(seed):
+    from kvstore.mvcc import watch_fanout as py_fanout
+
+    py = _deliver_scenario(seed, py_kv, py_fanout.Watcher, py_fanout.deliver_change)
+    cy = _deliver_scenario(seed, compiled, compiled.Watcher, compiled.deliver_change)
+    assert py == cy
+    queues, wakes, states, behind = py
+    # each sink that got a response was woken once, unless it was woken already
+    assert all(n <= 1 for n in wakes)
+
+
+def test_deliver_change_encodes_what_a_watch_response_says():
+    from kvstore.api import rpc_pb2 as pb
+    from kvstore.mvcc import watch_fanout as py_fanout
+
+    for impl_kv, Watcher, deliver in ((py_kv, py_fanout.Watcher, py_fanout.deliver_change),
+                                      (compiled, compiled.Watcher, compiled.deliver_change)):
+        rng = random.Random(0)
+        full, plain, with_prev = _Sink(rng), _Sink(rng), _Sink(rng)
+        full.queue, full.closed = [b"q"] * 3, False
+        plain.queue, plain.closed, with_prev.queue, with_prev.closed = [], False, [], False
+        ws = [Watcher(7, b"k", None, 0, plain), Watcher(8, b"k", None, 0, with_prev, prev_kv=True),
+              Watcher(9, b"k", None, 0, full), Watcher(10, b"k", None, 11, plain)]
+        kv = impl_kv.KeyValue(b"k", 3, 10, 4, b"new", 0)
+        prev = impl_kv.KeyValue(b"k", 3, 7, 3, b"old", 0)
+        header = pb.ResponseHeader(revision=10).SerializeToString()
+        behind = deliver(ws, 10, kv, prev, header, 3)
+        assert [w.id for w in behind] == [9]  # its queue was full
+        (a,), (b,) = plain.queue, with_prev.queue  # watcher 10 starts at revision 11
+        ra, rb = pb.WatchResponse.FromString(a), pb.WatchResponse.FromString(b)
+        assert (ra.watch_id, ra.header.revision, rb.watch_id) == (7, 10, 8)
+        assert [(e.kv.value, e.HasField("prev_kv")) for e in ra.events] == [(b"new", False)]
+        assert [(e.kv.value, e.prev_kv.value) for e in rb.events] == [(b"new", b"old")]
+        assert [(w.min_rev, w.sent) for w in ws] == [(11, True), (11, True), (0, False), (11, False)]
+
+
+@pytest.mark.parametrize("end", [None, b"", b"m"])
+def test_watcher_twins_agree(end):
+    from kvstore.mvcc import watch_fanout as py_fanout
+
+    for key in (b"", b"a", b"k", b"k\x00", b"l", b"m", b"z"):
+        py = py_fanout.Watcher(1, b"k", end, 0, None, no_delete=True)
+        cy = compiled.Watcher(1, b"k", end, 0, None, no_delete=True)
+        assert py.covers(key) == cy.covers(key)
+    for impl_kv, W in ((py_kv, py_fanout.Watcher), (compiled, compiled.Watcher)):
+        w = W(1, b"k", end, 0, None, no_delete=True)
+        assert w.wants(impl_kv.KeyValue(b"k", 1, 2, 1, b"v", 0))
+        assert not w.wants(impl_kv.KeyValue.tombstone(b"k", 3))

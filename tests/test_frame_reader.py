@@ -442,3 +442,37 @@ def test_twins_agree_on_frame_sequences(frames, limit, rnd):
             break
         expect.append((t, fl, sid & 0x7FFF_FFFF, p))
     assert out == expect
+
+
+class _Batch(list):
+    """A list subclass, as a ResponseBatch is."""
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_grpc_data_frame_twins_agree_and_frame_each_message(seed):
+    rng = random.Random(seed)
+    messages = [rng.randbytes(rng.choice([0, 1, 7, 300, 20_000])) for _ in range(rng.randint(0, 8))]
+    sid = rng.randint(1, 2**31 - 1)
+    size = sum(5 + len(m) for m in messages)
+    made = [impl(sid, _Batch(messages), size)
+            for impl in (f.grpc_data_frame, compiled.grpc_data_frame)]
+    assert made[0] == made[1]
+    frames, err = pure.FrameReader(1 << 24).feed(made[0])
+    assert err is None and [(t, fl, s) for t, fl, s, _ in frames] == [(f.DATA, 0, sid)]
+    payload = frames[0][3]
+    assert payload == f.grpc_payload(messages)
+    out = []
+    while payload:  # each message behind its prefix: uncompressed, its length
+        flag, n = struct.unpack(">BL", payload[:5])
+        assert flag == 0
+        out.append(payload[5:5 + n])
+        payload = payload[5 + n:]
+    assert out == messages
+
+
+@pytest.mark.parametrize("impl", [f.grpc_data_frame, compiled.grpc_data_frame])
+def test_grpc_data_frame_refuses_a_wrong_size(impl):
+    with pytest.raises(ValueError, match="the messages take 8 bytes, not 9"):
+        impl(1, [b"abc"], 9)
+    with pytest.raises(ValueError):
+        impl(1, [b"x" * (1 << 24)], (1 << 24) + 5)  # past a frame's 24-bit length

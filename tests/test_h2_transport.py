@@ -3,6 +3,7 @@ cancellation, HTTP/1.1 endpoints on the same port. Real server process, raw sock
 import asyncio
 import json
 import struct
+import time
 import urllib.request
 
 import grpc
@@ -135,6 +136,58 @@ async def test_client_reset_cancels_a_watch(h2_server):
     c.frame(f.RST_STREAM, 0, 1, struct.pack(">L", f.CANCEL))
     await asyncio.sleep(0.2)
     assert b"etcd_debugging_mvcc_watcher_total 0.0\n" in get(h2_server, "/metrics")[2]
+    c.close()
+
+
+def _whole_messages(body: bytes) -> tuple[list[bytes], bytes]:
+    """The whole gRPC messages at the start of ``body``, and the rest (a message cut short)."""
+    out = []
+    while len(body) >= 5:
+        length = struct.unpack(">L", body[1:5])[0]
+        if len(body) < 5 + length:
+            break
+        out.append(body[5:5 + length])
+        body = body[5 + length:]
+    return out, body
+
+
+def test_watch_held_by_a_small_window_resumes_in_order_after_half_close(h2_server):
+    """A watch stream's responses go out when it has some, no more than the windows allow: the
+    rest waits (the stream is held) until the client grants window, then all of it comes, in
+    order. The client half-closed its side first: it still receives."""
+    c = RawH2(h2_server.port, settings={f.INITIAL_WINDOW_SIZE: 1000})
+    c.frame(f.HEADERS, f.END_HEADERS, 1, request_headers(b"/etcdserverpb.Watch/Watch"))
+    c.frame(f.DATA, f.END_STREAM, 1, grpc_message(pb.WatchRequest(
+        create_request=pb.WatchCreateRequest(key=b"held/", range_end=b"held0"))))
+    first = c.frames_until(lambda fr: fr[0] == f.DATA)[-1][3]
+    (created,), _ = _whole_messages(first)
+    assert pb.WatchResponse.FromString(created).created
+    with grpc.insecure_channel(h2_server.endpoint) as ch:
+        kv = rpc.KVStub(ch)
+        revs = [kv.Put(pb.PutRequest(key=b"held/%03d" % i, value=b"v" * 40)).header.revision
+                for i in range(60)]
+    body = b""
+    while True:  # without window updates: what is left of the stream's 1000 bytes, no more
+        try:
+            fr = c.read_frame(timeout=0.5)
+        except TimeoutError:
+            break
+        if fr[0] == f.DATA:
+            body += fr[3]
+    assert len(body) == 1000 - len(first)
+    events: list = []
+    deadline = time.monotonic() + 20
+    while len(events) < len(revs):
+        assert time.monotonic() < deadline, f"{len(events)} events of {len(revs)}"
+        c.frame(f.WINDOW_UPDATE, 0, 1, struct.pack(">L", 2000))
+        c.frame(f.WINDOW_UPDATE, 0, 0, struct.pack(">L", 2000))
+        fr = c.read_frame()
+        if fr[0] == f.DATA:
+            body += fr[3]
+        messages, body = _whole_messages(body)
+        events += [e for m in messages for e in pb.WatchResponse.FromString(m).events]
+    assert [e.kv.mod_revision for e in events] == revs
+    assert [e.kv.key for e in events] == [b"held/%03d" % i for i in range(60)]
     c.close()
 
 

@@ -1,7 +1,9 @@
-# Stub of the compiled module built from ext/mvcc_core.pyx (with ext/kv_wire.pxi, ext/history.pxi
-# and ext/ordered_keys.pxi). Its pure-Python twins, with the same API: kvstore/mvcc/kv.py,
-# key_index.py, history.py, ordered_keys.py, state_codec.py and wire.py.
+# Stub of the compiled module built from ext/mvcc_core.pyx (with ext/kv_wire.pxi,
+# ext/watch_fanout.pxi, ext/history.pxi and ext/ordered_keys.pxi). Its pure-Python twins, with
+# the same API: kvstore/mvcc/kv.py, key_index.py, history.py, ordered_keys.py, state_codec.py,
+# wire.py and watch_fanout.py.
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 # -- KeyValue, KeyIndex, collect_visible (twins: kv.py, key_index.py) ---------------------------
 
@@ -121,6 +123,27 @@ def event(kv: KeyValue, prev: KeyValue | None) -> bytes: ...
 def event_field_size(ev: bytes) -> int: ...
 def watch_response_size(header: bytes, watch_id: int, events: list[bytes], fragment: bool) -> int: ...
 def watch_response(header: bytes, watch_id: int, events: list[bytes], fragment: bool) -> bytes: ...
+
+class Watcher:
+    id: int
+    key: bytes
+    end: bytes | None
+    min_rev: int
+    no_put: bool
+    no_delete: bool
+    prev_kv: bool
+    sink: Any
+    synced: bool
+    removed: bool
+    sent: bool
+    data: Any
+    def __init__(self, watch_id: int, key: bytes, end: bytes | None, start_rev: int, sink: Any,
+                 no_put: bool = False, no_delete: bool = False, prev_kv: bool = False) -> None: ...
+    def covers(self, key: bytes) -> bool: ...
+    def wants(self, kv: KeyValue) -> bool: ...
+
+def deliver_change(watchers: Iterable[Watcher], rev: int, kv: KeyValue, prev: KeyValue | None,
+                   header: bytes, max_queued: int) -> list[Watcher] | None: ...
 def put_response(header: bytes, prev_kv: KeyValue | None) -> bytes: ...
 def lease_keepalive_response(header: bytes, lease_id: int, ttl: int) -> bytes: ...
 def delete_range_response(header: bytes, deleted: int, prev_kvs: list[KeyValue]) -> bytes: ...

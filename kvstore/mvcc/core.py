@@ -65,5 +65,5 @@ else:
 
 COMPILED = _compiled is not None
 
-__all__ = ["KeyValue", "KeyIndex", "Watcher", "History", "OrderedKeys", "collect_visible", "deleted", "kept_revisions",
-           "encode_records", "deliver_change", "codec", "wire", "COMPILED"]
+__all__ = ["KeyValue", "KeyIndex", "Watcher", "History", "OrderedKeys", "collect_visible", "deleted",
+           "kept_revisions", "encode_records", "deliver_change", "codec", "wire", "COMPILED"]

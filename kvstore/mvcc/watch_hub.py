@@ -20,7 +20,7 @@ at hand).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Collection
 
 from .core import Watcher
 
@@ -148,7 +148,7 @@ class WatchHub:
     def _notify_one(self, rev: int, kv, prev) -> None:
         """A revision of one change, to its key's watchers and the ranges covering it."""
         key = kv.key
-        targets = self._single.get(key)
+        targets: Collection[Watcher] | None = self._single.get(key)
         if self._ranges:
             covering = [w for w in self._ranges if w.covers(key)]
             if covering:

@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 from ..api import rpc_pb2 as pb
 from ..limits import with_overhead
-from ..mvcc.core import deliver_change, wire
-from ..mvcc.core import Watcher
+from ..mvcc.core import Watcher, deliver_change, wire
 from .auth.caller import CALLER
 from .ranges import range_end
 

@@ -29,6 +29,8 @@ CLIENT_API_VERSION = b"client-api-version"
 REQUIRE_LEADER = b"hasleader"
 TOKEN = b"token"
 AUTHORIZATION = b"authorization"
+_READ = frozenset((CLIENT_API_VERSION, REQUIRE_LEADER, TOKEN, AUTHORIZATION))
+MAX_VERSIONS_KEPT = 64  # decoded versions kept (a client may send any)
 
 
 class CallInterceptor:
@@ -36,24 +38,30 @@ class CallInterceptor:
         self.store = store
         # (call type "unary" | "stream", client api version) -> calls
         self.client_requests: Counter = Counter()
+        self._versions: dict[bytes, str] = {}  # the versions seen, decoded (checked once)
 
     def __call__(self, call_type: str, metadata, peer_cn: str | None = None):
         version = b"unknown"
         require_leader = False
         token = authorization = None
         for name, value in metadata:
-            if name == CLIENT_API_VERSION:
-                version = value
-            elif name == REQUIRE_LEADER:
-                require_leader = value == b"true"
-            elif name == TOKEN:
-                token = value
-            elif name == AUTHORIZATION:
-                authorization = value
-        try:
-            text = version.decode()
-        except UnicodeDecodeError:
-            raise errors.InvalidClientAPIVersion() from None
+            if name in _READ:  # (one set lookup for each of the headers nobody reads here)
+                if name == CLIENT_API_VERSION:
+                    version = value
+                elif name == REQUIRE_LEADER:
+                    require_leader = value == b"true"
+                elif name == TOKEN:
+                    token = value
+                else:
+                    authorization = value
+        text = self._versions.get(version)
+        if text is None:
+            try:
+                text = version.decode()
+            except UnicodeDecodeError:
+                raise errors.InvalidClientAPIVersion() from None
+            if len(self._versions) < MAX_VERSIONS_KEPT:
+                self._versions[version] = text
         self.client_requests[call_type, text] += 1
         if require_leader and not self.store.healthy():
             raise errors.NoLeader()

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from .... import errors
 from ...services.batch import ResponseBatch
+from ...services.feed import ResponseFeed
 from ..methods import CallCounts, serialize
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class GrpcCall:
         self._unary_request = None
         self._end_pending = False
         self._intercepted = False  # the interceptor ran for an answer given at once
-        self._feed = None  # the method's ResponseFeed, when it has one
+        self._feed: ResponseFeed | None = None  # the method's, when it has one
         self._feed_due = False  # a _pump is scheduled
         self._feed_held = False  # the feed waits for the client to read (a task waits)
         self.method: Method | None = None  # None: the call was refused (answered at once)
@@ -510,14 +511,14 @@ class GrpcCall:
         try:
             if self._intercept is not None:
                 caller = self._intercept("stream", self._headers, self.conn.peer_cn)
-            self._feed = self.method.feed(self._requests)
+            self._feed = feed = self.method.feed(self._requests)
         except Exception as e:
             self._failed(e)
             return
         finally:
             if caller is not None:
                 caller.var.reset(caller)
-        self._feed.start(self._feed_ready)
+        feed.start(self._feed_ready)
 
     def _feed_ready(self) -> None:
         # a turn's responses go out together, after the turn queued them, in the write that
