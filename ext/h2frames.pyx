@@ -199,38 +199,65 @@ cdef class FrameReader:
             PyBuffer_Release(&view)
 
 
-__all__ = ["FrameReader", "FrameError", "HEADER_SIZE", "grpc_data_frame"]
+__all__ = ["FrameReader", "FrameError", "HEADER_SIZE", "grpc_data_frames"]
 
 
-def grpc_data_frame(uint32_t stream_id, messages, Py_ssize_t size):
-    """Twin of kvstore/h2/frames.py's: one DATA frame (no flags) whose payload is each message
-    behind its gRPC length prefix; ``size`` is that payload's length. ``messages`` is a list
-    or a subclass of one (a ResponseBatch)."""
-    cdef Py_ssize_t total = 0, n
-    cdef bytes m
-    for m in messages:
-        total += 5 + len(m)
-    if total != size or size > MAX_LENGTH:
-        raise ValueError(f"grpc_data_frame: the messages take {total} bytes, not {size}")
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, HDR + size)
-    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
-    p[0] = (size >> 16) & 0xFF
-    p[1] = (size >> 8) & 0xFF
-    p[2] = size & 0xFF
+cdef inline unsigned char* _put_frame_header(unsigned char* p, Py_ssize_t length,
+                                            uint32_t stream_id) noexcept:
+    p[0] = (length >> 16) & 0xFF
+    p[1] = (length >> 8) & 0xFF
+    p[2] = length & 0xFF
     p[3] = 0  # DATA
-    p[4] = 0
+    p[4] = 0  # no flags
     p[5] = (stream_id >> 24) & 0x7F
     p[6] = (stream_id >> 16) & 0xFF
     p[7] = (stream_id >> 8) & 0xFF
     p[8] = stream_id & 0xFF
-    p += HDR
+    return p + HDR
+
+
+def grpc_data_frames(uint32_t stream_id, messages, Py_ssize_t size, Py_ssize_t max_frame):
+    """Twin of kvstore/h2/frames.py's: the DATA frames (no flags, each at most ``max_frame``
+    long) whose payloads, joined, are each message behind its gRPC length prefix; ``size`` is
+    that payload's length. ``messages`` is a list or a subclass of one (a ResponseBatch)."""
+    cdef Py_ssize_t total = 0, n, left = 0, remaining = size, nframes
+    cdef bytes m
+    cdef unsigned char prefix[5]
+    for m in messages:
+        total += 5 + len(m)
+    if total != size or max_frame < 1 or max_frame > MAX_LENGTH:
+        raise ValueError(f"grpc_data_frames: the messages take {total} bytes, not {size} "
+                         f"(frames of at most {max_frame})")
+    nframes = (size + max_frame - 1) // max_frame
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, HDR * nframes + size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
     for m in messages:
         n = len(m)
-        p[0] = 0
-        p[1] = (n >> 24) & 0xFF
-        p[2] = (n >> 16) & 0xFF
-        p[3] = (n >> 8) & 0xFF
-        p[4] = n & 0xFF
-        memcpy(p + 5, PyBytes_AS_STRING(m), n)
-        p += 5 + n
+        prefix[0] = 0
+        prefix[1] = (n >> 24) & 0xFF
+        prefix[2] = (n >> 16) & 0xFF
+        prefix[3] = (n >> 8) & 0xFF
+        prefix[4] = n & 0xFF
+        p = _put_payload(p, prefix, 5, &left, &remaining, max_frame, stream_id)
+        p = _put_payload(p, <const unsigned char*>PyBytes_AS_STRING(m), n, &left, &remaining,
+                         max_frame, stream_id)
     return out
+
+
+cdef unsigned char* _put_payload(unsigned char* p, const unsigned char* src, Py_ssize_t k,
+                                 Py_ssize_t* left, Py_ssize_t* remaining, Py_ssize_t max_frame,
+                                 uint32_t stream_id) noexcept:
+    """Copies k payload bytes, starting a frame (its header) wherever the last one is full."""
+    cdef Py_ssize_t c
+    while k > 0:
+        if left[0] == 0:
+            left[0] = max_frame if remaining[0] > max_frame else remaining[0]
+            p = _put_frame_header(p, left[0], stream_id)
+        c = k if k < left[0] else left[0]
+        memcpy(p, src, c)
+        p += c
+        src += c
+        k -= c
+        left[0] -= c
+        remaining[0] -= c
+    return p

@@ -448,18 +448,22 @@ class _Batch(list):
     """A list subclass, as a ResponseBatch is."""
 
 
-@pytest.mark.parametrize("seed", range(30))
-def test_grpc_data_frame_twins_agree_and_frame_each_message(seed):
+@pytest.mark.parametrize("seed", range(40))
+def test_grpc_data_frames_twins_agree_and_frame_each_message(seed):
     rng = random.Random(seed)
     messages = [rng.randbytes(rng.choice([0, 1, 7, 300, 20_000])) for _ in range(rng.randint(0, 8))]
     sid = rng.randint(1, 2**31 - 1)
     size = sum(5 + len(m) for m in messages)
-    made = [impl(sid, _Batch(messages), size)
-            for impl in (f.grpc_data_frame, compiled.grpc_data_frame)]
+    max_frame = rng.choice([1, 5, 6, 100, 16_384, 1 << 20])
+    made = [impl(sid, _Batch(messages), size, max_frame)
+            for impl in (f.grpc_data_frames, compiled.grpc_data_frames)]
     assert made[0] == made[1]
     frames, err = pure.FrameReader(1 << 24).feed(made[0])
-    assert err is None and [(t, fl, s) for t, fl, s, _ in frames] == [(f.DATA, 0, sid)]
-    payload = frames[0][3]
+    assert err is None
+    assert {(t, fl, s) for t, fl, s, _ in frames} <= {(f.DATA, 0, sid)}
+    assert len(frames) == -(-size // max_frame)  # as few as the frame size allows
+    assert all(len(p) == max_frame for _, _, _, p in frames[:-1])
+    payload = b"".join(p for _, _, _, p in frames)
     assert payload == f.grpc_payload(messages)
     out = []
     while payload:  # each message behind its prefix: uncompressed, its length
@@ -470,9 +474,11 @@ def test_grpc_data_frame_twins_agree_and_frame_each_message(seed):
     assert out == messages
 
 
-@pytest.mark.parametrize("impl", [f.grpc_data_frame, compiled.grpc_data_frame])
-def test_grpc_data_frame_refuses_a_wrong_size(impl):
+@pytest.mark.parametrize("impl", [f.grpc_data_frames, compiled.grpc_data_frames])
+def test_grpc_data_frames_refuses_a_wrong_size(impl):
     with pytest.raises(ValueError, match="the messages take 8 bytes, not 9"):
-        impl(1, [b"abc"], 9)
+        impl(1, [b"abc"], 9, 16_384)
     with pytest.raises(ValueError):
-        impl(1, [b"x" * (1 << 24)], (1 << 24) + 5)  # past a frame's 24-bit length
+        impl(1, [b"abc"], 8, 0)  # no frame holds anything
+    with pytest.raises(ValueError):
+        impl(1, [b"abc"], 8, 1 << 24)  # past a frame's 24-bit length

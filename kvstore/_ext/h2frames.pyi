@@ -8,9 +8,9 @@ from kvstore.h2.frame_reader import FrameError as FrameError
 
 HEADER_SIZE: int
 
-__all__ = ["FrameReader", "FrameError", "HEADER_SIZE", "grpc_data_frame"]
+__all__ = ["FrameReader", "FrameError", "HEADER_SIZE", "grpc_data_frames"]
 
-def grpc_data_frame(stream_id: int, messages: list[bytes], size: int) -> bytes: ...
+def grpc_data_frames(stream_id: int, messages: list[bytes], size: int, max_frame: int) -> bytes: ...
 
 class FrameReader:
     def __init__(self, max_frame_size: SupportsIndex) -> None: ...

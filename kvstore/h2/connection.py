@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from . import frames as f
 from .config import H2Configuration
-from .frame_reader_select import FrameReader, grpc_data_frame
+from .frame_reader_select import FrameReader, grpc_data_frames
 from .hpack_select import Decoder, HPACKError
 from .settings import ACK_THRESHOLD, OUR_MAX_FRAME, OUR_MAX_HEADER_LIST, our_settings
 from .stream import Stream, StreamHandler
@@ -559,15 +559,14 @@ class H2Connection(asyncio.Protocol, ABC):
 
     def send_grpc_messages(self, stream: Stream, messages: list[bytes], size: int) -> bool:
         """Consecutive gRPC messages (uncompressed) as DATA, ``size`` being their bytes with
-        the 5-byte prefixes: one frame built at once when it fits the windows and a frame,
-        else as send_data. Returns True if everything was written."""
+        the 5-byte prefixes: its frames built at once when they fit the windows, else as
+        send_data. Returns True if everything was written."""
         if (size <= self._conn_send_window and size <= stream.send_window
-                and size <= self.peer_max_frame and not stream.pending and not stream.closed
-                and not self._closed):
+                and not stream.pending and not stream.closed and not self._closed):
             self._conn_send_window -= size
             stream.send_window -= size
             self._sent_since_ping = True
-            self._write(grpc_data_frame(stream.id, messages, size))
+            self._write(grpc_data_frames(stream.id, messages, size, self.peer_max_frame))
             return True
         return self.send_data(stream, f.grpc_payload(messages))  # cut to the windows and frames
 

@@ -17,16 +17,16 @@ _c = _ext.compiled("h2frames")
 if TYPE_CHECKING:
     # mypy reads the types from the compiled module's stub (kvstore/_ext/h2frames.pyi); the
     # pure-Python twin has the same API.
-    from .._ext.h2frames import FrameError, FrameReader, grpc_data_frame
+    from .._ext.h2frames import FrameError, FrameReader, grpc_data_frames
 elif _c is not None:
     FrameReader = _c.FrameReader
     FrameError = _c.FrameError
-    grpc_data_frame = _c.grpc_data_frame
+    grpc_data_frames = _c.grpc_data_frames
 else:
     FrameReader = _py_frame_reader.FrameReader
     FrameError = _py_frame_reader.FrameError
-    grpc_data_frame = _py_frames.grpc_data_frame
+    grpc_data_frames = _py_frames.grpc_data_frames
 
 COMPILED = _c is not None
 
-__all__ = ["FrameReader", "FrameError", "grpc_data_frame", "COMPILED"]
+__all__ = ["FrameReader", "FrameError", "grpc_data_frames", "COMPILED"]

@@ -88,14 +88,16 @@ def grpc_payload(messages: list) -> bytes:
     return b"".join([part for m in messages for part in (_GRPC_PREFIX.pack(0, len(m)), m)])
 
 
-def grpc_data_frame(stream_id: int, messages: list, size: int) -> bytes:
-    """One DATA frame (no flags) of ``grpc_payload(messages)``, ``size`` being that payload's
-    length: 5 bytes a message plus the messages. (Pure twin of ext/h2frames.pyx's:
-    frame_reader_select picks one.)"""
+def grpc_data_frames(stream_id: int, messages: list, size: int, max_frame: int) -> bytes:
+    """The DATA frames (no flags, each at most ``max_frame`` long) of
+    ``grpc_payload(messages)``, ``size`` being that payload's length: 5 bytes a message plus the
+    messages. (Pure twin of ext/h2frames.pyx's: frame_reader_select picks one.)"""
     payload = grpc_payload(messages)
-    if len(payload) != size or size > 0xFFFFFF:
-        raise ValueError(f"grpc_data_frame: the messages take {len(payload)} bytes, not {size}")
-    return frame_header(DATA, 0, stream_id, size) + payload
+    if len(payload) != size or not 1 <= max_frame <= 0xFFFFFF:
+        raise ValueError(f"grpc_data_frames: the messages take {len(payload)} bytes, not {size} "
+                         f"(frames of at most {max_frame})")
+    return b"".join(frame_header(DATA, 0, stream_id, len(payload[i:i + max_frame]))
+                    + payload[i:i + max_frame] for i in range(0, size, max_frame))
 
 
 def parse_header(buf, pos: int) -> tuple[int, int, int, int]:
