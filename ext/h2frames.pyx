@@ -199,16 +199,16 @@ cdef class FrameReader:
             PyBuffer_Release(&view)
 
 
-__all__ = ["FrameReader", "FrameError", "HEADER_SIZE", "grpc_data_frames"]
+__all__ = ["FrameReader", "FrameError", "HEADER_SIZE", "grpc_data_frames", "response_frames"]
 
 
-cdef inline unsigned char* _put_frame_header(unsigned char* p, Py_ssize_t length,
-                                            uint32_t stream_id) noexcept:
+cdef inline unsigned char* _put_header(unsigned char* p, Py_ssize_t length, unsigned char ftype,
+                                       unsigned char flags, uint32_t stream_id) noexcept:
     p[0] = (length >> 16) & 0xFF
     p[1] = (length >> 8) & 0xFF
     p[2] = length & 0xFF
-    p[3] = 0  # DATA
-    p[4] = 0  # no flags
+    p[3] = ftype
+    p[4] = flags
     p[5] = (stream_id >> 24) & 0x7F
     p[6] = (stream_id >> 16) & 0xFF
     p[7] = (stream_id >> 8) & 0xFF
@@ -252,7 +252,7 @@ cdef unsigned char* _put_payload(unsigned char* p, const unsigned char* src, Py_
     while k > 0:
         if left[0] == 0:
             left[0] = max_frame if remaining[0] > max_frame else remaining[0]
-            p = _put_frame_header(p, left[0], stream_id)
+            p = _put_header(p, left[0], 0x0, 0x0, stream_id)  # DATA, no flags
         c = k if k < left[0] else left[0]
         memcpy(p, src, c)
         p += c
@@ -261,3 +261,24 @@ cdef unsigned char* _put_payload(unsigned char* p, const unsigned char* src, Py_
         left[0] -= c
         remaining[0] -= c
     return p
+
+
+def response_frames(uint32_t stream_id, bytes head, bytes prefix, bytes body, bytes trailers):
+    """Twin of kvstore/h2/frames.py's: a whole response in three frames, HEADERS ``head``
+    (END_HEADERS), DATA ``prefix + body``, HEADERS ``trailers`` (END_HEADERS, END_STREAM);
+    each must fit one frame (the caller checks the peer's frame size)."""
+    cdef Py_ssize_t hn = len(head), pn = len(prefix), bn = len(body), tn = len(trailers)
+    if hn > MAX_LENGTH or pn + bn > MAX_LENGTH or tn > MAX_LENGTH:
+        raise ValueError("response_frames: a frame past 24 bits of length")
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 3 * HDR + hn + pn + bn + tn)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    p = _put_header(p, hn, 0x1, 0x4, stream_id)  # HEADERS, END_HEADERS
+    memcpy(p, PyBytes_AS_STRING(head), hn)
+    p += hn
+    p = _put_header(p, pn + bn, 0x0, 0x0, stream_id)  # DATA
+    memcpy(p, PyBytes_AS_STRING(prefix), pn)
+    memcpy(p + pn, PyBytes_AS_STRING(body), bn)
+    p += pn + bn
+    p = _put_header(p, tn, 0x1, 0x5, stream_id)  # HEADERS, END_HEADERS | END_STREAM
+    memcpy(p, PyBytes_AS_STRING(trailers), tn)
+    return out

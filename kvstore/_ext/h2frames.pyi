@@ -8,9 +8,10 @@ from kvstore.h2.frame_reader import FrameError as FrameError
 
 HEADER_SIZE: int
 
-__all__ = ["FrameReader", "FrameError", "HEADER_SIZE", "grpc_data_frames"]
+__all__ = ["FrameReader", "FrameError", "HEADER_SIZE", "grpc_data_frames", "response_frames"]
 
 def grpc_data_frames(stream_id: int, messages: list[bytes], size: int, max_frame: int) -> bytes: ...
+def response_frames(stream_id: int, head: bytes, prefix: bytes, body: bytes, trailers: bytes) -> bytes: ...
 
 class FrameReader:
     def __init__(self, max_frame_size: SupportsIndex) -> None: ...

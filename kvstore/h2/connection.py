@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from . import frames as f
 from .config import H2Configuration
-from .frame_reader_select import FrameReader, grpc_data_frames
+from .frame_reader_select import FrameReader, grpc_data_frames, response_frames
 from .hpack_select import Decoder, HPACKError
 from .settings import ACK_THRESHOLD, OUR_MAX_FRAME, OUR_MAX_HEADER_LIST, our_settings
 from .stream import Stream, StreamHandler
@@ -165,7 +165,8 @@ class H2Connection(asyncio.Protocol, ABC):
         try:
             n = len(frames)
             while i < n:
-                if self._turn_over():
+                # (_turn_over, inline: this runs for every frame)
+                if self._input_held or self._budget <= 0 or self._out_bytes > TURN_OUTPUT:
                     self._hold_input(frames, i, error)
                     self._send_window_updates()
                     return
@@ -519,9 +520,7 @@ class H2Connection(asyncio.Protocol, ABC):
             self._conn_send_window -= n
             stream.send_window -= n
             self._sent_since_ping = True
-            self._write(f.frame(f.HEADERS, f.END_HEADERS, sid, head)
-                        + f.frame(f.DATA, 0, sid, prefix + body)
-                        + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, sid, trailers))
+            self._write(response_frames(sid, head, prefix, body, trailers))
             self._close_local(stream)
             return
         self.send_headers(stream, head)

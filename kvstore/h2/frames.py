@@ -100,6 +100,19 @@ def grpc_data_frames(stream_id: int, messages: list, size: int, max_frame: int) 
                     + payload[i:i + max_frame] for i in range(0, size, max_frame))
 
 
+def response_frames(stream_id: int, head: bytes, prefix: bytes, body: bytes,
+                    trailers: bytes) -> bytes:
+    """A whole response in three frames: HEADERS ``head`` (END_HEADERS), DATA ``prefix +
+    body``, HEADERS ``trailers`` (END_HEADERS, END_STREAM); each must fit one frame (the caller
+    checks the peer's frame size). (Pure twin of ext/h2frames.pyx's: frame_reader_select picks
+    one.)"""
+    data = prefix + body
+    if max(len(head), len(data), len(trailers)) > 0xFFFFFF:
+        raise ValueError("response_frames: a frame past 24 bits of length")
+    return (frame(HEADERS, END_HEADERS, stream_id, head) + frame(DATA, 0, stream_id, data)
+            + frame(HEADERS, END_HEADERS | END_STREAM, stream_id, trailers))
+
+
 def parse_header(buf, pos: int) -> tuple[int, int, int, int]:
     """(length, type, flags, stream id) of the frame header at buf[pos:pos+9]."""
     hi, lo, ftype, flags, sid = _HEADER.unpack_from(buf, pos)

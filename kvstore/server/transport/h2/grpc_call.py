@@ -389,7 +389,8 @@ class GrpcCall:
             if self._intercept is not None:
                 caller = self._intercept("unary", self._headers, self.conn.peer_cn)
             result = self.method.func(request)
-            if asyncio.iscoroutine(result):
+            # (a future is the common answer, a write's: asked first, iscoroutine is slower)
+            if not isinstance(result, asyncio.Future) and asyncio.iscoroutine(result):
                 self._start(self._run_unary(result))  # its task keeps the caller
                 return
         except Exception as e:
