@@ -482,3 +482,18 @@ def test_grpc_data_frames_refuses_a_wrong_size(impl):
         impl(1, [b"abc"], 8, 0)  # no frame holds anything
     with pytest.raises(ValueError):
         impl(1, [b"abc"], 8, 1 << 24)  # past a frame's 24-bit length
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_response_frames_twins_agree_and_make_three_frames(seed):
+    rng = random.Random(seed)
+    head, prefix, trailers = rng.randbytes(rng.randint(0, 40)), rng.randbytes(5), rng.randbytes(9)
+    body = rng.randbytes(rng.choice([0, 1, 300, 16_000]))
+    sid = rng.randint(1, 2**31 - 1)
+    made = [impl(sid, head, prefix, body, trailers)
+            for impl in (f.response_frames, compiled.response_frames)]
+    assert made[0] == made[1]
+    frames, err = pure.FrameReader(1 << 24).feed(made[0])
+    assert err is None
+    assert frames == [(f.HEADERS, f.END_HEADERS, sid, head), (f.DATA, 0, sid, prefix + body),
+                      (f.HEADERS, f.END_HEADERS | f.END_STREAM, sid, trailers)]
