@@ -92,6 +92,14 @@ class MVCCStore:
     def write(self) -> WriteTxn:
         return WriteTxn(self)
 
+    def put_one(self, key: bytes, value: bytes, lease: int = 0) -> int:
+        """A revision of one put, committed (a write txn of that put alone, with no txn
+        object: most writes are this): its revision."""
+        rev = self.current_rev + 1
+        kv, prev = _put_revision(self.index, key, value, lease, rev)
+        self._commit(rev, [kv], [prev])
+        return rev
+
     def compact(self, rev: int) -> None:
         """Forgets every revision that no read at or after ``rev`` can see, all at once."""
         self.start_compaction(rev)
@@ -208,6 +216,21 @@ def _revisions_size(revisions) -> int:
     return sum(len(kv.encoded) for kv in revisions) + REVISION_KEY_BYTES * len(revisions)
 
 
+def _put_revision(index, key: bytes, value: bytes, lease: int, rev: int):
+    """Writes revision ``rev`` of ``key`` to the index: (the new KeyValue, the one it
+    replaced or None)."""
+    ki = index.get_or_create(key)
+    key = ki.key  # every revision of a key shares one bytes object (not one per request)
+    prev = ki.current()
+    if prev is None:
+        index.mark_live(key)
+        kv = KeyValue(key, rev, rev, 1, value, lease)
+    else:
+        kv = KeyValue(key, prev.create_revision, rev, prev.version + 1, value, lease)
+    ki.put(kv)
+    return kv, prev
+
+
 class WriteTxn:
     """One main revision's worth of writes. Reads inside it see its own earlier writes.
 
@@ -243,15 +266,7 @@ class WriteTxn:
         return ki.current() if ki is not None else None
 
     def put(self, key: bytes, value: bytes, lease: int = 0) -> KeyValue:
-        ki = self.store.index.get_or_create(key)
-        key = ki.key  # every revision of a key shares one bytes object (not one per request)
-        prev = ki.current()
-        if prev is None:
-            self.store.index.mark_live(key)
-            kv = KeyValue(key, self.rev, self.rev, 1, value, lease)
-        else:
-            kv = KeyValue(key, prev.create_revision, self.rev, prev.version + 1, value, lease)
-        ki.put(kv)
+        kv, prev = _put_revision(self.store.index, key, value, lease, self.rev)
         self.changes.append(kv)
         self.prevs.append(prev)
         return kv

@@ -71,6 +71,8 @@ class Applier:
         if txn is None:
             if r.lease and not self.lease_exists(r.lease):
                 raise errors.LeaseNotFound()
+            if not (r.ignore_value or r.ignore_lease or r.prev_kv):  # most puts: no txn object
+                return wire.put_response(header(self.mvcc.put_one(r.key, r.value, r.lease)), None)
             return self._in_own_txn(self._put, r, header)
         return self._put(r, txn, header)
 
