@@ -625,7 +625,12 @@ async def test_a_watch_survives_a_snapshot_installed_while_its_member_serves(nat
             revisions = [ev.kv.mod_revision for _, ev in events]
             assert revisions == list(range(start + 1, start + 401))
             assert [ev.kv.value[:3].rstrip(b".") for _, ev in events] == [b"%d" % i for i in range(400)]
-            assert "installed the shared snapshot" in paused.log()
+            # (the watchers catch up from the installed state while its file is still being
+            # saved: the line that says it was comes once the save is done)
+            deadline = time.monotonic() + 30
+            while "installed the shared snapshot" not in paused.log():
+                assert time.monotonic() < deadline, "the member never installed the snapshot"
+                await asyncio.sleep(0.2)
             await check_converged(m.endpoints)
         finally:
             await w.close()

@@ -463,22 +463,24 @@ class GrpcCall:
         False when flow control holds it back."""
         if type(response) is ResponseBatch:
             return self._send_messages(response)
-        if not self._sent_headers:
-            self.conn.send_headers(self.stream, RESPONSE_HEADERS)
-            self._sent_headers = True
+        self._headers_first()
         body = serialize(response)
         self._counts.sent_bytes += len(body)
         return self.conn.send_data(self.stream, _PREFIX.pack(0, len(body)) + body)
 
     def _send_messages(self, messages: list[bytes]) -> bool:
-        """Consecutive serialized responses of a stream, in one write (one DATA frame when
-        they fit), the response headers first; False when flow control holds some back."""
-        if not self._sent_headers:
-            self.conn.send_headers(self.stream, RESPONSE_HEADERS)
-            self._sent_headers = True
+        """Consecutive serialized responses of a stream, in one write (their DATA frames built
+        at once when the windows take them all), the response headers first; False when flow
+        control holds some back."""
+        self._headers_first()
         size = sum(map(len, messages))
         self._counts.sent_bytes += size
         return self.conn.send_grpc_messages(self.stream, messages, size + 5 * len(messages))
+
+    def _headers_first(self) -> None:
+        if not self._sent_headers:
+            self.conn.send_headers(self.stream, RESPONSE_HEADERS)
+            self._sent_headers = True
 
     async def _stream_responses(self, responses) -> None:
         conn, stream = self.conn, self.stream
