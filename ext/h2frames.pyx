@@ -32,6 +32,9 @@ cdef enum:
     KEEP_ALLOC = 65536          # buffers above this shrink once they hold less than half
 
 
+include "frame_header.pxi"
+
+
 cdef inline Py_ssize_t _length(const unsigned char* h) noexcept:
     return (<Py_ssize_t>h[0] << 16) | (<Py_ssize_t>h[1] << 8) | h[2]
 
@@ -202,20 +205,6 @@ cdef class FrameReader:
 __all__ = ["FrameReader", "FrameError", "HEADER_SIZE", "grpc_data_frames", "response_frames"]
 
 
-cdef inline unsigned char* _put_header(unsigned char* p, Py_ssize_t length, unsigned char ftype,
-                                       unsigned char flags, uint32_t stream_id) noexcept:
-    p[0] = (length >> 16) & 0xFF
-    p[1] = (length >> 8) & 0xFF
-    p[2] = length & 0xFF
-    p[3] = ftype
-    p[4] = flags
-    p[5] = (stream_id >> 24) & 0x7F
-    p[6] = (stream_id >> 16) & 0xFF
-    p[7] = (stream_id >> 8) & 0xFF
-    p[8] = stream_id & 0xFF
-    return p + HDR
-
-
 def grpc_data_frames(uint32_t stream_id, messages, Py_ssize_t size, Py_ssize_t max_frame):
     """Twin of kvstore/h2/frames.py's: the DATA frames (no flags, each at most ``max_frame``
     long) whose payloads, joined, are each message behind its gRPC length prefix; ``size`` is
@@ -252,7 +241,7 @@ cdef unsigned char* _put_payload(unsigned char* p, const unsigned char* src, Py_
     while k > 0:
         if left[0] == 0:
             left[0] = max_frame if remaining[0] > max_frame else remaining[0]
-            p = _put_header(p, left[0], 0x0, 0x0, stream_id)  # DATA, no flags
+            p = _put_frame_header(p, left[0], 0x0, 0x0, stream_id)  # DATA, no flags
         c = k if k < left[0] else left[0]
         memcpy(p, src, c)
         p += c
@@ -272,13 +261,13 @@ def response_frames(uint32_t stream_id, bytes head, bytes prefix, bytes body, by
         raise ValueError("response_frames: a frame past 24 bits of length")
     cdef bytes out = PyBytes_FromStringAndSize(NULL, 3 * HDR + hn + pn + bn + tn)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
-    p = _put_header(p, hn, 0x1, 0x4, stream_id)  # HEADERS, END_HEADERS
+    p = _put_frame_header(p, hn, 0x1, 0x4, stream_id)  # HEADERS, END_HEADERS
     memcpy(p, PyBytes_AS_STRING(head), hn)
     p += hn
-    p = _put_header(p, pn + bn, 0x0, 0x0, stream_id)  # DATA
+    p = _put_frame_header(p, pn + bn, 0x0, 0x0, stream_id)  # DATA
     memcpy(p, PyBytes_AS_STRING(prefix), pn)
     memcpy(p + pn, PyBytes_AS_STRING(body), bn)
     p += pn + bn
-    p = _put_header(p, tn, 0x1, 0x5, stream_id)  # HEADERS, END_HEADERS | END_STREAM
+    p = _put_frame_header(p, tn, 0x1, 0x5, stream_id)  # HEADERS, END_HEADERS | END_STREAM
     memcpy(p, PyBytes_AS_STRING(trailers), tn)
     return out

@@ -312,17 +312,7 @@ def window_updates_due(conn):
 
 # -- sending ------------------------------------------------------------------------------------
 
-cdef inline void _frame_header(unsigned char* p, Py_ssize_t length, int ftype, int flags,
-                               Py_ssize_t sid) noexcept:
-    p[0] = (length >> 16) & 0xFF
-    p[1] = (length >> 8) & 0xFF
-    p[2] = length & 0xFF
-    p[3] = ftype
-    p[4] = flags
-    p[5] = (sid >> 24) & 0xFF
-    p[6] = (sid >> 16) & 0xFF
-    p[7] = (sid >> 8) & 0xFF
-    p[8] = sid & 0xFF
+include "frame_header.pxi"
 
 
 cdef object _prefix(Py_ssize_t n):
@@ -362,10 +352,10 @@ cdef object _open_request(object conn, object block, UnaryCall call, object mess
     # HEADERS (END_HEADERS), then DATA (END_STREAM): the prefix, then the message
     data = PyBytes_FromStringAndSize(NULL, 9 + blen + 9 + n)
     p = <unsigned char*>PyBytes_AS_STRING(data)
-    _frame_header(p, blen, HEADERS, END_HEADERS, sid)
+    _put_frame_header(p, blen, HEADERS, END_HEADERS, sid)
     memcpy(p + 9, PyBytes_AS_STRING(block), blen)
     p += 9 + blen
-    _frame_header(p, n, DATA, END_STREAM, sid)
+    _put_frame_header(p, n, DATA, END_STREAM, sid)
     p[9] = 0
     p[10] = (mlen >> 24) & 0xFF
     p[11] = (mlen >> 16) & 0xFF

@@ -93,6 +93,18 @@ def test_unknown_method_is_unimplemented(h2_server):
     assert headers[b"grpc-message"] == b"unknown method Nope for service etcdserverpb.KV"
 
 
+def _data_until_quiet(c: RawH2) -> bytes:
+    """The DATA payloads the server sends until it has sent nothing for half a second."""
+    body = b""
+    while True:
+        try:
+            fr = c.read_frame(timeout=0.5)
+        except TimeoutError:
+            return body
+        if fr[0] == f.DATA:
+            body += fr[3]
+
+
 def test_small_windows_split_a_large_response_and_wait_for_window_updates(h2_server):
     value = bytes(range(256)) * 800  # 200 KB
     with grpc.insecure_channel(h2_server.endpoint) as ch:
@@ -100,15 +112,8 @@ def test_small_windows_split_a_large_response_and_wait_for_window_updates(h2_ser
     c = RawH2(h2_server.port, settings={f.INITIAL_WINDOW_SIZE: 1000})
     c.frame(f.HEADERS, f.END_HEADERS, 1, request_headers(b"/etcdserverpb.KV/Range"))
     c.frame(f.DATA, f.END_STREAM, 1, grpc_message(pb.RangeRequest(key=b"big")))
-    body = b""
     # without window updates the server may send 1000 bytes on the stream, no more
-    while True:
-        try:
-            fr = c.read_frame(timeout=0.5)
-        except TimeoutError:
-            break
-        if fr[0] == f.DATA:
-            body += fr[3]
+    body = _data_until_quiet(c)
     assert len(body) == 1000
     done = False
     while not done:
@@ -166,14 +171,8 @@ def test_watch_held_by_a_small_window_resumes_in_order_after_half_close(h2_serve
         kv = rpc.KVStub(ch)
         revs = [kv.Put(pb.PutRequest(key=b"held/%03d" % i, value=b"v" * 40)).header.revision
                 for i in range(60)]
-    body = b""
-    while True:  # without window updates: what is left of the stream's 1000 bytes, no more
-        try:
-            fr = c.read_frame(timeout=0.5)
-        except TimeoutError:
-            break
-        if fr[0] == f.DATA:
-            body += fr[3]
+    # without window updates: what is left of the stream's 1000 bytes, no more
+    body = _data_until_quiet(c)
     assert len(body) == 1000 - len(first)
     events: list = []
     deadline = time.monotonic() + 20
